@@ -1,0 +1,3 @@
+//! nixwire-core
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
