@@ -1,0 +1,558 @@
+//! The three checks of a serve transcript: the codec, the core as client and
+//! the core as server.
+
+use std::time::Instant;
+
+use nixwire_core::nar::NarFramer;
+use nixwire_core::serve::messages::{
+    AddToStoreNar, BuildStatus, CLIENT_MAGIC, Command, ExportTrailer, SERVER_MAGIC,
+};
+use nixwire_core::serve::{
+    Client, ClientConfig, ClientEvent, ImportPaths, Reply, Request, RequestId, Server,
+    ServerConfig, ServerEvent,
+};
+use nixwire_core::wire::{Cx, DecodeError, Version, Wire, decode_u64, encode_u64};
+
+use crate::transcript::{From, Transcript};
+
+/// A request as recorded: the request and its NAR bodies (one for
+/// `AddToStoreNar`, one per path for `ImportPaths`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    /// The request, with `ImportPaths`' trailers filled in.
+    pub request: Request,
+    /// Its NARs.
+    pub bodies: Vec<Vec<u8>>,
+}
+
+/// A reply as recorded; `nar` holds a `DumpStorePath` reply's NAR.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedReply {
+    /// The reply.
+    pub reply: Reply,
+    /// The NAR of a `DumpStorePath` reply, else empty.
+    pub nar: Vec<u8>,
+}
+
+/// What the codec made of both streams.
+#[derive(Debug, Clone, Default)]
+pub struct CodecWalk {
+    /// What the client announced.
+    pub client_version: Option<Version>,
+    /// What the server announced.
+    pub server_version: Option<Version>,
+    /// The requests, in order.
+    pub requests: Vec<RecordedRequest>,
+    /// The replies that decoded, in order.
+    pub replies: Vec<RecordedReply>,
+    /// Why the client stream did not decode to the end, if it did not.
+    pub client_error: Option<String>,
+    /// Why the server stream did not decode to the end, if it did not.
+    pub server_error: Option<String>,
+}
+
+impl CodecWalk {
+    /// The negotiated version.
+    pub fn version(&self) -> Option<Version> {
+        Some(self.client_version?.min(self.server_version?))
+    }
+}
+
+/// A cursor over one recorded stream, decoding with [`Wire`] alone (no state
+/// machine), so that the codec is checked independently of the connections.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn rest(&self) -> &'a [u8] {
+        &self.bytes[self.pos..]
+    }
+
+    fn is_done(&self) -> bool {
+        self.pos == self.bytes.len()
+    }
+
+    fn take<T>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&'a [u8]) -> nixwire_core::wire::WireResult<'a, T>,
+    ) -> Result<T, String> {
+        match f(self.rest()) {
+            Ok((rest, v)) => {
+                self.pos = self.bytes.len() - rest.len();
+                Ok(v)
+            }
+            Err(nom::Err::Incomplete(_)) => Err(format!(
+                "{what} at byte {}: the stream ends inside it",
+                self.pos
+            )),
+            Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
+                Err(format!("{what} at byte {}: {e}", self.pos))
+            }
+        }
+    }
+
+    fn hello(&mut self, magic: u64, who: &str) -> Result<Version, String> {
+        let m = self.take("magic", decode_u64)?;
+        if m != magic {
+            return Err(format!("{who} magic {m:#x}, expected {magic:#x}"));
+        }
+        let v = self.take("version", decode_u64)?;
+        Version::from_wire(v).ok_or_else(|| format!("{who} version {v:#x}"))
+    }
+
+    fn nar(&mut self, what: &str) -> Result<Vec<u8>, String> {
+        let mut framer = NarFramer::new();
+        let used = framer
+            .feed(self.rest())
+            .map_err(|e| format!("{what}: {e}"))?;
+        if !framer.is_done() {
+            return Err(format!("{what}: the stream ends inside the NAR"));
+        }
+        let nar = self.rest()[..used].to_vec();
+        self.pos += used;
+        Ok(nar)
+    }
+}
+
+/// Walks both streams with the codec alone.
+pub fn codec_walk(t: &Transcript) -> CodecWalk {
+    let client_bytes = t.stream(From::Client);
+    let server_bytes = t.stream(From::Server);
+    let mut walk = CodecWalk::default();
+    if let Err(e) = walk_client(&client_bytes, &server_bytes, &mut walk) {
+        walk.client_error = Some(e);
+    }
+    if let Err(e) = walk_server(&server_bytes, &mut walk) {
+        walk.server_error = Some(e);
+    }
+    walk
+}
+
+fn walk_client(client: &[u8], server: &[u8], walk: &mut CodecWalk) -> Result<(), String> {
+    let mut c = Cursor {
+        bytes: client,
+        pos: 0,
+    };
+    walk.client_version = Some(c.hello(CLIENT_MAGIC, "client")?);
+    // The client's requests are encoded at the negotiated version, which needs
+    // the server's announcement too.
+    let mut s = Cursor {
+        bytes: server,
+        pos: 0,
+    };
+    walk.server_version = Some(s.hello(SERVER_MAGIC, "server")?);
+    let cx = Cx::new(walk.version().ok_or("no version")?);
+    while !c.is_done() {
+        let n = walk.requests.len();
+        let mut request = c.take(&format!("request {n}"), |i| Request::decode_header(&cx, i))?;
+        let mut bodies = Vec::new();
+        match &mut request {
+            Request::AddToStoreNar(AddToStoreNar { nar_size, .. }) => {
+                let size = usize::try_from(*nar_size).map_err(|e| e.to_string())?;
+                let body = c.rest().get(..size).ok_or(format!(
+                    "request {n}: the stream ends inside the NAR of {size} bytes"
+                ))?;
+                bodies.push(body.to_vec());
+                c.pos += size;
+            }
+            Request::ImportPaths(ImportPaths { paths }) => loop {
+                match c.take("ImportPaths flag", decode_u64)? {
+                    0 => break,
+                    1 => {
+                        bodies.push(c.nar(&format!("request {n}: NAR"))?);
+                        let trailer =
+                            c.take("export trailer", |i| ExportTrailer::decode(&cx, i))?;
+                        paths.push(trailer);
+                    }
+                    other => return Err(format!("ImportPaths flag {other}")),
+                }
+            },
+            _ => {}
+        }
+        walk.requests.push(RecordedRequest { request, bodies });
+    }
+    Ok(())
+}
+
+fn walk_server(server: &[u8], walk: &mut CodecWalk) -> Result<(), String> {
+    let mut s = Cursor {
+        bytes: server,
+        pos: 0,
+    };
+    s.hello(SERVER_MAGIC, "server")?;
+    let cx = Cx::new(walk.version().ok_or("no version")?);
+    for (n, r) in walk.requests.iter().enumerate() {
+        if s.is_done() {
+            return Err(format!(
+                "the server stream ends before the reply to request {n} ({})",
+                r.request.command()
+            ));
+        }
+        let command = r.request.command();
+        let what = format!("the reply to request {n} ({command})");
+        let recorded = if command == Command::DumpStorePath {
+            let nar = s.nar(&what)?;
+            let reply = Reply::DumpStorePath {
+                nar_size: nar.len() as u64,
+            };
+            RecordedReply { reply, nar }
+        } else {
+            let reply = s.take(&what, |i| Reply::decode(command, &cx, i))?;
+            RecordedReply {
+                reply,
+                nar: Vec::new(),
+            }
+        };
+        walk.replies.push(recorded);
+    }
+    if !s.is_done() {
+        return Err(format!(
+            "{} bytes after the last reply",
+            s.bytes.len() - s.pos
+        ));
+    }
+    Ok(())
+}
+
+/// Re-encodes what the codec decoded: the bytes each side would send.
+pub fn reencode(walk: &CodecWalk) -> (Vec<u8>, Vec<u8>) {
+    let (Some(cv), Some(sv), Some(v)) = (walk.client_version, walk.server_version, walk.version())
+    else {
+        return (Vec::new(), Vec::new());
+    };
+    let cx = Cx::new(v);
+    let mut client = Vec::new();
+    encode_u64(CLIENT_MAGIC, &mut client);
+    encode_u64(cv.to_wire(), &mut client);
+    for r in &walk.requests {
+        r.request.encode_header(&cx, &mut client);
+        match &r.request {
+            Request::ImportPaths(ImportPaths { paths }) => {
+                for (trailer, nar) in paths.iter().zip(&r.bodies) {
+                    encode_u64(1, &mut client);
+                    client.extend_from_slice(nar);
+                    trailer.encode(&cx, &mut client);
+                }
+                encode_u64(0, &mut client);
+            }
+            _ => r.bodies.iter().for_each(|b| client.extend_from_slice(b)),
+        }
+    }
+    let mut server = Vec::new();
+    encode_u64(SERVER_MAGIC, &mut server);
+    encode_u64(sv.to_wire(), &mut server);
+    for r in &walk.replies {
+        r.reply.encode(&cx, &mut server);
+        server.extend_from_slice(&r.nar);
+    }
+    (client, server)
+}
+
+/// How a client run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every request got its reply; these builds reported failure.
+    Completed {
+        /// Failing build statuses, with their messages.
+        build_failures: Vec<String>,
+    },
+    /// The connection failed with this error.
+    ProtocolError(String),
+}
+
+/// What the core's client did when replaying a transcript.
+#[derive(Debug, Clone)]
+pub struct ClientRun {
+    /// The bytes it sent.
+    pub sent: Vec<u8>,
+    /// The replies it surfaced, in order, with the NAR chunks of each.
+    pub replies: Vec<RecordedReply>,
+    /// The log bytes it surfaced.
+    pub logs: Vec<u8>,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// Replays the recorded server against the core's client, asking for the
+/// requests the codec found in the recorded client stream.
+pub fn run_client(t: &Transcript, walk: &CodecWalk) -> Result<ClientRun, String> {
+    let now = Instant::now();
+    let version = walk.client_version.ok_or("no client version")?;
+    let config = ClientConfig {
+        version,
+        handshake_timeout: None,
+        ..ClientConfig::default()
+    };
+    let mut client = Client::new(config, now);
+    let mut ids = Vec::new();
+    for r in &walk.requests {
+        let id = client
+            .request(r.request.clone())
+            .map_err(|e| format!("request: {e}"))?;
+        ids.push(id);
+    }
+    let mut run = ClientRun {
+        sent: Vec::new(),
+        replies: Vec::new(),
+        logs: Vec::new(),
+        outcome: Outcome::Completed {
+            build_failures: Vec::new(),
+        },
+    };
+    let mut nar = Vec::new();
+    let mut result: Result<(), String> = Ok(());
+    let mut drain = |client: &mut Client, run: &mut ClientRun| -> Result<(), String> {
+        while let Some(event) = client.poll_event() {
+            match event {
+                ClientEvent::SendNar { id } => {
+                    let index = ids.iter().position(|i| *i == id).ok_or("unknown id")?;
+                    for body in &walk.requests[index].bodies {
+                        client.write_nar(id, body).map_err(|e| e.to_string())?;
+                    }
+                }
+                ClientEvent::NarChunk { data, .. } => nar.extend_from_slice(&data),
+                ClientEvent::Reply { reply, .. } => {
+                    let nar = std::mem::take(&mut nar);
+                    run.replies.push(RecordedReply { reply, nar });
+                }
+                ClientEvent::Log(data) => run.logs.extend_from_slice(&data),
+                ClientEvent::Connected { .. } | ClientEvent::Closed => {}
+                _ => {}
+            }
+        }
+        client.poll_transmit(&mut run.sent);
+        Ok(())
+    };
+    drain(&mut client, &mut run)?;
+    for chunk in &t.chunks {
+        let step = match chunk.from {
+            From::Server => client
+                .handle_input(now, &chunk.data)
+                .map_err(|e| e.to_string()),
+            From::Stderr => {
+                client.handle_stderr(now, &chunk.data);
+                Ok(())
+            }
+            From::Client => Ok(()),
+        };
+        // Logs keep coming after a protocol error; keep draining them.
+        if result.is_ok() {
+            result = step;
+        }
+        drain(&mut client, &mut run)?;
+    }
+    if result.is_ok() {
+        result = client.handle_eof(now).map_err(|e| e.to_string());
+    }
+    drain(&mut client, &mut run)?;
+    run.outcome = match result {
+        Err(e) => Outcome::ProtocolError(e),
+        Ok(()) => Outcome::Completed {
+            build_failures: run.replies.iter().filter_map(build_failure).collect(),
+        },
+    };
+    Ok(run)
+}
+
+fn build_failure(r: &RecordedReply) -> Option<String> {
+    match &r.reply {
+        Reply::BuildDerivation(b) if !b.status.is_success() => {
+            Some(format!("{:?}: {}", b.status, b.error_msg))
+        }
+        Reply::BuildPaths(b) if b.status != 0 => {
+            Some(format!("status {}: {}", b.status, b.error_msg))
+        }
+        _ => None,
+    }
+}
+
+/// What the core's server did with the recorded client bytes.
+#[derive(Debug, Clone)]
+pub struct ServerRun {
+    /// The requests it yielded, with their bodies.
+    pub requests: Vec<RecordedRequest>,
+    /// The bytes it sent: its handshake and its encoding of the replies.
+    pub sent: Vec<u8>,
+}
+
+/// Feeds the recorded client bytes to the core's server, then answers each
+/// request with the recorded reply.
+pub fn run_server(t: &Transcript, walk: &CodecWalk) -> Result<ServerRun, String> {
+    let version = walk.server_version.ok_or("no server version")?;
+    let config = ServerConfig {
+        version,
+        ..ServerConfig::default()
+    };
+    let mut server = Server::new(config);
+    let mut requests: Vec<(RequestId, RecordedRequest)> = Vec::new();
+    let mut current = Vec::new();
+    for chunk in t.chunks.iter().filter(|c| c.from == From::Client) {
+        server
+            .handle_input(&chunk.data)
+            .map_err(|e| format!("server: {e}"))?;
+        while let Some(event) = server.poll_event() {
+            let last = requests.last_mut();
+            match (event, last) {
+                (ServerEvent::Request { id, request }, _) => requests.push((
+                    id,
+                    RecordedRequest {
+                        request,
+                        bodies: Vec::new(),
+                    },
+                )),
+                (ServerEvent::NarChunk { data, .. }, _) => current.extend_from_slice(&data),
+                (ServerEvent::NarEnd { .. }, Some((_, r))) => {
+                    r.bodies.push(std::mem::take(&mut current))
+                }
+                (ServerEvent::ImportedPath { trailer, .. }, Some((_, r))) => {
+                    if let Request::ImportPaths(m) = &mut r.request {
+                        m.paths.push(trailer);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    server.handle_eof().map_err(|e| format!("server: {e}"))?;
+    for ((id, _), reply) in requests.iter().zip(&walk.replies) {
+        let result = if reply.reply.command() == Command::DumpStorePath {
+            server.send_nar(*id, &reply.nar)
+        } else {
+            server.reply(*id, &reply.reply)
+        };
+        result.map_err(|e| format!("server reply {id}: {e}"))?;
+    }
+    let mut sent = Vec::new();
+    server.poll_transmit(&mut sent);
+    Ok(ServerRun {
+        requests: requests.into_iter().map(|(_, r)| r).collect(),
+        sent,
+    })
+}
+
+/// The first offset where two byte strings differ, for messages.
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .or_else(|| (a.len() != b.len()).then(|| a.len().min(b.len())))
+}
+
+fn same(what: &str, ours: &[u8], recorded: &[u8]) -> Result<(), String> {
+    match first_difference(ours, recorded) {
+        None => Ok(()),
+        Some(at) => Err(format!(
+            "{what}: ours ({} bytes) differs from the recording ({} bytes) at byte {at}",
+            ours.len(),
+            recorded.len()
+        )),
+    }
+}
+
+/// Runs every check on one serve transcript. `Ok` carries a one-line summary
+/// of what was checked.
+pub fn check(t: &Transcript) -> Result<String, String> {
+    let client_bytes = t.stream(From::Client);
+    let server_bytes = t.stream(From::Server);
+    let stderr_bytes = t.stream(From::Stderr);
+    let expect_failure = t.client_exit != 0 && t.last_connection;
+
+    // 1. The codec.
+    let walk = codec_walk(t);
+    if let Some(e) = &walk.client_error {
+        return Err(format!("codec, client stream: {e}"));
+    }
+    let (client_again, server_again) = reencode(&walk);
+    same(
+        "codec, client stream re-encoded",
+        &client_again,
+        &client_bytes,
+    )?;
+    match &walk.server_error {
+        None => same(
+            "codec, server stream re-encoded",
+            &server_again,
+            &server_bytes,
+        )?,
+        Some(e) if !expect_failure => return Err(format!("codec, server stream: {e}")),
+        // The recorded client failed on these bytes too: what decoded must
+        // still re-encode exactly.
+        Some(_) => same(
+            "codec, server stream re-encoded (up to the failure)",
+            &server_again,
+            &server_bytes[..server_again.len().min(server_bytes.len())],
+        )?,
+    }
+
+    // 2. The core as client.
+    let run = run_client(t, &walk)?;
+    same("client role, bytes sent", &run.sent, &client_bytes)?;
+    same("client role, logs", &run.logs, &stderr_bytes)?;
+    let n = run.replies.len().min(walk.replies.len());
+    if run.replies[..n] != walk.replies[..n] {
+        return Err("client role: a reply differs from the codec's decoding".into());
+    }
+    let outcome = match (&run.outcome, expect_failure) {
+        (Outcome::Completed { build_failures }, false) if build_failures.is_empty() => {
+            if run.replies.len() != walk.replies.len() {
+                return Err("client role: not every request got its reply".into());
+            }
+            "completed".to_owned()
+        }
+        (Outcome::Completed { build_failures }, false) => {
+            return Err(format!(
+                "the recorded client succeeded, but the core reports a failed build: {}",
+                build_failures.join("; ")
+            ));
+        }
+        (Outcome::ProtocolError(e), false) => return Err(format!("client role: {e}")),
+        (Outcome::Completed { build_failures }, true) if !build_failures.is_empty() => {
+            format!("build failed as recorded ({})", build_failures.join("; "))
+        }
+        (Outcome::Completed { .. }, true) => {
+            return Err(format!(
+                "the recorded client failed (exit {}), but the core completed cleanly",
+                t.client_exit
+            ));
+        }
+        (Outcome::ProtocolError(e), true) => {
+            if walk.server_error.is_none() {
+                return Err(format!(
+                    "client role failed ({e}) where the codec decoded every reply"
+                ));
+            }
+            format!("failed as recorded: {e}")
+        }
+    };
+
+    // 3. The core as server.
+    let srv = run_server(t, &walk)?;
+    if srv.requests != walk.requests {
+        return Err("server role: the requests differ from the codec's decoding".into());
+    }
+    if walk.server_error.is_none() {
+        same("server role, bytes sent", &srv.sent, &server_bytes)?;
+    } else {
+        same(
+            "server role, bytes sent (up to the failure)",
+            &srv.sent,
+            &server_bytes[..srv.sent.len().min(server_bytes.len())],
+        )?;
+    }
+    Ok(format!(
+        "{} requests at {}: {outcome}",
+        walk.requests.len(),
+        walk.version().map(|v| v.to_string()).unwrap_or_default()
+    ))
+}
+
+/// Whether a failing build status is one a transcript may show.
+pub fn is_failure(status: BuildStatus) -> bool {
+    !status.is_success()
+}
+
+/// For callers that want the error type of a decode: re-exported for symmetry.
+pub type CodecError = DecodeError;

@@ -1,0 +1,493 @@
+//! The server side of a serve connection (what `nix-store --serve` is), as a
+//! state machine: it turns a client's bytes into requests and streams, and a
+//! host's replies into bytes.
+//!
+//! The host answers requests strictly in the order they came, because the
+//! protocol has no request ids on the wire.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::RequestId;
+use super::error::{Error, check_version};
+use super::messages::{CLIENT_MAGIC, Command, ExportTrailer, LATEST, SERVER_MAGIC};
+use super::request::{Reply, Request};
+use crate::nar::NarFramer;
+use crate::wire::{Cx, Inbox, Limits, Version, Wire, decode_u64, encode_u64, show_bytes};
+
+/// How a [`Server`] behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The version announced to clients; the negotiated one is min(this, the
+    /// client's). A replay announces exactly what the recorded server did.
+    pub version: Version,
+    /// The oldest client version accepted.
+    pub minimum_version: Version,
+    /// Bounds on what a client may make us buffer.
+    pub limits: Limits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            version: LATEST,
+            minimum_version: Version::new(2, 0),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What a client asked of a [`Server`], drained with [`Server::poll_event`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// The handshake completed.
+    Connected {
+        /// What the client announced.
+        client_version: Version,
+        /// What both sides now speak.
+        version: Version,
+    },
+    /// A request. `AddToStoreNar` and `ImportPaths` are followed by their NAR
+    /// bodies as [`NarChunk`](Self::NarChunk)s; the host replies once the body
+    /// is complete.
+    Request {
+        /// Its id: the host replies with it, in order.
+        id: RequestId,
+        /// The request.
+        request: Request,
+    },
+    /// Part of a request's NAR body.
+    NarChunk {
+        /// The request.
+        id: RequestId,
+        /// The bytes, in order.
+        data: Bytes,
+    },
+    /// A NAR of a request's body has ended.
+    NarEnd {
+        /// The request.
+        id: RequestId,
+    },
+    /// `ImportPaths`: the metadata of the NAR that just ended.
+    ImportedPath {
+        /// The request.
+        id: RequestId,
+        /// The path, its references and deriver.
+        trailer: ExportTrailer,
+    },
+    /// The client closed its side with nothing unfinished.
+    Closed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Magic,
+    ClientVersion,
+    Commands,
+    /// Receiving an `AddToStoreNar` body: exactly `remaining` more bytes.
+    SizedNar {
+        id: RequestId,
+        remaining: u64,
+    },
+    /// `ImportPaths`: before each path a 1, or a 0 to end.
+    ImportFlag(RequestId),
+    /// `ImportPaths`: one path's NAR.
+    ImportNar(RequestId),
+    /// `ImportPaths`: the metadata after a NAR.
+    ImportTrailer(RequestId),
+    Closed,
+    Failed(Error),
+}
+
+/// A request the host has not fully answered yet.
+#[derive(Debug)]
+struct Awaiting {
+    id: RequestId,
+    command: Command,
+    body_done: bool,
+}
+
+/// The server side of a serve connection.
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    cx: Cx,
+    state: State,
+    inbox: Inbox,
+    out: Vec<u8>,
+    events: VecDeque<ServerEvent>,
+    awaiting: VecDeque<Awaiting>,
+    /// The framer of the NAR currently arriving (a request body) .
+    body_framer: NarFramer,
+    /// The framer of the `DumpStorePath` NAR the host is streaming out.
+    reply_framer: NarFramer,
+    next_id: u64,
+}
+
+impl Server {
+    /// A server waiting for a client's magic.
+    pub fn new(config: ServerConfig) -> Self {
+        Self {
+            cx: Cx {
+                version: config.version,
+                limits: config.limits,
+            },
+            config,
+            state: State::Magic,
+            inbox: Inbox::default(),
+            out: Vec::new(),
+            events: VecDeque::new(),
+            awaiting: VecDeque::new(),
+            body_framer: NarFramer::new(),
+            reply_framer: NarFramer::new(),
+            next_id: 0,
+        }
+    }
+
+    /// The negotiated version, once the handshake is done.
+    pub fn version(&self) -> Option<Version> {
+        (!matches!(self.state, State::Magic | State::ClientVersion)).then_some(self.cx.version)
+    }
+
+    /// Takes bytes the client sent.
+    pub fn handle_input(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.check()?;
+        self.inbox.push(data);
+        let result = self.process();
+        self.fail_on(result)
+    }
+
+    /// The client closed its side. Fine between requests; an error in the
+    /// middle of one.
+    pub fn handle_eof(&mut self) -> Result<(), Error> {
+        self.check()?;
+        let during = match &self.state {
+            State::Magic | State::ClientVersion => Some("during the handshake".to_owned()),
+            State::Commands if !self.inbox.is_empty() => Some(format!(
+                "in the middle of a request ({} bytes received)",
+                self.inbox.pending().len()
+            )),
+            State::SizedNar { id, .. }
+            | State::ImportFlag(id)
+            | State::ImportNar(id)
+            | State::ImportTrailer(id) => Some(format!("in the body of request {}", id.0)),
+            _ => None,
+        };
+        match during {
+            Some(during) => self.fail_on(Err(Error::Closed { during })),
+            None => {
+                self.state = State::Closed;
+                self.events.push_back(ServerEvent::Closed);
+                Ok(())
+            }
+        }
+    }
+
+    /// Answers the oldest unanswered request. Every reply but
+    /// `DumpStorePath`'s, which is streamed with [`send_nar`](Self::send_nar).
+    pub fn reply(&mut self, id: RequestId, reply: &Reply) -> Result<(), Error> {
+        self.check()?;
+        let front = self.next_to_answer(id)?;
+        if front.command != reply.command() || reply.command() == Command::DumpStorePath {
+            return Err(Error::Misuse(format!(
+                "request {} is {}; a {} reply does not answer it{}",
+                id.0,
+                front.command,
+                reply.command(),
+                if front.command == Command::DumpStorePath {
+                    " (stream its NAR with send_nar)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        reply.encode(&self.cx, &mut self.out);
+        self.awaiting.pop_front();
+        Ok(())
+    }
+
+    /// Streams part of the NAR that answers a `DumpStorePath`. The request is
+    /// answered when the NAR ends; bytes past its end are refused.
+    pub fn send_nar(&mut self, id: RequestId, data: &[u8]) -> Result<(), Error> {
+        self.check()?;
+        let front = self.next_to_answer(id)?;
+        if front.command != Command::DumpStorePath {
+            return Err(Error::Misuse(format!(
+                "request {} is {}, which is not answered with a NAR",
+                id.0, front.command
+            )));
+        }
+        let used = self.reply_framer.feed(data).map_err(|source| Error::Nar {
+            what: format!("the NAR answering request {}", id.0),
+            source,
+        });
+        let used = self
+            .fail_on(used.map(Some))
+            .map(|u| u.unwrap_or_default())?;
+        if used < data.len() {
+            return self.fail_on(Err(Error::Body {
+                id: id.0,
+                why: format!("{} bytes given after the NAR ended", data.len() - used),
+            }));
+        }
+        self.out.extend_from_slice(data);
+        if self.reply_framer.is_done() {
+            self.reply_framer = NarFramer::new();
+            self.awaiting.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Moves the bytes to send to the client into `buf` and returns how many.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
+        let n = self.out.len();
+        buf.append(&mut self.out);
+        n
+    }
+
+    /// The next event, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    fn next_to_answer(&self, id: RequestId) -> Result<&Awaiting, Error> {
+        match self.awaiting.front() {
+            Some(front) if front.id == id && front.body_done => Ok(front),
+            Some(front) if front.id == id => Err(Error::Misuse(format!(
+                "request {} cannot be answered before its body has arrived",
+                id.0
+            ))),
+            Some(front) => Err(Error::Misuse(format!(
+                "request {} must be answered first (replies go in request order), not {}",
+                front.id.0, id.0
+            ))),
+            None => Err(Error::Misuse(format!(
+                "request {} is not waiting for a reply",
+                id.0
+            ))),
+        }
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        match &self.state {
+            State::Failed(e) => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    fn fail_on<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
+        if let Err(e) = &result {
+            self.state = State::Failed(e.clone());
+        }
+        result
+    }
+
+    fn body_done(&mut self, id: RequestId) {
+        if let Some(a) = self.awaiting.iter_mut().find(|a| a.id == id) {
+            a.body_done = true;
+        }
+        self.state = State::Commands;
+    }
+
+    fn decode_u64(&mut self, what: &str) -> Result<Option<u64>, Error> {
+        self.inbox
+            .decode(8, decode_u64)
+            .map_err(|e| Error::decode(what, e))
+    }
+
+    fn process(&mut self) -> Result<(), Error> {
+        loop {
+            if !self.step()? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One transition; `false` when more bytes are needed.
+    fn step(&mut self) -> Result<bool, Error> {
+        match self.state.clone() {
+            State::Magic => {
+                let pending = self.inbox.pending();
+                if pending.len() >= 8 && pending[..8] != CLIENT_MAGIC.to_le_bytes() {
+                    return Err(Error::WrongMagic {
+                        peer: "client",
+                        expected: CLIENT_MAGIC,
+                        found: show_bytes(pending),
+                    });
+                }
+                if pending.len() < 8 {
+                    return Ok(false);
+                }
+                self.inbox.consume(8);
+                encode_u64(SERVER_MAGIC, &mut self.out);
+                encode_u64(self.config.version.to_wire(), &mut self.out);
+                self.state = State::ClientVersion;
+                Ok(true)
+            }
+            State::ClientVersion => {
+                let Some(raw) = self.decode_u64("the client's version")? else {
+                    return Ok(false);
+                };
+                let client_version = check_version("client", raw, self.config.minimum_version)?;
+                self.cx.version = client_version.min(self.config.version);
+                self.events.push_back(ServerEvent::Connected {
+                    client_version,
+                    version: self.cx.version,
+                });
+                self.state = State::Commands;
+                Ok(true)
+            }
+            State::Commands => {
+                if self.inbox.is_empty() {
+                    return Ok(false);
+                }
+                let cx = self.cx;
+                let Some(request) = self
+                    .inbox
+                    .decode(cx.limits.max_message, |i| Request::decode_header(&cx, i))
+                    .map_err(|e| Error::decode("a request", e))?
+                else {
+                    return Ok(false);
+                };
+                let id = RequestId(self.next_id);
+                self.next_id += 1;
+                let command = request.command();
+                let mut body_done = true;
+                match &request {
+                    Request::AddToStoreNar(m) => {
+                        if m.nar_size == 0 {
+                            return Err(Error::Body {
+                                id: id.0,
+                                why: "AddToStoreNar with nar_size 0 (a NAR is never empty)".into(),
+                            });
+                        }
+                        body_done = false;
+                        self.body_framer = NarFramer::new();
+                        self.state = State::SizedNar {
+                            id,
+                            remaining: m.nar_size,
+                        };
+                    }
+                    Request::ImportPaths(_) => {
+                        body_done = false;
+                        self.state = State::ImportFlag(id);
+                    }
+                    _ => {}
+                }
+                self.awaiting.push_back(Awaiting {
+                    id,
+                    command,
+                    body_done,
+                });
+                self.events.push_back(ServerEvent::Request { id, request });
+                Ok(true)
+            }
+            State::SizedNar { id, remaining } => {
+                let pending = self.inbox.pending();
+                if pending.is_empty() {
+                    return Ok(false);
+                }
+                let n = (pending.len() as u64).min(remaining) as usize;
+                let used = self
+                    .body_framer
+                    .feed(&pending[..n])
+                    .map_err(|source| Error::Nar {
+                        what: format!("the NAR of AddToStoreNar (request {})", id.0),
+                        source,
+                    })?;
+                if used < n {
+                    return Err(Error::Body {
+                        id: id.0,
+                        why: format!(
+                            "the NAR ended after {} bytes, before its nar_size",
+                            self.body_framer.position()
+                        ),
+                    });
+                }
+                let data = Bytes::copy_from_slice(&pending[..n]);
+                self.inbox.consume(n);
+                self.events.push_back(ServerEvent::NarChunk { id, data });
+                let remaining = remaining - n as u64;
+                if remaining > 0 {
+                    self.state = State::SizedNar { id, remaining };
+                    return Ok(true);
+                }
+                if !self.body_framer.is_done() {
+                    return Err(Error::Body {
+                        id: id.0,
+                        why: "nar_size bytes arrived but the NAR is incomplete".into(),
+                    });
+                }
+                self.events.push_back(ServerEvent::NarEnd { id });
+                self.body_done(id);
+                Ok(true)
+            }
+            State::ImportFlag(id) => {
+                match self.decode_u64("the flag before a path of ImportPaths")? {
+                    None => Ok(false),
+                    Some(0) => {
+                        self.body_done(id);
+                        Ok(true)
+                    }
+                    Some(1) => {
+                        self.body_framer = NarFramer::new();
+                        self.state = State::ImportNar(id);
+                        Ok(true)
+                    }
+                    Some(other) => Err(Error::decode(
+                        "ImportPaths",
+                        crate::wire::DecodeError::unexpected(
+                            "1 (another path follows) or 0 (end)",
+                            other.to_string(),
+                        ),
+                    )),
+                }
+            }
+            State::ImportNar(id) => {
+                let pending = self.inbox.pending();
+                if pending.is_empty() {
+                    return Ok(false);
+                }
+                let used = self
+                    .body_framer
+                    .feed(pending)
+                    .map_err(|source| Error::Nar {
+                        what: format!("a NAR of ImportPaths (request {})", id.0),
+                        source,
+                    })?;
+                let data = Bytes::copy_from_slice(&pending[..used]);
+                self.inbox.consume(used);
+                self.events.push_back(ServerEvent::NarChunk { id, data });
+                if self.body_framer.is_done() {
+                    self.events.push_back(ServerEvent::NarEnd { id });
+                    self.state = State::ImportTrailer(id);
+                }
+                Ok(true)
+            }
+            State::ImportTrailer(id) => {
+                let cx = self.cx;
+                let Some(trailer) = self
+                    .inbox
+                    .decode(cx.limits.max_message, |i| ExportTrailer::decode(&cx, i))
+                    .map_err(|e| Error::decode("a path's metadata in ImportPaths", e))?
+                else {
+                    return Ok(false);
+                };
+                self.events
+                    .push_back(ServerEvent::ImportedPath { id, trailer });
+                self.state = State::ImportFlag(id);
+                Ok(true)
+            }
+            State::Closed | State::Failed(_) => Ok(false),
+        }
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}

@@ -1,0 +1,110 @@
+//! The decode error: what a decoder expected and what it found instead.
+
+use std::fmt;
+
+/// Why bytes could not be decoded.
+///
+/// Every variant says what was expected and what came, because the usual reader
+/// of this error is a person looking at a log line, not a program.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeErrorKind {
+    /// A length or count prefix is larger than the configured [`Limits`](super::Limits).
+    #[error("{what} of {found} exceeds the limit of {limit}")]
+    TooLarge {
+        /// What the prefix counts ("string length", "item count").
+        what: &'static str,
+        /// The value the peer sent.
+        found: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A value is well-framed but not one of the values allowed here.
+    #[error("expected {expected}, found {found}")]
+    Unexpected {
+        /// What would have been accepted.
+        expected: String,
+        /// What came instead, rendered for a human.
+        found: String,
+    },
+    /// A low-level parser failed (only reachable through a bug in a decoder).
+    #[error("malformed input ({0:?})")]
+    Parser(nom::error::ErrorKind),
+}
+
+/// A decode error together with the path of fields that led to it
+/// (`BuildResult.built_outputs`, say), innermost last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// What went wrong.
+    pub kind: DecodeErrorKind,
+    context: Vec<&'static str>,
+}
+
+impl DecodeError {
+    /// An error of the given kind with no context yet.
+    pub fn new(kind: DecodeErrorKind) -> Self {
+        Self {
+            kind,
+            context: Vec::new(),
+        }
+    }
+
+    /// A value that was not one of the accepted ones.
+    pub fn unexpected(expected: impl Into<String>, found: impl Into<String>) -> Self {
+        Self::new(DecodeErrorKind::Unexpected {
+            expected: expected.into(),
+            found: found.into(),
+        })
+    }
+
+    /// Records that the error happened while decoding `what`; outer callers add
+    /// their names after inner ones.
+    #[must_use]
+    pub fn within(mut self, what: &'static str) -> Self {
+        self.context.push(what);
+        self
+    }
+
+    /// The field path, outermost first.
+    pub fn context(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.context.iter().rev().copied()
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.context.is_empty() {
+            let path: Vec<_> = self.context().collect();
+            write!(f, "in {}: ", path.join("."))?;
+        }
+        write!(f, "{}", self.kind)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl<I> nom::error::ParseError<I> for DecodeError {
+    fn from_error_kind(_input: I, kind: nom::error::ErrorKind) -> Self {
+        Self::new(DecodeErrorKind::Parser(kind))
+    }
+
+    fn append(_input: I, _kind: nom::error::ErrorKind, other: Self) -> Self {
+        other
+    }
+}
+
+/// Renders bytes for an error message: as text when they are printable (a login
+/// banner or a shell rc file's chatter), as hex otherwise.
+pub fn show_bytes(bytes: &[u8]) -> String {
+    const SHOWN: usize = 64;
+    let shown = &bytes[..bytes.len().min(SHOWN)];
+    let more = if bytes.len() > SHOWN { "…" } else { "" };
+    let printable = |b: &u8| b.is_ascii_graphic() || b" \t\r\n".contains(b);
+    if !shown.is_empty() && shown.iter().all(printable) {
+        format!("{:?}{more}", String::from_utf8_lossy(shown))
+    } else {
+        let hex: Vec<String> = shown.iter().map(|b| format!("{b:02x}")).collect();
+        format!("0x{}{more}", hex.join(""))
+    }
+}
