@@ -191,7 +191,7 @@ impl<'a> Reader<'a> {
         let warnings_before = self.warnings.len();
         match self.read_lines(name, text) {
             Ok(saw_equals) => match toml_error {
-                Some(toml_error) if saw_equals => {
+                Some(toml_error) if saw_equals && looks_like_toml(text) => {
                     self.machines.truncate(before);
                     self.warnings.truncate(warnings_before);
                     Err(toml_error)

@@ -96,9 +96,20 @@ fn error_at(
     span: std::ops::Range<usize>,
     message: String,
 ) -> MachinesError {
+    let mut token = text.get(span.clone()).map(shorten).unwrap_or_default();
+    if token.is_empty() {
+        // Syntax errors often point between characters; show what follows.
+        let rest = text.get(span.start..).unwrap_or("");
+        let word = rest.split(char::is_whitespace).next().unwrap_or("");
+        token = if word.is_empty() {
+            "end of line".to_owned()
+        } else {
+            shorten(word)
+        };
+    }
     MachinesError::Toml {
         at: Location::at_offset(name, text, span.start),
-        token: text.get(span).map(shorten).unwrap_or_default(),
+        token,
         message,
     }
 }
