@@ -3,10 +3,10 @@
 //!
 //! How the pieces fit:
 //!
-//! - [`parse()`] is the entry point for a machines file or for the string
+//! - [`parse()`](fn@parse) is the entry point for a machines file or for the string
 //!   form of Nix's `builders` setting. It detects the format per source:
 //!   Lix's TOML format ([`toml`]) when the text is a TOML document with
-//!   top-level keys, otherwise Nix's line format ([`parse`]), whose `@path`
+//!   top-level keys, otherwise Nix's line format ([`mod@parse`]), whose `@path`
 //!   entries include further sources (each detected again).
 //! - Included files are read through a caller-supplied [`FileSource`], so
 //!   this module never touches the file system itself.
@@ -219,10 +219,13 @@ impl MachinesFile {
 ///
 /// A source is TOML when it parses as a TOML document with at least one
 /// top-level key; it is then read strictly as Lix's format. Otherwise it is
-/// read in the line format. If that fails too, both errors are returned
-/// ([`MachinesError::NeitherFormat`]); if it succeeds but a systems column
-/// contains `=`, the text was almost certainly TOML with a syntax error and
-/// the TOML error is returned (the rule Lix uses).
+/// read in the line format. When some line of the source starts like TOML
+/// (`[table]` or `key =`) and the line format fails too, both errors are
+/// returned ([`MachinesError::NeitherFormat`]); when the line format
+/// succeeds on such a source but a systems column contains `=`, the text
+/// was almost certainly TOML with a syntax error and the TOML error is
+/// returned (the rule Lix uses). Use [`parse::parse_lines`] to read
+/// exactly as Nix does, without detection at the top level.
 pub fn parse(
     name: &str,
     text: &str,

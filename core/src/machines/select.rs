@@ -614,8 +614,10 @@ impl Pool {
                 .last_failure
                 .is_none_or(|last| now.saturating_duration_since(last) > backoff.coalesce);
         if counts {
-            state.consecutive_failures =
-                (state.consecutive_failures + 1).min(backoff.max_failures.max(1));
+            state.consecutive_failures = state
+                .consecutive_failures
+                .saturating_add(1)
+                .min(backoff.max_failures.max(1));
             state.last_failure = Some(now);
             let delay = backoff
                 .delay(state.consecutive_failures)
