@@ -20,7 +20,7 @@ pub enum Node {
         target: Vec<u8>,
     },
     /// A directory; entries must be sorted by name and names unique.
-    Directory(Vec<(Vec<u8>, Node)>),
+    Directory(Vec<(Vec<u8>, Self)>),
 }
 
 impl Node {

@@ -59,8 +59,10 @@ wire_enum! {
 
 wire_enum! {
     /// The outcome of a build, as `BuildResult::status` carries it.
+    #[derive(Default)]
     pub enum BuildStatus ("a build status") {
         /// Built now.
+        #[default]
         Built = 0,
         /// Fetched from a substituter.
         Substituted = 1,
@@ -100,12 +102,6 @@ impl BuildStatus {
             self,
             Self::Built | Self::Substituted | Self::AlreadyValid | Self::ResolvesToAlreadyValid
         )
-    }
-}
-
-impl Default for BuildStatus {
-    fn default() -> Self {
-        Self::Built
     }
 }
 

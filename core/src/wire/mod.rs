@@ -226,13 +226,13 @@ macro_rules! wire_enum {
     (
         $(#[$emeta:meta])*
         pub enum $name:ident ($what:literal) {
-            $( $(#[doc = $doc:literal])* $variant:ident = $code:literal ),* $(,)?
+            $( $(#[$vmeta:meta])* $variant:ident = $code:literal ),* $(,)?
         }
     ) => {
         $(#[$emeta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum $name {
-            $( $(#[doc = $doc])* $variant = $code, )*
+            $( $(#[$vmeta])* $variant = $code, )*
         }
 
         impl $name {

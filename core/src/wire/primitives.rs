@@ -129,7 +129,7 @@ impl<T: Wire> Wire for Vec<T> {
                 },
             )));
         }
-        let mut items = Vec::with_capacity(count.min(64) as usize);
+        let mut items = Self::with_capacity(count.min(64) as usize);
         for _ in 0..count {
             let (r, item) = T::decode(cx, rest)?;
             items.push(item);
