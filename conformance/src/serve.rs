@@ -5,13 +5,13 @@ use std::time::Instant;
 
 use nixwire_core::nar::NarFramer;
 use nixwire_core::serve::messages::{
-    AddToStoreNar, BuildStatus, CLIENT_MAGIC, Command, ExportTrailer, SERVER_MAGIC,
+    AddToStoreNar, CLIENT_MAGIC, Command, ExportTrailer, SERVER_MAGIC,
 };
 use nixwire_core::serve::{
     Client, ClientConfig, ClientEvent, ImportPaths, Reply, Request, RequestId, Server,
     ServerConfig, ServerEvent,
 };
-use nixwire_core::wire::{Cx, DecodeError, Version, Wire, decode_u64, encode_u64};
+use nixwire_core::wire::{Cx, Version, Wire, decode_u64, encode_u64};
 
 use crate::transcript::{From, Transcript};
 
@@ -152,9 +152,9 @@ fn walk_client(client: &[u8], server: &[u8], walk: &mut CodecWalk) -> Result<(),
         match &mut request {
             Request::AddToStoreNar(AddToStoreNar { nar_size, .. }) => {
                 let size = usize::try_from(*nar_size).map_err(|e| e.to_string())?;
-                let body = c.rest().get(..size).ok_or(format!(
-                    "request {n}: the stream ends inside the NAR of {size} bytes"
-                ))?;
+                let body = c.rest().get(..size).ok_or_else(|| {
+                    format!("request {n}: the stream ends inside the NAR of {size} bytes")
+                })?;
                 bodies.push(body.to_vec());
                 c.pos += size;
             }
@@ -548,11 +548,3 @@ pub fn check(t: &Transcript) -> Result<String, String> {
         walk.version().map(|v| v.to_string()).unwrap_or_default()
     ))
 }
-
-/// Whether a failing build status is one a transcript may show.
-pub fn is_failure(status: BuildStatus) -> bool {
-    !status.is_success()
-}
-
-/// For callers that want the error type of a decode: re-exported for symmetry.
-pub type CodecError = DecodeError;
