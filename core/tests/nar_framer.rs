@@ -48,7 +48,10 @@ fn frames_exactly(tree: Tree, splits: Vec<u16>, trailing: Vec<u8>) -> bool {
     let mut framer = NarFramer::new();
     let mut claimed = 0;
     let mut pos = 0;
-    let mut cuts: Vec<usize> = splits.iter().map(|&s| usize::from(s) % (input.len() + 1)).collect();
+    let mut cuts: Vec<usize> = splits
+        .iter()
+        .map(|&s| usize::from(s) % (input.len() + 1))
+        .collect();
     cuts.push(input.len());
     cuts.sort_unstable();
     for cut in cuts {
@@ -127,7 +130,10 @@ fn unsorted_and_special_names_are_refused() {
         tokens(&ts)
     };
     let mut ok = NarFramer::new();
-    assert_eq!(ok.feed(&dir(&[b"a", b"b"])).ok(), Some(dir(&[b"a", b"b"]).len()));
+    assert_eq!(
+        ok.feed(&dir(&[b"a", b"b"])).ok(),
+        Some(dir(&[b"a", b"b"]).len())
+    );
     assert!(ok.is_done());
     for (names, why) in [
         (&[b"b".as_slice(), b"a"][..], "sorted order"),
@@ -163,7 +169,16 @@ fn hostile_sizes_and_depths_are_bounded() {
     let mut framer = NarFramer::new();
     let mut ts: Vec<&[u8]> = vec![b"nix-archive-1"];
     for _ in 0..2000 {
-        ts.extend_from_slice(&[b"(", b"type", b"directory", b"entry", b"(", b"name", b"d", b"node"]);
+        ts.extend_from_slice(&[
+            b"(",
+            b"type",
+            b"directory",
+            b"entry",
+            b"(",
+            b"name",
+            b"d",
+            b"node",
+        ]);
     }
     let err = framer.feed(&tokens(&ts)).expect_err("too deep");
     assert_eq!(err, NarError::TooDeep);

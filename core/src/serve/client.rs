@@ -218,13 +218,13 @@ impl Client {
                     what: format!("the NAR of request {}", id.0),
                     source,
                 })?;
-                if used < data.len() {
+                *remaining -= data.len() as u64;
+                if used < data.len() || (framer.is_done() && *remaining > 0) {
                     return Err(body_err(format!(
                         "the NAR ended after {} bytes, before nar_size",
                         framer.position()
                     )));
                 }
-                *remaining -= data.len() as u64;
                 self.out.extend_from_slice(data);
                 if *remaining == 0 {
                     if !framer.is_done() {

@@ -50,8 +50,8 @@ pub enum ServerEvent {
         version: Version,
     },
     /// A request. `AddToStoreNar` and `ImportPaths` are followed by their NAR
-    /// bodies as [`NarChunk`](Self::NarChunk)s; the host replies once the body
-    /// is complete.
+    /// bodies as [`NarChunk`](Self::NarChunk)s; the host replies after
+    /// [`BodyEnd`](Self::BodyEnd).
     Request {
         /// Its id: the host replies with it, in order.
         id: RequestId,
@@ -76,6 +76,12 @@ pub enum ServerEvent {
         id: RequestId,
         /// The path, its references and deriver.
         trailer: ExportTrailer,
+    },
+    /// A request's body is complete (`AddToStoreNar` after its NAR,
+    /// `ImportPaths` after its last path): the host may now reply.
+    BodyEnd {
+        /// The request.
+        id: RequestId,
     },
     /// The client closed its side with nothing unfinished.
     Closed,
@@ -289,6 +295,7 @@ impl Server {
         if let Some(a) = self.awaiting.iter_mut().find(|a| a.id == id) {
             a.body_done = true;
         }
+        self.events.push_back(ServerEvent::BodyEnd { id });
         self.state = State::Commands;
     }
 

@@ -94,17 +94,23 @@ impl<I> nom::error::ParseError<I> for DecodeError {
     }
 }
 
-/// Renders bytes for an error message: as text when they are printable (a login
-/// banner or a shell rc file's chatter), as hex otherwise.
+/// Renders bytes for an error message: the printable text they start with (a
+/// login banner or a shell rc file's chatter), then the rest in hex.
 pub fn show_bytes(bytes: &[u8]) -> String {
     const SHOWN: usize = 64;
-    let shown = &bytes[..bytes.len().min(SHOWN)];
-    let more = if bytes.len() > SHOWN { "…" } else { "" };
     let printable = |b: &u8| b.is_ascii_graphic() || b" \t\r\n".contains(b);
-    if !shown.is_empty() && shown.iter().all(printable) {
-        format!("{:?}{more}", String::from_utf8_lossy(shown))
-    } else {
-        let hex: Vec<String> = shown.iter().map(|b| format!("{b:02x}")).collect();
-        format!("0x{}{more}", hex.join(""))
+    let text_len = bytes.iter().take_while(|b| printable(b)).count().min(SHOWN);
+    let (text, rest) = bytes.split_at(text_len);
+    let hex_len = rest.len().min(SHOWN.saturating_sub(text_len).max(16));
+    let hex: String = rest[..hex_len].iter().map(|b| format!("{b:02x}")).collect();
+    let more = if rest.len() > hex_len { "…" } else { "" };
+    match (text.is_empty(), rest.is_empty()) {
+        (true, true) => "nothing".to_owned(),
+        (false, true) => format!("{:?}", String::from_utf8_lossy(text)),
+        (true, false) => format!("0x{hex}{more}"),
+        (false, false) => format!(
+            "{:?} followed by 0x{hex}{more}",
+            String::from_utf8_lossy(text)
+        ),
     }
 }
