@@ -461,7 +461,7 @@ fn converse(c: Version, s: Version) {
                 signatures: vec![],
             },
         )])
-        .for_version(v),
+        .for_version(v, DEFAULT_STORE_DIR),
         ..BuildResult::default()
     };
     let exchanges: Vec<(Request, Reply)> = vec![

@@ -390,10 +390,15 @@ impl Default for BuiltOutputs {
     }
 }
 
+/// The store directory nearly every Nix uses, for the one place the wire
+/// carries a path without it (the JSON realisations of 2.6 and 2.7).
+pub const DEFAULT_STORE_DIR: &str = "/nix/store";
+
 impl BuiltOutputs {
-    /// The outputs as (output name, output path) pairs, whichever the encoding.
-    /// A JSON entry without a parseable `outPath` is reported as an error.
-    pub fn paths(&self) -> Result<Vec<(String, StorePath)>, DecodeError> {
+    /// The outputs as (output name, full output path) pairs, whichever the
+    /// encoding. JSON realisations name the output by its base name, which is
+    /// joined to `store_dir`. An entry that cannot be read is an error.
+    pub fn paths(&self, store_dir: &str) -> Result<Vec<(String, StorePath)>, DecodeError> {
         match self {
             Self::Structured(entries) => Ok(entries
                 .iter()
@@ -408,29 +413,30 @@ impl BuiltOutputs {
                     let value: serde_json::Value = serde_json::from_str(json).map_err(|e| {
                         DecodeError::unexpected("a JSON realisation", format!("{json:?} ({e})"))
                     })?;
-                    let path = value
+                    let base = value
                         .get("outPath")
                         .and_then(|p| p.as_str())
                         .ok_or_else(|| {
                             DecodeError::unexpected("a realisation with \"outPath\"", json.clone())
                         })?;
-                    Ok((name.to_owned(), path.to_owned()))
+                    Ok((name.to_owned(), format!("{store_dir}/{base}")))
                 })
                 .collect(),
         }
     }
 
-    /// Converts to the form `version` sends. Going to JSON writes what Nix
-    /// writes for old clients (a dummy derivation hash in the id); entries
-    /// whose JSON has no `outPath` cannot be carried to 2.8 and are dropped.
-    pub fn for_version(&self, version: Version) -> Self {
+    /// Converts to the form `version` sends, with paths in `store_dir`. Going
+    /// to JSON writes what Nix writes for old clients (a dummy derivation hash
+    /// in the id, the path's base name); entries whose JSON cannot be read
+    /// cannot be carried to 2.8 and are dropped.
+    pub fn for_version(&self, version: Version, store_dir: &str) -> Self {
         let structured = version >= Version::new(2, 8);
         match (self, structured) {
             (Self::Structured(_), true) | (Self::Json(_), false) => self.clone(),
             (Self::Json(entries), true) => Self::Structured(
                 entries
                     .iter()
-                    .filter_map(|e| Self::Json(vec![e.clone()]).paths().ok())
+                    .filter_map(|e| Self::Json(vec![e.clone()]).paths(store_dir).ok())
                     .flatten()
                     .map(|(name, out_path)| {
                         let signatures = Vec::new();
@@ -449,7 +455,8 @@ impl BuiltOutputs {
                     .iter()
                     .map(|(name, r)| {
                         let id = format!("sha256:{}!{name}", "0".repeat(64));
-                        let json = serde_json::json!({ "id": id, "outPath": r.out_path });
+                        let base = r.out_path.rsplit('/').next().unwrap_or_default();
+                        let json = serde_json::json!({ "id": id, "outPath": base });
                         (id, json.to_string())
                     })
                     .collect(),
@@ -458,9 +465,12 @@ impl BuiltOutputs {
     }
 }
 
+/// A reply handed over in the other version's form is converted on the way
+/// out, assuming [`DEFAULT_STORE_DIR`]; a host with another store directory
+/// converts with [`BuiltOutputs::for_version`] itself.
 impl Wire for BuiltOutputs {
     fn encode(&self, cx: &Cx, out: &mut Vec<u8>) {
-        match self.for_version(cx.version) {
+        match self.for_version(cx.version, DEFAULT_STORE_DIR) {
             Self::Json(entries) => entries.encode(cx, out),
             Self::Structured(entries) => entries.encode(cx, out),
         }

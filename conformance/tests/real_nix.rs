@@ -1,0 +1,505 @@
+//! The core's serve client against a real `nix-store --serve --write` from
+//! Debian's `nix-bin`, over pipes, in a private store under the build
+//! directory (a chroot store: nothing touches the machine's /nix).
+//!
+//! Without `nix-store` on PATH these tests say so and pass, unless
+//! `NIXWIRE_REQUIRE_NIX=1` (set by `.ci/run`), which makes that a failure.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nixwire_core::nar::Node;
+use nixwire_core::serve::messages::*;
+use nixwire_core::serve::{
+    Client, ClientConfig, ClientEvent, Error, ImportPaths, Reply, Request, RequestId,
+};
+use nixwire_core::wire::Version;
+use sha2::{Digest, Sha256};
+
+/// Every test stops on its own: no single wait is longer than this.
+const GUARD: Duration = Duration::from_secs(120);
+
+fn have_nix() -> bool {
+    let found = Command::new("nix-store")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("NIXWIRE_REQUIRE_NIX").is_none(),
+            "NIXWIRE_REQUIRE_NIX is set but nix-store is not on PATH"
+        );
+        eprintln!("nix-store not found: skipping the real-Nix test (install nix-bin)");
+    }
+    found
+}
+
+/// A fresh chroot store for one test.
+fn store(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("nixwire-store-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("store dir");
+    dir
+}
+
+/// The options every Nix command here gets: the private store, and a sandbox
+/// that can see /bin/sh and its libraries.
+fn nix_args(store: &Path) -> Vec<String> {
+    vec![
+        "--store".into(),
+        store.display().to_string(),
+        "--option".into(),
+        "sandbox-paths".into(),
+        "/bin /lib /lib64 /usr".into(),
+        "--option".into(),
+        "substituters".into(),
+        String::new(),
+    ]
+}
+
+enum Input {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Eof,
+}
+
+/// A minimal blocking driver of the core's client over a child's pipes,
+/// following the run loop in the crate docs. Reader threads feed one channel
+/// so that stdout and stderr are drained concurrently.
+struct Driver {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    rx: mpsc::Receiver<Input>,
+    client: Client,
+    logs: Vec<u8>,
+}
+
+impl Driver {
+    fn spawn(program: &str, args: &[String], config: ClientConfig) -> Self {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let (tx, rx) = mpsc::channel();
+        let mut stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.send(Input::Stdout(buf[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = tx.send(Input::Eof);
+        });
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 16 * 1024];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 || tx2.send(Input::Stderr(buf[..n].to_vec())).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Self {
+            child,
+            stdin,
+            rx,
+            client: Client::new(config, Instant::now()),
+            logs: Vec::new(),
+        }
+    }
+
+    fn flush(&mut self) {
+        let mut out = Vec::new();
+        self.client.poll_transmit(&mut out);
+        if let (false, Some(stdin)) = (out.is_empty(), self.stdin.as_mut()) {
+            stdin.write_all(&out).expect("write to nix-store");
+        }
+    }
+
+    /// Runs the loop until `id` has its reply; NAR chunks and bodies go
+    /// through `nar_out` and `bodies`.
+    fn run(
+        &mut self,
+        id: RequestId,
+        bodies: &[Vec<u8>],
+        nar_out: &mut Vec<u8>,
+    ) -> Result<Reply, Error> {
+        loop {
+            self.flush();
+            while let Some(event) = self.client.poll_event() {
+                match event {
+                    ClientEvent::SendNar { id: body_id } => {
+                        for body in bodies {
+                            self.client.write_nar(body_id, body)?;
+                        }
+                        self.flush();
+                    }
+                    ClientEvent::NarChunk { data, .. } => nar_out.extend_from_slice(&data),
+                    ClientEvent::Log(data) => self.logs.extend_from_slice(&data),
+                    ClientEvent::Reply { id: done, reply } if done == id => return Ok(reply),
+                    _ => {}
+                }
+            }
+            let now = Instant::now();
+            let wait = self
+                .client
+                .poll_timeout()
+                .map_or(GUARD, |t| t.saturating_duration_since(now).min(GUARD));
+            match self.rx.recv_timeout(wait) {
+                Ok(Input::Stdout(b)) => self.client.handle_input(Instant::now(), &b)?,
+                Ok(Input::Stderr(b)) => self.client.handle_stderr(Instant::now(), &b),
+                Ok(Input::Eof) => self.client.handle_eof(Instant::now())?,
+                Err(_) => self.client.handle_timeout(Instant::now())?,
+            }
+        }
+    }
+
+    fn request(&mut self, request: Request) -> Reply {
+        self.request_with(request, &[]).0
+    }
+
+    fn request_with(&mut self, request: Request, bodies: &[Vec<u8>]) -> (Reply, Vec<u8>) {
+        let id = self.client.request(request).expect("request");
+        let mut nar = Vec::new();
+        let reply = self.run(id, bodies, &mut nar).expect("reply");
+        (reply, nar)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Closing stdin is how a serve client says goodbye.
+        self.stdin.take();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(store: &Path) -> Driver {
+    let mut args = nix_args(store);
+    args.extend(["--serve".into(), "--write".into()]);
+    let config = ClientConfig {
+        handshake_timeout: Some(Duration::from_secs(30)),
+        ..ClientConfig::default()
+    };
+    Driver::spawn("nix-store", &args, config)
+}
+
+fn run_nix(program: &str, args: &[String]) -> String {
+    let out = Command::new(program).args(args).output().expect("nix");
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Instantiates a one-line derivation in `store` and returns its path and
+/// its `BasicDerivation`, read back with `nix show-derivation`.
+fn derivation(store: &Path, name: &str, script: &str) -> (String, BasicDerivation) {
+    let expr = format!(
+        "derivation {{ name = \"{name}\"; system = builtins.currentSystem; \
+         builder = \"/bin/sh\"; args = [ \"-c\" \"{script}\" ]; }}"
+    );
+    let mut args = nix_args(store);
+    args.extend(["-E".into(), expr]);
+    let drv = run_nix("nix-instantiate", &args).trim().to_owned();
+    let mut args = vec![
+        "--extra-experimental-features".into(),
+        "nix-command".into(),
+        "show-derivation".into(),
+    ];
+    args.extend(nix_args(store));
+    args.push(drv.clone());
+    let json: serde_json::Value =
+        serde_json::from_str(&run_nix("nix", &args)).expect("derivation JSON");
+    let d = &json[&drv];
+    let strs = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let outputs = d["outputs"]
+        .as_object()
+        .expect("outputs")
+        .iter()
+        .map(|(name, o)| DerivationOutput {
+            name: name.clone(),
+            path: o["path"].as_str().unwrap_or_default().to_owned(),
+            hash_algo: String::new(),
+            hash: String::new(),
+        })
+        .collect();
+    let env = d["env"]
+        .as_object()
+        .expect("env")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect();
+    let basic = BasicDerivation {
+        outputs,
+        input_srcs: strs(&d["inputSrcs"]),
+        platform: d["system"].as_str().unwrap_or_default().to_owned(),
+        builder: d["builder"].as_str().unwrap_or_default().to_owned(),
+        args: strs(&d["args"]),
+        env,
+    };
+    (drv, basic)
+}
+
+fn options() -> BuildOptions {
+    BuildOptions {
+        max_silent_time: 60,
+        build_timeout: 120,
+        ..BuildOptions::default()
+    }
+}
+
+#[test]
+fn build_query_and_dump_against_real_nix() {
+    if !have_nix() {
+        return;
+    }
+    let store = store("build");
+    let (drv_path, drv) = derivation(
+        &store,
+        "nixwire-ok",
+        "echo hello from the builder; echo to stderr >&2; /bin/mkdir $out; echo hi > $out/file; /bin/ln -s file $out/link",
+    );
+    let out = drv.outputs[0].path.clone();
+    let mut nix = serve(&store);
+
+    let reply = nix.request(Request::BuildDerivation(BuildDerivation {
+        drv_path,
+        drv,
+        options: options(),
+    }));
+    let version = nix.client.version().expect("handshake done");
+    assert_eq!(version.major, 2);
+    let Reply::BuildDerivation(result) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(result.status, BuildStatus::Built, "{}", result.error_msg);
+    assert!(result.start_time > 0 && result.stop_time >= result.start_time);
+    if version >= Version::new(2, 6) {
+        let outputs = result
+            .built_outputs
+            .paths(DEFAULT_STORE_DIR)
+            .expect("outputs");
+        assert_eq!(outputs, vec![("out".to_owned(), out.clone())]);
+    }
+    // The builder's output came through stderr as logs, while it ran.
+    let logs = String::from_utf8_lossy(&nix.logs).into_owned();
+    assert!(logs.contains("hello from the builder"), "{logs}");
+
+    let valid = nix.request(Request::QueryValidPaths(QueryValidPaths {
+        lock: true,
+        substitute: false,
+        paths: vec![
+            out.clone(),
+            "/nix/store/00000000000000000000000000000000-nope".into(),
+        ],
+    }));
+    assert_eq!(valid, Reply::QueryValidPaths(vec![out.clone()]));
+
+    let Reply::QueryPathInfos(PathInfos(infos)) =
+        nix.request(Request::QueryPathInfos(QueryPathInfos {
+            paths: vec![out.clone()],
+        }))
+    else {
+        panic!("path infos")
+    };
+    assert_eq!(infos.len(), 1);
+    let info = &infos[0].1;
+    assert!(info.nar_hash.starts_with("sha256:"), "{info:?}");
+
+    let (reply, nar) = nix.request_with(
+        Request::DumpStorePath(DumpStorePath { path: out.clone() }),
+        &[],
+    );
+    assert_eq!(
+        reply,
+        Reply::DumpStorePath {
+            nar_size: nar.len() as u64
+        }
+    );
+    assert_eq!(nar.len() as u64, info.nar_size);
+    // Nix's own serialisation of the same path agrees byte for byte.
+    // (`--dump` serialises a file-system path: the output's real location.)
+    let on_disk = format!("{}{out}", store.display());
+    let dumped = Command::new("nix-store")
+        .args(["--dump", &on_disk])
+        .output()
+        .expect("dump");
+    assert!(dumped.status.success());
+    assert_eq!(nar, dumped.stdout);
+
+    let closure = nix.request(Request::QueryClosure(QueryClosure {
+        include_outputs: false,
+        paths: vec![out.clone()],
+    }));
+    assert_eq!(closure, Reply::QueryClosure(vec![out]));
+}
+
+#[test]
+fn a_failing_build_is_reported_not_thrown() {
+    if !have_nix() {
+        return;
+    }
+    let store = store("fail");
+    let (drv_path, drv) = derivation(&store, "nixwire-fail", "echo about to fail; exit 3");
+    let mut nix = serve(&store);
+    let reply = nix.request(Request::BuildDerivation(BuildDerivation {
+        drv_path,
+        drv,
+        options: options(),
+    }));
+    let Reply::BuildDerivation(result) = reply else {
+        panic!("{reply:?}")
+    };
+    assert!(!result.status.is_success(), "{result:?}");
+    assert!(
+        result.error_msg.contains("exit code 3"),
+        "{}",
+        result.error_msg
+    );
+    assert!(String::from_utf8_lossy(&nix.logs).contains("about to fail"));
+    // The connection is still good.
+    let r = nix.request(Request::QueryValidPaths(QueryValidPaths::default()));
+    assert_eq!(r, Reply::QueryValidPaths(vec![]));
+}
+
+fn nix32_hash(seed: u8) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
+    (0..32)
+        .map(|i| ALPHABET[(usize::from(seed) * 7 + i * 13) % 32] as char)
+        .collect()
+}
+
+#[test]
+fn add_and_import_paths_into_real_nix() {
+    if !have_nix() {
+        return;
+    }
+    let store = store("add");
+    let mut nix = serve(&store);
+    let file = Node::Regular {
+        executable: false,
+        contents: b"added by nixwire\n".to_vec(),
+    }
+    .to_nar();
+    let added = format!("/nix/store/{}-nixwire-added", nix32_hash(1));
+    let reply = nix.request_with(
+        Request::AddToStoreNar(AddToStoreNar {
+            path: added.clone(),
+            nar_hash: hex::encode(Sha256::digest(&file)),
+            nar_size: file.len() as u64,
+            ..AddToStoreNar::default()
+        }),
+        std::slice::from_ref(&file),
+    );
+    assert_eq!(reply.0, Reply::AddToStoreNar);
+
+    let tree = Node::Directory(vec![
+        (
+            b"bin".to_vec(),
+            Node::Directory(vec![(
+                b"tool".to_vec(),
+                Node::Regular {
+                    executable: true,
+                    contents: b"#!/bin/sh\n".to_vec(),
+                },
+            )]),
+        ),
+        (
+            b"ref".to_vec(),
+            Node::Symlink {
+                target: added.clone().into_bytes(),
+            },
+        ),
+    ])
+    .to_nar();
+    let imported = format!("/nix/store/{}-nixwire-imported", nix32_hash(2));
+    let reply = nix.request_with(
+        Request::ImportPaths(ImportPaths {
+            paths: vec![ExportTrailer {
+                path: imported.clone(),
+                references: vec![added.clone()],
+                ..ExportTrailer::default()
+            }],
+        }),
+        std::slice::from_ref(&tree),
+    );
+    assert_eq!(reply.0, Reply::ImportPaths);
+
+    let valid = nix.request(Request::QueryValidPaths(QueryValidPaths {
+        lock: false,
+        substitute: false,
+        paths: vec![added.clone(), imported.clone()],
+    }));
+    assert_eq!(
+        valid,
+        Reply::QueryValidPaths(vec![added.clone(), imported.clone()])
+    );
+    let closure = nix.request(Request::QueryClosure(QueryClosure {
+        include_outputs: false,
+        paths: vec![imported.clone()],
+    }));
+    assert_eq!(
+        closure,
+        Reply::QueryClosure(vec![added.clone(), imported.clone()])
+    );
+    for (path, nar) in [(added, file), (imported, tree)] {
+        let (_, dumped) = nix.request_with(Request::DumpStorePath(DumpStorePath { path }), &[]);
+        assert_eq!(dumped, nar);
+    }
+}
+
+#[test]
+fn a_chatty_shell_before_nix_store_is_named_in_the_error() {
+    if !have_nix() {
+        return;
+    }
+    let store = store("chatty");
+    let script = format!(
+        "echo 'Welcome to the build farm'; exec nix-store --store {} --serve --write",
+        store.display()
+    );
+    let mut nix = Driver::spawn("sh", &["-c".into(), script], ClientConfig::default());
+    let id = nix
+        .client
+        .request(Request::QueryValidPaths(QueryValidPaths::default()))
+        .expect("request");
+    let err = nix.run(id, &[], &mut Vec::new()).expect_err("wrong magic");
+    assert!(matches!(err, Error::WrongMagic { .. }), "{err}");
+    assert!(
+        err.to_string().contains("Welcome to the build farm"),
+        "{err}"
+    );
+}
