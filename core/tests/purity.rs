@@ -53,20 +53,30 @@ fn scan(dir: &Path, found: &mut Vec<String>) {
 #[test]
 fn the_core_does_no_io_and_reads_no_clock() {
     let mut found = Vec::new();
-    scan(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut found);
-    assert!(found.is_empty(), "I/O in the sans-IO core:\n{}", found.join("\n"));
+    scan(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut found,
+    );
+    assert!(
+        found.is_empty(),
+        "I/O in the sans-IO core:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]
 fn the_core_depends_on_no_runtime() {
-    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .expect("manifest");
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .expect("manifest");
     let deps = manifest
         .split("[dependencies]")
         .nth(1)
         .and_then(|s| s.split("\n[").next())
         .unwrap_or_default();
-    for runtime in ["tokio", "smol", "async-", "futures", "mio", "ssh2", "openssh"] {
+    for runtime in [
+        "tokio", "smol", "async-", "futures", "mio", "ssh2", "openssh",
+    ] {
         assert!(!deps.contains(runtime), "nixwire-core depends on {runtime}");
     }
 }

@@ -256,6 +256,8 @@ fn dump_store_path_streams_without_waiting_for_the_end() {
     let mut streamed = 0;
     for chunk in nar.chunks(64 * 1024) {
         client.handle_input(now, chunk).expect("chunk");
+        // Memory does not grow with the NAR: nothing is left buffered.
+        assert!(client.buffered() < 4096, "{}", client.buffered());
         for e in events(&mut client) {
             if let ClientEvent::NarChunk { id: cid, data } = e {
                 assert_eq!(cid, id);

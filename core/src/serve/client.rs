@@ -170,6 +170,12 @@ impl Client {
         self.queued.is_empty() && self.in_flight.is_empty() && self.upload.is_none()
     }
 
+    /// Bytes received and not yet consumed: part of a message still arriving.
+    /// Never the bulk of a NAR, which passes through as it comes.
+    pub fn buffered(&self) -> usize {
+        self.inbox.pending().len()
+    }
+
     /// The error that poisoned the connection, if one did.
     pub fn error(&self) -> Option<&Error> {
         match &self.state {
