@@ -10,7 +10,7 @@ use nixwire_core::serve::{
     Client, ClientConfig, ClientEvent, Error, ImportPaths, Reply, Request, RequestId, Server,
     ServerConfig, ServerEvent,
 };
-use nixwire_core::wire::{Cx, Version, Wire, encode_u64};
+use nixwire_core::wire::{Cx, Version, encode_u64};
 
 fn server_hello(version: Version) -> Vec<u8> {
     let mut out = Vec::new();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::RequestId;
+use super::endpoint::Endpoint;
 use super::error::{Error, check_version};
 use super::messages::{CLIENT_MAGIC, Command, ExportTrailer, LATEST, SERVER_MAGIC};
 use super::request::{Reply, Request, command_name};
@@ -84,12 +85,11 @@ pub enum ClientEvent {
     Closed,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Handshake,
     Ready,
     Closed,
-    Failed(Error),
 }
 
 /// A request sent and waiting for (the rest of) its reply.
@@ -123,8 +123,7 @@ pub struct Client {
     cx: Cx,
     state: State,
     inbox: Inbox,
-    out: Vec<u8>,
-    events: VecDeque<ClientEvent>,
+    io: Endpoint<ClientEvent>,
     queued: VecDeque<(RequestId, Request)>,
     in_flight: VecDeque<InFlight>,
     upload: Option<Upload>,
@@ -148,8 +147,7 @@ impl Client {
             config,
             state: State::Handshake,
             inbox: Inbox::default(),
-            out,
-            events: VecDeque::new(),
+            io: Endpoint::new(out),
             queued: VecDeque::new(),
             in_flight: VecDeque::new(),
             upload: None,
@@ -178,10 +176,7 @@ impl Client {
 
     /// The error that poisoned the connection, if one did.
     pub fn error(&self) -> Option<&Error> {
-        match &self.state {
-            State::Failed(e) => Some(e),
-            _ => None,
-        }
+        self.io.error()
     }
 
     /// Queues a request and returns its id. Requests are pipelined: each is
@@ -231,7 +226,7 @@ impl Client {
                         framer.position()
                     )));
                 }
-                self.out.extend_from_slice(data);
+                self.io.out.extend_from_slice(data);
                 if *remaining == 0 {
                     if !framer.is_done() {
                         return Err(body_err(
@@ -259,14 +254,14 @@ impl Client {
                         what: format!("the NAR of {} (request {})", trailer.path, id.0),
                         source,
                     })?;
-                    self.out.extend_from_slice(&data[..used]);
+                    self.io.out.extend_from_slice(&data[..used]);
                     data = &data[used..];
                     if framer.is_done() {
-                        trailer.encode(&self.cx, &mut self.out);
+                        trailer.encode(&self.cx, &mut self.io.out);
                         trailers.pop_front();
                         *framer = NarFramer::new();
                         // 1 announces another path, 0 ends the import.
-                        encode_u64(u64::from(!trailers.is_empty()), &mut self.out);
+                        encode_u64(u64::from(!trailers.is_empty()), &mut self.io.out);
                         if trailers.is_empty() {
                             if !data.is_empty() {
                                 return Err(body_err(format!(
@@ -303,7 +298,7 @@ impl Client {
             .find(|f| f.id == id)
             .map(|f| command_name(f.command));
         if let Some(command) = command {
-            self.state = State::Failed(Error::Abandoned { id: id.0, command });
+            self.io.poison(Error::Abandoned { id: id.0, command });
         }
     }
 
@@ -323,7 +318,8 @@ impl Client {
     pub fn handle_stderr(&mut self, now: Instant, data: &[u8]) {
         self.last_input = now;
         if !data.is_empty() {
-            self.events
+            self.io
+                .events
                 .push_back(ClientEvent::Log(Bytes::copy_from_slice(data)));
         }
     }
@@ -357,7 +353,7 @@ impl Client {
             Some(during) => self.fail_on(Err(Error::Closed { during })),
             None => {
                 self.state = State::Closed;
-                self.events.push_back(ClientEvent::Closed);
+                self.io.events.push_back(ClientEvent::Closed);
                 Ok(())
             }
         }
@@ -385,6 +381,9 @@ impl Client {
     }
 
     fn deadline(&self) -> Option<(Instant, String, Duration)> {
+        if self.io.error().is_some() {
+            return None;
+        }
         match self.state {
             State::Handshake => self.config.handshake_timeout.map(|t| {
                 (
@@ -403,35 +402,27 @@ impl Client {
                 );
                 Some((self.last_input + t, during, t))
             }
-            State::Closed | State::Failed(_) => None,
+            State::Closed => None,
         }
     }
 
     /// Moves the bytes to send to the server into `buf` and returns how many.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
-        let n = self.out.len();
-        buf.append(&mut self.out);
-        n
+        self.io.poll_transmit(buf)
     }
 
     /// The next event, if any.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
+        self.io.poll_event()
     }
 
     fn check(&self) -> Result<(), Error> {
-        match &self.state {
-            State::Failed(e) => Err(e.clone()),
-            _ => Ok(()),
-        }
+        self.io.check()
     }
 
     fn fail_on(&mut self, result: Result<(), Error>) -> Result<(), Error> {
-        if let Err(e) = &result {
-            self.state = State::Failed(e.clone());
-        }
-        result
+        self.io.fail_on(result)
     }
 
     /// Encodes queued requests while nothing blocks them.
@@ -443,7 +434,7 @@ impl Client {
             let Some((id, request)) = self.queued.pop_front() else {
                 return;
             };
-            request.encode_header(&self.cx, &mut self.out);
+            request.encode_header(&self.cx, &mut self.io.out);
             let command = request.command();
             let nar = (command == Command::DumpStorePath).then(|| (NarFramer::new(), 0));
             self.in_flight.push_back(InFlight { id, command, nar });
@@ -454,18 +445,18 @@ impl Client {
                         remaining: m.nar_size,
                         framer: NarFramer::new(),
                     });
-                    self.events.push_back(ClientEvent::SendNar { id });
+                    self.io.events.push_back(ClientEvent::SendNar { id });
                 }
                 Request::ImportPaths(m) if !m.paths.is_empty() => {
-                    encode_u64(1, &mut self.out);
+                    encode_u64(1, &mut self.io.out);
                     self.upload = Some(Upload::ImportPaths {
                         id,
                         trailers: m.paths.into(),
                         framer: NarFramer::new(),
                     });
-                    self.events.push_back(ClientEvent::SendNar { id });
+                    self.io.events.push_back(ClientEvent::SendNar { id });
                 }
-                Request::ImportPaths(_) => encode_u64(0, &mut self.out),
+                Request::ImportPaths(_) => encode_u64(0, &mut self.io.out),
                 _ => {}
             }
         }
@@ -484,7 +475,7 @@ impl Client {
                         return Ok(());
                     }
                 }
-                State::Closed | State::Failed(_) => return Ok(()),
+                State::Closed => return Ok(()),
             }
         }
     }
@@ -512,7 +503,7 @@ impl Client {
         self.inbox.consume(16);
         self.cx.version = server_version.min(self.config.version);
         self.state = State::Ready;
-        self.events.push_back(ClientEvent::Connected {
+        self.io.events.push_back(ClientEvent::Connected {
             server_version,
             version: self.cx.version,
         });
@@ -541,13 +532,13 @@ impl Client {
             let done = framer.is_done().then_some(*size);
             if used > 0 {
                 let data = Bytes::copy_from_slice(&pending[..used]);
-                self.events.push_back(ClientEvent::NarChunk { id, data });
+                self.io.events.push_back(ClientEvent::NarChunk { id, data });
             }
             self.inbox.consume(used);
             if let Some(nar_size) = done {
                 self.in_flight.pop_front();
                 let reply = Reply::DumpStorePath { nar_size };
-                self.events.push_back(ClientEvent::Reply { id, reply });
+                self.io.events.push_back(ClientEvent::Reply { id, reply });
                 return Ok(true);
             }
             return Ok(false);
@@ -563,7 +554,7 @@ impl Client {
         match decoded {
             Some(reply) => {
                 self.in_flight.pop_front();
-                self.events.push_back(ClientEvent::Reply { id, reply });
+                self.io.events.push_back(ClientEvent::Reply { id, reply });
                 Ok(true)
             }
             None => Ok(false),

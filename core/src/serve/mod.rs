@@ -18,6 +18,7 @@
 //! client takes through [`Client::handle_stderr`].
 
 mod client;
+mod endpoint;
 mod error;
 pub mod messages;
 pub mod request;

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::RequestId;
+use super::endpoint::Endpoint;
 use super::error::{Error, check_version};
 use super::messages::{CLIENT_MAGIC, Command, ExportTrailer, LATEST, SERVER_MAGIC};
 use super::request::{Reply, Request};
@@ -104,7 +105,6 @@ enum State {
     /// `ImportPaths`: the metadata after a NAR.
     ImportTrailer(RequestId),
     Closed,
-    Failed(Error),
 }
 
 /// A request the host has not fully answered yet.
@@ -122,8 +122,7 @@ pub struct Server {
     cx: Cx,
     state: State,
     inbox: Inbox,
-    out: Vec<u8>,
-    events: VecDeque<ServerEvent>,
+    io: Endpoint<ServerEvent>,
     awaiting: VecDeque<Awaiting>,
     /// The framer of the NAR currently arriving (a request body) .
     body_framer: NarFramer,
@@ -143,8 +142,7 @@ impl Server {
             config,
             state: State::Magic,
             inbox: Inbox::default(),
-            out: Vec::new(),
-            events: VecDeque::new(),
+            io: Endpoint::new(Vec::new()),
             awaiting: VecDeque::new(),
             body_framer: NarFramer::new(),
             reply_framer: NarFramer::new(),
@@ -185,7 +183,7 @@ impl Server {
             Some(during) => self.fail_on(Err(Error::Closed { during })),
             None => {
                 self.state = State::Closed;
-                self.events.push_back(ServerEvent::Closed);
+                self.io.events.push_back(ServerEvent::Closed);
                 Ok(())
             }
         }
@@ -209,7 +207,7 @@ impl Server {
                 }
             )));
         }
-        reply.encode(&self.cx, &mut self.out);
+        reply.encode(&self.cx, &mut self.io.out);
         self.awaiting.pop_front();
         Ok(())
     }
@@ -238,7 +236,7 @@ impl Server {
                 why: format!("{} bytes given after the NAR ended", data.len() - used),
             }));
         }
-        self.out.extend_from_slice(data);
+        self.io.out.extend_from_slice(data);
         if self.reply_framer.is_done() {
             self.reply_framer = NarFramer::new();
             self.awaiting.pop_front();
@@ -248,15 +246,13 @@ impl Server {
 
     /// Moves the bytes to send to the client into `buf` and returns how many.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
-        let n = self.out.len();
-        buf.append(&mut self.out);
-        n
+        self.io.poll_transmit(buf)
     }
 
     /// The next event, if any.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
+        self.io.poll_event()
     }
 
     fn next_to_answer(&self, id: RequestId) -> Result<&Awaiting, Error> {
@@ -278,31 +274,35 @@ impl Server {
     }
 
     fn check(&self) -> Result<(), Error> {
-        match &self.state {
-            State::Failed(e) => Err(e.clone()),
-            _ => Ok(()),
-        }
+        self.io.check()
     }
 
     fn fail_on<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
-        if let Err(e) = &result {
-            self.state = State::Failed(e.clone());
-        }
-        result
+        self.io.fail_on(result)
+    }
+
+    /// Decodes one message of the body or command stream; `None`: need more.
+    fn decode<T>(
+        &mut self,
+        what: &str,
+        decode: impl for<'a> FnOnce(&Cx, &'a [u8]) -> crate::wire::WireResult<'a, T>,
+    ) -> Result<Option<T>, Error> {
+        let cx = self.cx;
+        self.inbox
+            .decode(cx.limits.max_message, |i| decode(&cx, i))
+            .map_err(|e| Error::decode(what, e))
     }
 
     fn body_done(&mut self, id: RequestId) {
         if let Some(a) = self.awaiting.iter_mut().find(|a| a.id == id) {
             a.body_done = true;
         }
-        self.events.push_back(ServerEvent::BodyEnd { id });
+        self.io.events.push_back(ServerEvent::BodyEnd { id });
         self.state = State::Commands;
     }
 
     fn decode_u64(&mut self, what: &str) -> Result<Option<u64>, Error> {
-        self.inbox
-            .decode(8, decode_u64)
-            .map_err(|e| Error::decode(what, e))
+        self.decode(what, |_, i| decode_u64(i))
     }
 
     fn process(&mut self) -> Result<(), Error> {
@@ -329,8 +329,8 @@ impl Server {
                     return Ok(false);
                 }
                 self.inbox.consume(8);
-                encode_u64(SERVER_MAGIC, &mut self.out);
-                encode_u64(self.config.version.to_wire(), &mut self.out);
+                encode_u64(SERVER_MAGIC, &mut self.io.out);
+                encode_u64(self.config.version.to_wire(), &mut self.io.out);
                 self.state = State::ClientVersion;
                 Ok(true)
             }
@@ -340,7 +340,7 @@ impl Server {
                 };
                 let client_version = check_version("client", raw, self.config.minimum_version)?;
                 self.cx.version = client_version.min(self.config.version);
-                self.events.push_back(ServerEvent::Connected {
+                self.io.events.push_back(ServerEvent::Connected {
                     client_version,
                     version: self.cx.version,
                 });
@@ -351,12 +351,7 @@ impl Server {
                 if self.inbox.is_empty() {
                     return Ok(false);
                 }
-                let cx = self.cx;
-                let Some(request) = self
-                    .inbox
-                    .decode(cx.limits.max_message, |i| Request::decode_header(&cx, i))
-                    .map_err(|e| Error::decode("a request", e))?
-                else {
+                let Some(request) = self.decode("a request", Request::decode_header)? else {
                     return Ok(false);
                 };
                 let id = RequestId(self.next_id);
@@ -389,7 +384,9 @@ impl Server {
                     command,
                     body_done,
                 });
-                self.events.push_back(ServerEvent::Request { id, request });
+                self.io
+                    .events
+                    .push_back(ServerEvent::Request { id, request });
                 Ok(true)
             }
             State::SizedNar { id, remaining } => {
@@ -416,7 +413,7 @@ impl Server {
                 }
                 let data = Bytes::copy_from_slice(&pending[..n]);
                 self.inbox.consume(n);
-                self.events.push_back(ServerEvent::NarChunk { id, data });
+                self.io.events.push_back(ServerEvent::NarChunk { id, data });
                 let remaining = remaining - n as u64;
                 if remaining > 0 {
                     self.state = State::SizedNar { id, remaining };
@@ -428,7 +425,7 @@ impl Server {
                         why: "nar_size bytes arrived but the NAR is incomplete".into(),
                     });
                 }
-                self.events.push_back(ServerEvent::NarEnd { id });
+                self.io.events.push_back(ServerEvent::NarEnd { id });
                 self.body_done(id);
                 Ok(true)
             }
@@ -467,28 +464,25 @@ impl Server {
                     })?;
                 let data = Bytes::copy_from_slice(&pending[..used]);
                 self.inbox.consume(used);
-                self.events.push_back(ServerEvent::NarChunk { id, data });
+                self.io.events.push_back(ServerEvent::NarChunk { id, data });
                 if self.body_framer.is_done() {
-                    self.events.push_back(ServerEvent::NarEnd { id });
+                    self.io.events.push_back(ServerEvent::NarEnd { id });
                     self.state = State::ImportTrailer(id);
                 }
                 Ok(true)
             }
             State::ImportTrailer(id) => {
-                let cx = self.cx;
-                let Some(trailer) = self
-                    .inbox
-                    .decode(cx.limits.max_message, |i| ExportTrailer::decode(&cx, i))
-                    .map_err(|e| Error::decode("a path's metadata in ImportPaths", e))?
-                else {
+                let what = "a path's metadata in ImportPaths";
+                let Some(trailer) = self.decode(what, ExportTrailer::decode)? else {
                     return Ok(false);
                 };
-                self.events
+                self.io
+                    .events
                     .push_back(ServerEvent::ImportedPath { id, trailer });
                 self.state = State::ImportFlag(id);
                 Ok(true)
             }
-            State::Closed | State::Failed(_) => Ok(false),
+            State::Closed => Ok(false),
         }
     }
 }
