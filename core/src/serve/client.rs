@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::RequestId;
 use super::endpoint::Endpoint;
-use super::error::{Error, check_version};
+use super::error::{Error, check_magic, check_version};
 use super::messages::{CLIENT_MAGIC, Command, ExportTrailer, LATEST, SERVER_MAGIC};
 use super::request::{Reply, Request, command_name};
 use crate::nar::NarFramer;
@@ -483,14 +483,7 @@ impl Client {
     /// Reads the server's magic and version; `false` if more bytes are needed.
     fn handshake(&mut self) -> Result<bool, Error> {
         let pending = self.inbox.pending();
-        if pending.len() >= 8 && pending[..8] != SERVER_MAGIC.to_le_bytes() {
-            return Err(Error::WrongMagic {
-                peer: "server",
-                expected: SERVER_MAGIC,
-                found: show_bytes(pending),
-            });
-        }
-        if pending.len() < 16 {
+        if !check_magic("server", SERVER_MAGIC, pending)? || pending.len() < 16 {
             return Ok(false);
         }
         let mut raw = [0u8; 8];

@@ -127,3 +127,22 @@ pub(crate) fn check_version(
     }
     Ok(version)
 }
+
+/// Checks the first 8 bytes a peer sent against its magic: `Ok(false)` while
+/// fewer than 8 have come, and the whole of what came in the error, so that
+/// text printed by a login shell can be read there.
+pub(crate) fn check_magic(
+    peer: &'static str,
+    expected: u64,
+    pending: &[u8],
+) -> Result<bool, Error> {
+    match pending.get(..8) {
+        None => Ok(false),
+        Some(magic) if magic == expected.to_le_bytes() => Ok(true),
+        Some(_) => Err(Error::WrongMagic {
+            peer,
+            expected,
+            found: crate::wire::show_bytes(pending),
+        }),
+    }
+}

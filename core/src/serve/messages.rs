@@ -10,9 +10,7 @@
 //! Facts are from Nix's `serve-protocol.cc`, `serve-protocol-connection.cc`,
 //! `derivation/aterm.cc`, `export-import.cc` and `nix-store --serve`.
 
-use crate::wire::{
-    Cx, DecodeError, DecodeErrorKind, Version, Wire, WireResult, decode_u64, encode_u64,
-};
+use crate::wire::{Cx, DecodeError, Version, Wire, WireResult, decode_u64, encode_u64, too_large};
 use crate::{wire_enum, wire_message};
 
 /// The serve protocol's major version.
@@ -511,13 +509,8 @@ impl Wire for PathInfos {
                 return Ok((rest, Self(entries)));
             }
             if entries.len() as u64 >= cx.limits.max_items {
-                return Err(nom::Err::Failure(DecodeError::new(
-                    DecodeErrorKind::TooLarge {
-                        what: "path info count",
-                        found: entries.len() as u64 + 1,
-                        limit: cx.limits.max_items,
-                    },
-                )));
+                let found = entries.len() as u64 + 1;
+                return Err(too_large("path info count", found, cx.limits.max_items));
             }
             let (r, info) = UnkeyedValidPathInfo::decode(cx, rest)
                 .map_err(|e| e.map(|e| e.within("PathInfos")))?;

@@ -11,11 +11,11 @@ use bytes::Bytes;
 
 use super::RequestId;
 use super::endpoint::Endpoint;
-use super::error::{Error, check_version};
+use super::error::{Error, check_magic, check_version};
 use super::messages::{CLIENT_MAGIC, Command, ExportTrailer, LATEST, SERVER_MAGIC};
 use super::request::{Reply, Request};
 use crate::nar::NarFramer;
-use crate::wire::{Cx, Inbox, Limits, Version, Wire, decode_u64, encode_u64, show_bytes};
+use crate::wire::{Cx, Inbox, Limits, Version, Wire, decode_u64, encode_u64};
 
 /// How a [`Server`] behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,15 +317,7 @@ impl Server {
     fn step(&mut self) -> Result<bool, Error> {
         match self.state.clone() {
             State::Magic => {
-                let pending = self.inbox.pending();
-                if pending.len() >= 8 && pending[..8] != CLIENT_MAGIC.to_le_bytes() {
-                    return Err(Error::WrongMagic {
-                        peer: "client",
-                        expected: CLIENT_MAGIC,
-                        found: show_bytes(pending),
-                    });
-                }
-                if pending.len() < 8 {
+                if !check_magic("client", CLIENT_MAGIC, self.inbox.pending())? {
                     return Ok(false);
                 }
                 self.inbox.consume(8);

@@ -30,7 +30,7 @@ mod primitives;
 pub use error::{DecodeError, DecodeErrorKind, show_bytes};
 pub use inbox::Inbox;
 pub(crate) use primitives::padding;
-pub use primitives::{decode_bytes, decode_u64, encode_bytes, encode_u64};
+pub use primitives::{decode_bytes, decode_u64, encode_bytes, encode_u64, too_large};
 
 /// The result of a streaming decoder: the remaining input and the value, or
 /// `Incomplete` (need more bytes), or an error.

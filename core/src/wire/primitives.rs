@@ -28,19 +28,23 @@ pub(crate) const fn padding(len: u64) -> usize {
     ((8 - len % 8) % 8) as usize
 }
 
+/// The error for a prefix over its limit: final, since waiting for more bytes
+/// cannot make it acceptable.
+pub fn too_large(what: &'static str, found: u64, limit: u64) -> nom::Err<DecodeError> {
+    nom::Err::Failure(DecodeError::new(DecodeErrorKind::TooLarge {
+        what,
+        found,
+        limit,
+    }))
+}
+
 /// Decodes a byte string, checking its length against the limit before waiting
 /// for (or allocating) its bytes, and checking that the padding is zero as Nix
 /// does.
 pub fn decode_bytes<'a>(cx: &Cx, input: &'a [u8]) -> WireResult<'a, &'a [u8]> {
     let (rest, len) = decode_u64(input)?;
     if len > cx.limits.max_string {
-        return Err(nom::Err::Failure(DecodeError::new(
-            DecodeErrorKind::TooLarge {
-                what: "string length",
-                found: len,
-                limit: cx.limits.max_string,
-            },
-        )));
+        return Err(too_large("string length", len, cx.limits.max_string));
     }
     let len = usize::try_from(len).map_err(|_| {
         nom::Err::Failure(DecodeError::unexpected("a string length", len.to_string()))
@@ -121,13 +125,7 @@ impl<T: Wire> Wire for Vec<T> {
     fn decode<'a>(cx: &Cx, input: &'a [u8]) -> WireResult<'a, Self> {
         let (mut rest, count) = decode_u64(input)?;
         if count > cx.limits.max_items {
-            return Err(nom::Err::Failure(DecodeError::new(
-                DecodeErrorKind::TooLarge {
-                    what: "item count",
-                    found: count,
-                    limit: cx.limits.max_items,
-                },
-            )));
+            return Err(too_large("item count", count, cx.limits.max_items));
         }
         let mut items = Self::with_capacity(count.min(64) as usize);
         for _ in 0..count {
