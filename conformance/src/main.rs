@@ -33,6 +33,8 @@ fn main() -> ExitCode {
                 (name, Verdict::Ok(detail)) => {
                     passed += 1;
                     if verbose {
+                        // One line per transcript, whatever the messages hold.
+                        let detail = detail.replace('\n', " ");
                         println!("ok {name} ({detail})");
                     } else {
                         println!("ok {name}");
@@ -40,7 +42,7 @@ fn main() -> ExitCode {
                 }
                 (name, Verdict::Fail(why)) => {
                     failed += 1;
-                    println!("FAIL {name}: {why}");
+                    println!("FAIL {name}: {}", why.replace('\n', " "));
                 }
                 (name, Verdict::Skip(why)) => {
                     skipped += 1;

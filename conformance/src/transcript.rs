@@ -40,6 +40,8 @@ struct Raw {
     client: String,
     server: String,
     client_exit: i64,
+    #[serde(default)]
+    client_stderr: String,
     connections: usize,
     connection: usize,
     chunks: Vec<RawChunk>,
@@ -60,6 +62,8 @@ pub struct Transcript {
     pub server: String,
     /// The recorded client's exit code for the whole run.
     pub client_exit: i64,
+    /// The end of the recorded client's stderr: why it failed, when it did.
+    pub client_stderr: String,
     /// Whether this is the run's last connection (where a failure shows).
     pub last_connection: bool,
     /// The reads, in order.
@@ -141,6 +145,7 @@ pub fn load(path: &Path) -> Result<Transcript, LoadError> {
         client: raw.client,
         server: raw.server,
         client_exit: raw.client_exit,
+        client_stderr: raw.client_stderr,
         last_connection: raw.connection + 1 == raw.connections,
         chunks,
     })

@@ -78,13 +78,30 @@ fn a_wrong_server_magic_fails_the_check() {
 }
 
 #[test]
-fn a_failed_run_that_succeeds_on_replay_is_a_failure() {
-    // Pretend the recorded client of a clean run failed: the core completes,
-    // which must not count as reproducing the failure.
+fn the_outcome_is_checked_against_the_recorded_client() {
+    // A clean session, relabelled as a run whose build failed: the core
+    // completes cleanly, which must not count as reproducing the failure.
     let mut t = load("serve-ping-client2.3-server2.3/conn0.json");
     t.client_exit = 1;
+    t.client_stderr = "error: builder for '/nix/store/x.drv' failed with exit code 3\n".into();
+    let err = serve::check(&t).expect_err("outcome differs");
+    assert!(err.contains("reports no failed build"), "{err}");
+
+    // A client that died on the server's bytes.
+    t.client_stderr = "builder for '/nix/store/x.drv' failed due to signal 6 (Aborted)\n".into();
     let err = serve::check(&t).expect_err("outcome differs");
     assert!(err.contains("completed cleanly"), "{err}");
+
+    // A failure the suite has no rule for is a failure, never a skip.
+    t.client_stderr = "error: something new\n".into();
+    let err = serve::check(&t).expect_err("unknown");
+    assert!(err.contains("does not recognise"), "{err}");
+
+    // A client that refused on its own after a clean session.
+    t.client_stderr =
+        "error: Unable to build with a primary store that isn't a local store\n".into();
+    let detail = serve::check(&t).expect("clean wire");
+    assert!(detail.contains("refused locally"), "{detail}");
 }
 
 #[test]
@@ -93,5 +110,5 @@ fn the_cross_version_bug_is_reproduced_as_a_protocol_error() {
     // recorded 2.3 client aborted, and the core must fail on the same bytes.
     let t = load("serve-build-client2.3-server2.8/conn0.json");
     let detail = serve::check(&t).expect("reproduced");
-    assert!(detail.contains("failed as recorded"), "{detail}");
+    assert!(detail.contains("failed on the same bytes"), "{detail}");
 }
