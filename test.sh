@@ -6,4 +6,4 @@ cd "$(dirname "$0")"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
-cargo run -q -p nixwire-conformance -- conformance/captures
+cargo run -q -p nixwire-conformance -- conformance/captures conformance/recorded

@@ -291,7 +291,8 @@ pub fn expected(t: &Transcript) -> Result<Expected, String> {
         Ok(Expected::ProtocolError)
     } else if said("failed with exit code") {
         Ok(Expected::BuildFailure)
-    } else if said("Unable to build with a primary store that isn't a local store") {
+    } else if said("nable to build with a primary store that isn't a local store") {
+        // "Unable" in newer Nix, "unable" in 2.8.
         Ok(Expected::LocalRefusal)
     } else {
         Err(format!(

@@ -10,9 +10,8 @@ fn captures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("captures")
 }
 
-#[test]
-fn every_serve_transcript_passes() {
-    let files = transcript::find(&captures()).expect("captures folder");
+fn check_all(dir: &Path) -> usize {
+    let files = transcript::find(dir).expect("transcripts folder");
     let mut failures = Vec::new();
     let mut passed = 0;
     for file in &files {
@@ -23,9 +22,21 @@ fn every_serve_transcript_passes() {
         }
     }
     assert!(failures.is_empty(), "failed:\n{}", failures.join("\n"));
-    // 6 serve scenarios x 15 version pairs, build with 3 connections each
-    // (but the one run whose client aborted after 1).
-    assert_eq!(passed, 118, "serve transcripts checked");
+    passed
+}
+
+#[test]
+fn every_serve_transcript_passes() {
+    // 6 serve scenarios x 15 version pairs; build has 3 connections (but the
+    // one run whose client aborted after 1).
+    assert_eq!(check_all(&captures()), 118, "serve transcripts checked");
+}
+
+#[test]
+fn every_transcript_recorded_here_passes() {
+    // 8 serve scenarios of Nix 2.8 against itself; build has 3 connections.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("recorded");
+    assert_eq!(check_all(&dir), 10, "transcripts checked");
 }
 
 fn load(name: &str) -> transcript::Transcript {
