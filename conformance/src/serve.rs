@@ -357,7 +357,6 @@ pub fn run_client(t: &Transcript, walk: &CodecWalk) -> Result<ClientRun, String>
                     run.replies.push(RecordedReply { reply, nar });
                 }
                 ClientEvent::Log(data) => run.logs.extend_from_slice(&data),
-                ClientEvent::Connected { .. } | ClientEvent::Closed => {}
                 _ => {}
             }
         }

@@ -171,9 +171,13 @@ fn add_to_store_nar_owns_its_acknowledgement() {
     let id = client.request(add(nar.len() as u64)).expect("add");
     let next = client.request(query(&[])).expect("query");
     assert!(events(&mut client).contains(&ClientEvent::SendNar { id }));
-    let before = sent(&mut client);
-    // The next request waits behind the body.
-    assert!(!before.ends_with(&Command::QueryValidPaths.code().to_le_bytes()));
+    // Only the AddToStoreNar header is on the wire: the next request waits
+    // behind the body.
+    let mut expected = Vec::new();
+    encode_u64(CLIENT_MAGIC, &mut expected);
+    encode_u64(LATEST.to_wire(), &mut expected);
+    add(nar.len() as u64).encode_header(&Cx::new(LATEST), &mut expected);
+    assert_eq!(sent(&mut client), expected);
     assert!(matches!(
         client.write_nar(next, &nar),
         Err(Error::Misuse(_))

@@ -262,7 +262,6 @@ impl NarFramer {
             });
         }
         self.token.clear();
-        self.token_start = start;
         self.reading = Reading::Token { len: value };
         if value == 0 {
             self.reading = Reading::Int { have: 0 };

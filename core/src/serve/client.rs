@@ -98,7 +98,7 @@ struct InFlight {
     id: RequestId,
     command: Command,
     /// For `DumpStorePath`: the framer finding the reply's end.
-    nar: Option<(NarFramer, u64)>,
+    nar: Option<NarFramer>,
 }
 
 /// The body of the request being uploaded; later requests wait behind it.
@@ -349,14 +349,9 @@ impl Client {
                 .front()
                 .map(|(id, r)| format!("before request {} ({}) could be sent", id.0, r.command()))
         };
-        match owed {
-            Some(during) => self.fail_on(Err(Error::Closed { during })),
-            None => {
-                self.state = State::Closed;
-                self.io.events.push_back(ClientEvent::Closed);
-                Ok(())
-            }
-        }
+        self.io.end_of_stream(owed, ClientEvent::Closed)?;
+        self.state = State::Closed;
+        Ok(())
     }
 
     /// Checks the deadlines against `now`.
@@ -436,7 +431,7 @@ impl Client {
             };
             request.encode_header(&self.cx, &mut self.io.out);
             let command = request.command();
-            let nar = (command == Command::DumpStorePath).then(|| (NarFramer::new(), 0));
+            let nar = (command == Command::DumpStorePath).then(NarFramer::new);
             self.in_flight.push_back(InFlight { id, command, nar });
             match request {
                 Request::AddToStoreNar(m) => {
@@ -515,14 +510,13 @@ impl Client {
             });
         };
         let id = front.id;
-        if let Some((framer, size)) = &mut front.nar {
+        if let Some(framer) = &mut front.nar {
             let pending = self.inbox.pending();
             let used = framer.feed(pending).map_err(|source| Error::Nar {
                 what: format!("the reply to DumpStorePath (request {})", id.0),
                 source,
             })?;
-            *size += used as u64;
-            let done = framer.is_done().then_some(*size);
+            let done = framer.is_done().then(|| framer.position());
             if used > 0 {
                 let data = Bytes::copy_from_slice(&pending[..used]);
                 self.io.events.push_back(ClientEvent::NarChunk { id, data });

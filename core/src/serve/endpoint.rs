@@ -50,6 +50,18 @@ impl<E> Endpoint<E> {
         self.poison.get_or_insert(error);
     }
 
+    /// The peer's stream has ended: an error naming what was `owed`, if
+    /// anything was, else the `closed` event.
+    pub(crate) fn end_of_stream(&mut self, owed: Option<String>, closed: E) -> Result<(), Error> {
+        match owed {
+            Some(during) => self.fail_on(Err(Error::Closed { during })),
+            None => {
+                self.events.push_back(closed);
+                Ok(())
+            }
+        }
+    }
+
     /// Passes `result` through, poisoning the connection if it is an error.
     pub(crate) fn fail_on<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
         if let Err(e) = &result {

@@ -570,30 +570,3 @@ impl Wire for Ack {
         }
     }
 }
-
-/// The names of every message declared in this module, for documentation and
-/// for the conformance report.
-pub const DECLARED: &[&str] = &[
-    "Command",
-    "BuildStatus",
-    "QueryValidPaths",
-    "QueryPathInfos",
-    "DumpStorePath",
-    "BuildPaths",
-    "QueryClosure",
-    "BuildDerivation",
-    "AddToStoreNar",
-    "BuildOptions",
-    "DerivationOutput",
-    "BasicDerivation",
-    "UnkeyedValidPathInfo",
-    "Realisation",
-    "BuildResult",
-    "ExportTrailer",
-    "ExportMagic",
-    "LegacySignature",
-    "BuiltOutputs",
-    "PathInfos",
-    "BuildPathsResult",
-    "Ack",
-];

@@ -88,7 +88,7 @@ pub enum ServerEvent {
     Closed,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Magic,
     ClientVersion,
@@ -179,14 +179,9 @@ impl Server {
             | State::ImportTrailer(id) => Some(format!("in the body of request {}", id.0)),
             _ => None,
         };
-        match during {
-            Some(during) => self.fail_on(Err(Error::Closed { during })),
-            None => {
-                self.state = State::Closed;
-                self.io.events.push_back(ServerEvent::Closed);
-                Ok(())
-            }
-        }
+        self.io.end_of_stream(during, ServerEvent::Closed)?;
+        self.state = State::Closed;
+        Ok(())
     }
 
     /// Answers the oldest unanswered request. Every reply but
@@ -227,9 +222,7 @@ impl Server {
             what: format!("the NAR answering request {}", id.0),
             source,
         });
-        let used = self
-            .fail_on(used.map(Some))
-            .map(|u| u.unwrap_or_default())?;
+        let used = self.fail_on(used)?;
         if used < data.len() {
             return self.fail_on(Err(Error::Body {
                 id: id.0,
@@ -315,7 +308,7 @@ impl Server {
 
     /// One transition; `false` when more bytes are needed.
     fn step(&mut self) -> Result<bool, Error> {
-        match self.state.clone() {
+        match self.state {
             State::Magic => {
                 if !check_magic("client", CLIENT_MAGIC, self.inbox.pending())? {
                     return Ok(false);
