@@ -9,22 +9,37 @@
 //! symlink   = "symlink" "target" <string>
 //! directory = "directory" { "entry" "(" "name" <string> "node" node ")" }
 //! ```
+//!
+//! and the side conditions Nix's parser (`parse()` in Nix's
+//! `src/libutil/archive.cc`) adds, each refused with its own [`NarError`]:
+//! entry names are non-empty, not `.` or `..`, free of `/` and NUL, strictly
+//! increasing bytewise within a directory, and at most
+//! [`NarLimits::max_name`] bytes; symlink targets are non-empty, free of NUL
+//! and at most [`NarLimits::max_target`] bytes; no node lies
+//! [`NarLimits::max_depth`] directories deep; padding is zero.
 
+use super::NarLimits;
 use crate::wire::show_bytes;
 
-/// The longest token the framer will hold: names are at most 255 bytes and
-/// symlink targets at most `PATH_MAX` on the systems Nix supports.
-const MAX_TOKEN: u64 = 4096;
+/// The longest string read where the grammar wants a keyword. Every keyword
+/// is at most 13 bytes (the magic), so anything longer is wrong whatever it
+/// says; Nix reads keywords with the same 32-byte bound (`narMaxTag`), so a
+/// short wrong keyword can still be shown in the error while a long one is
+/// refused from its length alone.
+const MAX_KEYWORD: u64 = 32;
 
-/// The deepest directory nesting accepted, so that a hostile archive cannot
-/// grow the framer's stack without bound.
-const MAX_DEPTH: usize = 1024;
-
-/// Why bytes are not a valid NAR.
+/// Why bytes are not a valid NAR, or not one that Nix would accept.
+///
+/// Each refusal corresponds to one of Nix's own (`parse()` in Nix's
+/// `src/libutil/archive.cc`), with the byte offset in the archive where the
+/// offending part starts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum NarError {
-    /// A keyword other than the ones the grammar allows here.
+    /// A keyword other than the ones the grammar allows here (Nix: "expected
+    /// tag '...', got '...'", "unknown file type", "input doesn't look like a
+    /// Nix archive"). A regular file with no `"contents"` is refused here:
+    /// `")"` came where `"contents"` was expected.
     #[error("NAR at byte {offset}: expected {expected}, found {found}")]
     Unexpected {
         /// Where in the archive the token starts.
@@ -34,19 +49,64 @@ pub enum NarError {
         /// The token that came, rendered for a human.
         found: String,
     },
-    /// A name or target longer than any real file system allows.
-    #[error("NAR at byte {offset}: a token of {len} bytes exceeds the limit of {MAX_TOKEN}")]
+    /// A string longer than any keyword where the grammar wants a keyword;
+    /// refused from its length, before its bytes are awaited (Nix: "string is
+    /// too long").
+    #[error("NAR at byte {offset}: expected {expected}, found a string of {len} bytes")]
     TokenTooLong {
-        /// Where in the archive the token starts.
+        /// Where in the archive the string (its length word) starts.
         offset: u64,
+        /// The tokens accepted here.
+        expected: &'static str,
         /// The length the archive claimed.
         len: u64,
     },
-    /// Directories nested deeper than the framer accepts.
-    #[error("NAR nests directories deeper than {MAX_DEPTH}")]
-    TooDeep,
-    /// A directory entry name that is empty, `.`, `..`, contains `/` or NUL, or
-    /// is not in strictly increasing order.
+    /// A directory entry name longer than [`NarLimits::max_name`] (Nix:
+    /// "string is too long").
+    #[error(
+        "NAR at byte {offset}: expected a directory entry name of at most {max} bytes, \
+         found one of {len} bytes"
+    )]
+    NameTooLong {
+        /// Where in the archive the name (its length word) starts.
+        offset: u64,
+        /// The length the archive claimed.
+        len: u64,
+        /// The limit in force.
+        max: u64,
+    },
+    /// A symlink target longer than [`NarLimits::max_target`] (Nix: "string
+    /// is too long").
+    #[error(
+        "NAR at byte {offset}: expected a symlink target of at most {max} bytes, \
+         found one of {len} bytes"
+    )]
+    TargetTooLong {
+        /// Where in the archive the target (its length word) starts.
+        offset: u64,
+        /// The length the archive claimed.
+        len: u64,
+        /// The limit in force.
+        max: u64,
+    },
+    /// A node with [`NarLimits::max_depth`] directories above it (Nix: "NAR
+    /// directory nesting exceeds maximum depth of 64").
+    #[error(
+        "NAR at byte {offset}: directory nesting exceeds the maximum depth of {max}: \
+         found a node {depth} directories deep"
+    )]
+    TooDeep {
+        /// Where in the archive the node starts.
+        offset: u64,
+        /// How many directories enclose the node.
+        depth: usize,
+        /// The limit in force: nodes must lie fewer directories deep.
+        max: usize,
+    },
+    /// A directory entry name that is empty, `.`, `..`, contains `/` or NUL
+    /// (Nix: "NAR contains invalid file name"), or is not strictly after the
+    /// previous entry's name in bytewise order (Nix: "NAR directory is not
+    /// sorted").
     #[error("NAR at byte {offset}: invalid directory entry name {name}: {why}")]
     BadName {
         /// Where in the archive the name starts.
@@ -56,7 +116,24 @@ pub enum NarError {
         /// What is wrong with it.
         why: &'static str,
     },
-    /// Non-zero bytes where the format puts zero padding.
+    /// A symlink target that is empty or contains NUL (Nix: "NAR contains
+    /// invalid symlink target"). Nix refuses NUL because the link would be
+    /// created with the target cut short, so two different archives would
+    /// restore to the same tree.
+    #[error(
+        "NAR at byte {offset}: expected a non-empty symlink target without NUL, \
+         found {target}: {why}"
+    )]
+    BadTarget {
+        /// Where in the archive the target starts.
+        offset: u64,
+        /// The target, rendered for a human.
+        target: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// Non-zero bytes where the format puts zero padding (Nix: "non-zero
+    /// padding").
     #[error("NAR at byte {offset}: non-zero padding")]
     BadPadding {
         /// Where the padding starts.
@@ -101,7 +178,15 @@ enum Reading {
     Done,
 }
 
-/// Finds where a NAR ends while its bytes stream past.
+/// Finds where a NAR ends while its bytes stream past, refusing any archive
+/// that Nix would refuse.
+///
+/// Memory is bounded by the [`NarLimits`], never by the archive: the framer
+/// holds one token at a time (a keyword, a name of at most
+/// [`NarLimits::max_name`] bytes or a target of at most
+/// [`NarLimits::max_target`]), plus the last entry name of each open directory
+/// (at most [`NarLimits::max_depth`] of them) to check the order of names.
+/// File contents are counted as they pass, never stored.
 ///
 /// ```
 /// use nixwire_core::nar::NarFramer;
@@ -121,6 +206,8 @@ pub struct NarFramer {
     int_buf: [u8; 8],
     token: Vec<u8>,
     token_start: u64,
+    /// The bounds in force, fixed at construction.
+    limits: NarLimits,
     /// Per open directory, the last entry name seen (to check the ordering).
     dirs: Vec<Vec<u8>>,
     /// Bytes of archive consumed so far, for error messages.
@@ -134,14 +221,32 @@ impl Default for NarFramer {
 }
 
 impl NarFramer {
-    /// A framer at the start of an archive.
+    /// A framer at the start of an archive, with Nix's limits.
     pub fn new() -> Self {
+        Self::with_limits(NarLimits::default())
+    }
+
+    /// A framer at the start of an archive, with the given limits.
+    ///
+    /// ```
+    /// use nixwire_core::nar::{NarError, NarFramer, NarLimits, Node};
+    /// let deep = Node::Directory(vec![(
+    ///     b"d".to_vec(),
+    ///     Node::Directory(vec![(b"f".to_vec(), Node::Symlink { target: b"/".to_vec() })]),
+    /// )]);
+    /// let mut limits = NarLimits::default();
+    /// limits.max_depth = 2;
+    /// let err = NarFramer::with_limits(limits).feed(&deep.to_nar()).unwrap_err();
+    /// assert!(matches!(err, NarError::TooDeep { depth: 2, max: 2, .. }));
+    /// ```
+    pub fn with_limits(limits: NarLimits) -> Self {
         Self {
             expect: Expect::Magic,
             reading: Reading::Int { have: 0 },
             int_buf: [0; 8],
             token: Vec::new(),
             token_start: 0,
+            limits,
             dirs: Vec::new(),
             offset: 0,
         }
@@ -182,8 +287,9 @@ impl NarFramer {
                     take
                 }
                 Reading::Token { len } => {
-                    let want = (len as usize).saturating_sub(self.token.len());
-                    let take = rest.len().min(want);
+                    // In u64: a raised limit may exceed usize on 32-bit hosts.
+                    let want = len - self.token.len() as u64;
+                    let take = (rest.len() as u64).min(want) as usize;
                     self.token.extend_from_slice(&rest[..take]);
                     if self.token.len() as u64 == len {
                         self.reading = pad_after(len, false);
@@ -255,11 +361,32 @@ impl NarFramer {
             };
             return Ok(());
         }
-        if value > MAX_TOKEN {
-            return Err(NarError::TokenTooLong {
-                offset: start,
-                len: value,
-            });
+        // Refused from the length word alone: the bytes are neither awaited
+        // nor allocated for.
+        match self.expect {
+            Expect::EntryNameValue if value > self.limits.max_name => {
+                return Err(NarError::NameTooLong {
+                    offset: start,
+                    len: value,
+                    max: self.limits.max_name,
+                });
+            }
+            Expect::SymlinkValue if value > self.limits.max_target => {
+                return Err(NarError::TargetTooLong {
+                    offset: start,
+                    len: value,
+                    max: self.limits.max_target,
+                });
+            }
+            Expect::EntryNameValue | Expect::SymlinkValue => {}
+            expect if value > MAX_KEYWORD => {
+                return Err(NarError::TokenTooLong {
+                    offset: start,
+                    expected: expected(expect),
+                    len: value,
+                });
+            }
+            _ => {}
         }
         self.token.clear();
         self.reading = Reading::Token { len: value };
@@ -270,87 +397,111 @@ impl NarFramer {
         Ok(())
     }
 
-    fn unexpected(&self, expected: &'static str) -> NarError {
+    fn unexpected(&self) -> NarError {
         NarError::Unexpected {
             offset: self.token_start,
-            expected,
+            expected: expected(self.expect),
             found: show_bytes(&self.token),
         }
     }
 
-    fn keyword(&self, word: &'static str, expected: &'static str) -> Result<(), NarError> {
+    fn keyword(&self, word: &'static str) -> Result<(), NarError> {
         if self.token == word.as_bytes() {
             Ok(())
         } else {
-            Err(self.unexpected(expected))
+            Err(self.unexpected())
         }
+    }
+
+    /// Where the byte after the current token (and its padding) is.
+    fn token_end(&self) -> u64 {
+        let len = self.token.len() as u64;
+        self.token_start + 8 + len + crate::wire::padding(len) as u64
+    }
+
+    /// A node is about to start, below every open directory. Checked before
+    /// the node's first token, as Nix does, so the depth is refused whatever
+    /// follows.
+    fn enter_node(&self) -> Result<(), NarError> {
+        let depth = self.dirs.len();
+        if depth >= self.limits.max_depth {
+            return Err(NarError::TooDeep {
+                offset: self.token_end(),
+                depth,
+                max: self.limits.max_depth,
+            });
+        }
+        Ok(())
     }
 
     /// A whole token has been read: advance the grammar.
     fn on_token(&mut self) -> Result<(), NarError> {
         self.expect = match self.expect {
             Expect::Magic => {
-                self.keyword("nix-archive-1", "the NAR magic \"nix-archive-1\"")?;
+                self.keyword("nix-archive-1")?;
+                self.enter_node()?;
                 Expect::Open
             }
             Expect::Open => {
-                self.keyword("(", "\"(\"")?;
+                self.keyword("(")?;
                 Expect::Type
             }
             Expect::Type => {
-                self.keyword("type", "\"type\"")?;
+                self.keyword("type")?;
                 Expect::TypeValue
             }
             Expect::TypeValue => match self.token.as_slice() {
                 b"regular" => Expect::RegularAttr,
                 b"symlink" => Expect::SymlinkTarget,
                 b"directory" => {
-                    if self.dirs.len() >= MAX_DEPTH {
-                        return Err(NarError::TooDeep);
-                    }
+                    // Bounded by max_depth: enter_node refused any deeper node.
                     self.dirs.push(Vec::new());
                     Expect::DirEntryOrClose
                 }
-                _ => return Err(self.unexpected("\"regular\", \"symlink\" or \"directory\"")),
+                _ => return Err(self.unexpected()),
             },
+            // A regular file always has contents, empty or not: Nix refuses
+            // `")"` here (since 2.32), so a file cannot be written without
+            // saying how long it is.
             Expect::RegularAttr => match self.token.as_slice() {
                 b"executable" => Expect::ExecutableEmpty,
                 b"contents" => Expect::ContentsLen,
-                b")" => return self.close_node(),
-                _ => return Err(self.unexpected("\"executable\", \"contents\" or \")\"")),
+                _ => return Err(self.unexpected()),
             },
             Expect::ExecutableEmpty => {
-                self.keyword("", "an empty string after \"executable\"")?;
+                self.keyword("")?;
                 Expect::Contents
             }
-            Expect::Contents => match self.token.as_slice() {
-                b"contents" => Expect::ContentsLen,
-                b")" => return self.close_node(),
-                _ => return Err(self.unexpected("\"contents\" or \")\"")),
-            },
+            Expect::Contents => {
+                self.keyword("contents")?;
+                Expect::ContentsLen
+            }
             Expect::Close => {
-                self.keyword(")", "\")\"")?;
+                self.keyword(")")?;
                 return self.close_node();
             }
             Expect::SymlinkTarget => {
-                self.keyword("target", "\"target\"")?;
+                self.keyword("target")?;
                 Expect::SymlinkValue
             }
-            Expect::SymlinkValue => Expect::Close,
+            Expect::SymlinkValue => {
+                self.check_target()?;
+                Expect::Close
+            }
             Expect::DirEntryOrClose => match self.token.as_slice() {
                 b"entry" => Expect::EntryOpen,
                 b")" => {
                     self.dirs.pop();
                     return self.close_node();
                 }
-                _ => return Err(self.unexpected("\"entry\" or \")\"")),
+                _ => return Err(self.unexpected()),
             },
             Expect::EntryOpen => {
-                self.keyword("(", "\"(\"")?;
+                self.keyword("(")?;
                 Expect::EntryName
             }
             Expect::EntryName => {
-                self.keyword("name", "\"name\"")?;
+                self.keyword("name")?;
                 Expect::EntryNameValue
             }
             Expect::EntryNameValue => {
@@ -358,15 +509,16 @@ impl NarFramer {
                 Expect::EntryNode
             }
             Expect::EntryNode => {
-                self.keyword("node", "\"node\"")?;
+                self.keyword("node")?;
+                self.enter_node()?;
                 Expect::Open
             }
             Expect::EntryClose => {
-                self.keyword(")", "\")\" closing a directory entry")?;
+                self.keyword(")")?;
                 Expect::DirEntryOrClose
             }
             // File contents are counted in `on_int`, never read as a token.
-            Expect::ContentsLen => return Err(self.unexpected("file contents")),
+            Expect::ContentsLen => return Err(self.unexpected()),
         };
         Ok(())
     }
@@ -381,6 +533,10 @@ impl NarFramer {
         Ok(())
     }
 
+    /// Nix's rules for an entry name: a single path component, and each
+    /// directory's names strictly increasing bytewise (so names are unique
+    /// and the archive of a tree is unique). The length was checked in
+    /// `on_int`.
     fn check_name(&mut self) -> Result<(), NarError> {
         let name = self.token.as_slice();
         let why = if name.is_empty() {
@@ -409,6 +565,47 @@ impl NarFramer {
         last.clear();
         last.extend_from_slice(name);
         Ok(())
+    }
+
+    /// Nix refuses an empty target (no link can be made with one) and a NUL
+    /// (the link would be made with the target cut short, so two archives
+    /// would restore to the same tree).
+    fn check_target(&self) -> Result<(), NarError> {
+        let target = self.token.as_slice();
+        let why = if target.is_empty() {
+            "empty"
+        } else if target.contains(&0) {
+            "contains NUL"
+        } else {
+            return Ok(());
+        };
+        Err(NarError::BadTarget {
+            offset: self.token_start,
+            target: show_bytes(target),
+            why,
+        })
+    }
+}
+
+/// What the grammar accepts at `expect`, for error messages.
+fn expected(expect: Expect) -> &'static str {
+    match expect {
+        Expect::Magic => "the NAR magic \"nix-archive-1\"",
+        Expect::Open | Expect::EntryOpen => "\"(\"",
+        Expect::Type => "\"type\"",
+        Expect::TypeValue => "\"regular\", \"symlink\" or \"directory\"",
+        Expect::RegularAttr => "\"executable\" or \"contents\"",
+        Expect::ExecutableEmpty => "an empty string after \"executable\"",
+        Expect::Contents => "\"contents\"",
+        Expect::ContentsLen => "file contents",
+        Expect::Close => "\")\"",
+        Expect::SymlinkTarget => "\"target\"",
+        Expect::SymlinkValue => "a symlink target",
+        Expect::DirEntryOrClose => "\"entry\" or \")\"",
+        Expect::EntryName => "\"name\"",
+        Expect::EntryNameValue => "a directory entry name",
+        Expect::EntryNode => "\"node\"",
+        Expect::EntryClose => "\")\" closing a directory entry",
     }
 }
 
