@@ -10,7 +10,8 @@
 //!   that declares each message once, with its version gates, and derives both
 //!   encoding and decoding from that one declaration.
 //! - [`nar`]: [`NarFramer`](nar::NarFramer), which finds where a NAR ends as
-//!   its bytes stream past, in bounded memory.
+//!   its bytes stream past, in bounded memory, and refuses what Nix's own NAR
+//!   parser refuses (within [`NarLimits`](nar::NarLimits)).
 //! - [`serve`]: the serve protocol (`nix-store --serve`, `ssh://` stores):
 //!   its messages, and a [`Client`](serve::Client) and a
 //!   [`Server`](serve::Server) of the same shape.
