@@ -149,4 +149,5 @@
 pub mod machines;
 pub mod nar;
 pub mod serve;
+pub mod store;
 pub mod wire;
