@@ -146,6 +146,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod conn;
 pub mod machines;
 pub mod nar;
 pub mod serve;

@@ -8,16 +8,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::RequestId;
-use super::endpoint::Endpoint;
-use super::error::{Error, check_magic, check_version};
-use super::messages::{CLIENT_MAGIC, Command, ExportTrailer, LATEST, SERVER_MAGIC};
-use super::request::{Reply, Request, command_name};
+use super::handshake::{check_magic, check_version};
+use super::messages::{CLIENT_MAGIC, ExportTrailer, LATEST, NarDone, SERVER_MAGIC};
+use super::{Command, Reply, ReplyPartial, Request};
+use crate::conn::{
+    BodyKind, Connection, Endpoint, Error, ErrorKind, Phase, ReplyKind, RequestId,
+};
 use crate::nar::NarFramer;
-use crate::wire::{Cx, Inbox, Limits, Version, Wire, encode_u64, show_bytes};
+use crate::wire::{Cx, Inbox, Limits, Protocol, Serve, Version, Wire, encode_u64, show_bytes};
 
 /// How a [`Client`] behaves.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// The version announced to the server. The negotiated version is the
     /// smaller of this and the server's. A replay announces exactly what the
@@ -25,14 +27,18 @@ pub struct ClientConfig {
     pub version: Version,
     /// The oldest server version accepted.
     pub minimum_version: Version,
-    /// Bounds on what the server may make us buffer.
+    /// The server's store directory, in which full paths on the wire are.
+    pub store_dir: crate::store::StoreDir,
+    /// Bounds on what the server may make us buffer and hold.
     pub limits: Limits,
     /// How long the server may take to answer the handshake (Hydra used 60 s
     /// as ssh's `ConnectTimeout`). `None`: wait forever.
     pub handshake_timeout: Option<Duration>,
     /// How long a request may wait with nothing at all arriving, on stdout or
-    /// stderr. Builds can be silent for hours, so the default is `None`; a host
-    /// that wants a stall detector sets it to its `maxSilentTime`.
+    /// stderr, counted from when its bytes went out or from the last byte
+    /// received, whichever is later. Builds can be silent for hours, so the
+    /// default is `None`; a host that wants a stall detector sets it to its
+    /// `maxSilentTime`.
     pub stall_timeout: Option<Duration>,
 }
 
@@ -41,6 +47,7 @@ impl Default for ClientConfig {
         Self {
             version: LATEST,
             minimum_version: Version::new(2, 0),
+            store_dir: crate::store::StoreDir::default(),
             limits: Limits::default(),
             handshake_timeout: Some(Duration::from_secs(60)),
             stall_timeout: None,
@@ -48,7 +55,7 @@ impl Default for ClientConfig {
     }
 }
 
-/// What happened on a [`Client`], drained with [`Client::poll_event`].
+/// What happened on a [`Client`], drained with `poll_event`.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ClientEvent {
@@ -59,13 +66,16 @@ pub enum ClientEvent {
         /// What both sides now speak: min(ours, theirs).
         version: Version,
     },
-    /// The request's body may now be streamed with [`Client::write_nar`]
+    /// The request's body may now be offered with [`Client::offer_body`]
     /// (`AddToStoreNar`: `nar_size` bytes; `ImportPaths`: one NAR per path).
-    SendNar {
+    BodyWanted {
         /// The request.
         id: RequestId,
+        /// How many bytes the body has, when the request says.
+        max: Option<u64>,
     },
-    /// A piece of a `DumpStorePath` reply.
+    /// A piece of a `DumpStorePath` reply: a slice of the bytes received,
+    /// not a copy.
     NarChunk {
         /// The request.
         id: RequestId,
@@ -79,10 +89,20 @@ pub enum ClientEvent {
         /// Its reply.
         reply: Reply,
     },
+    /// The request failed on its own (the negotiated version does not have
+    /// its operation); the connection goes on.
+    Failed {
+        /// The request.
+        id: RequestId,
+        /// Why.
+        error: Error,
+    },
     /// Bytes from the server's stderr: build logs, passed on as they came.
     Log(Bytes),
     /// The server closed the stream with nothing owed.
     Closed,
+    /// The connection broke; every later call returns this error.
+    Broken(Error),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,30 +117,41 @@ enum State {
 struct InFlight {
     id: RequestId,
     command: Command,
-    /// For `DumpStorePath`: the framer finding the reply's end.
+    sent_at: Instant,
+    /// For a reply that is a bare NAR: the framer finding its end.
     nar: Option<NarFramer>,
+    /// For a message reply: its decode progress.
+    partial: ReplyPartial,
 }
 
 /// The body of the request being uploaded; later requests wait behind it.
 #[derive(Debug)]
 enum Upload {
-    AddToStoreNar {
+    SizedNar {
         id: RequestId,
         remaining: u64,
         framer: NarFramer,
     },
-    ImportPaths {
+    Export {
         id: RequestId,
         trailers: VecDeque<ExportTrailer>,
         framer: NarFramer,
     },
 }
 
+impl Upload {
+    fn id(&self) -> RequestId {
+        match self {
+            Self::SizedNar { id, .. } | Self::Export { id, .. } => *id,
+        }
+    }
+}
+
 /// The client side of a serve connection.
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
-    cx: Cx,
+    cx: Cx<Serve>,
     state: State,
     inbox: Inbox,
     io: Endpoint<ClientEvent>,
@@ -134,20 +165,24 @@ pub struct Client {
 
 impl Client {
     /// A connection that starts with the handshake: the client's magic and
-    /// version are ready in [`poll_transmit`](Self::poll_transmit) at once.
+    /// version are ready to send at once.
+    ///
+    /// # Panics
+    /// If `config.version` is not a serve version (major 2): a programming
+    /// error, never input.
     pub fn new(config: ClientConfig, now: Instant) -> Self {
-        let mut out = Vec::new();
-        encode_u64(CLIENT_MAGIC, &mut out);
-        encode_u64(config.version.to_wire(), &mut out);
+        let mut io = Endpoint::new(ClientEvent::Broken);
+        encode_u64(CLIENT_MAGIC, io.out.buf());
+        encode_u64(config.version.to_wire(), io.out.buf());
+        let cx = Cx::new(config.version)
+            .with_limits(config.limits)
+            .with_store_dir(config.store_dir.clone());
         Self {
-            cx: Cx {
-                version: config.version,
-                limits: config.limits,
-            },
+            cx,
             config,
             state: State::Handshake,
             inbox: Inbox::default(),
-            io: Endpoint::new(out),
+            io,
             queued: VecDeque::new(),
             in_flight: VecDeque::new(),
             upload: None,
@@ -174,209 +209,310 @@ impl Client {
         self.inbox.pending().len()
     }
 
-    /// The error that poisoned the connection, if one did.
+    /// The error that broke the connection, if one did.
     pub fn error(&self) -> Option<&Error> {
         self.io.error()
     }
 
     /// Queues a request and returns its id. Requests are pipelined: each is
     /// sent as soon as the handshake is done and every request before it has
-    /// finished sending (bodies included); replies come back in order.
-    pub fn request(&mut self, request: Request) -> Result<RequestId, Error> {
-        self.check()?;
+    /// finished sending (bodies included); replies come back in order. The
+    /// stall clock of a request starts when its bytes go out.
+    ///
+    /// A request on a broken or closed connection is an error and changes
+    /// nothing. A request whose operation the negotiated version lacks is
+    /// answered by [`ClientEvent::Failed`].
+    pub fn request(&mut self, now: Instant, request: impl Into<Request>) -> Result<RequestId, Error> {
+        self.io.check()?;
+        if self.state == State::Closed {
+            return Err(Error::new(ErrorKind::NotOpen, Phase::Idle));
+        }
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        self.queued.push_back((id, request));
-        self.send_queued();
+        self.queued.push_back((id, request.into()));
+        self.send_queued(now);
         Ok(id)
     }
 
-    /// Streams part of a request's NAR body, after [`ClientEvent::SendNar`].
-    /// The bytes are checked against the NAR format as they pass, so a body
-    /// that is too short, too long or malformed is caught here rather than
-    /// desynchronising the server.
-    pub fn write_nar(&mut self, id: RequestId, data: &[u8]) -> Result<(), Error> {
-        self.check()?;
-        let result = self.write_nar_inner(id, data);
-        self.fail_on(result)
+    /// The request whose body is wanted now, and how many bytes it still
+    /// takes when that is known.
+    pub fn body_wanted(&self) -> Option<(RequestId, Option<u64>)> {
+        match self.upload.as_ref()? {
+            Upload::SizedNar { id, remaining, .. } => Some((*id, Some(*remaining))),
+            Upload::Export { id, .. } => Some((*id, None)),
+        }
     }
 
-    fn write_nar_inner(&mut self, id: RequestId, mut data: &[u8]) -> Result<(), Error> {
-        let body_err = |why: String| Error::Body { id: id.0, why };
+    /// Offers bytes of a request's body, after [`ClientEvent::BodyWanted`],
+    /// at `now` (requests queued behind the body go out when it ends),
+    /// and returns how many were taken: all of `data` while the body goes
+    /// on, fewer once it is complete (the rest is not part of it). What is
+    /// taken is queued to send as slices of `data`, never copied.
+    ///
+    /// The bytes are checked against the NAR format as they pass, so a body
+    /// that is malformed, or ends before its stated size, breaks the
+    /// connection here rather than desynchronising the server. Offering a
+    /// body for a request that is not uploading is a caller's mistake: an
+    /// error that changes nothing.
+    pub fn offer_body(&mut self, now: Instant, id: RequestId, data: Bytes) -> Result<usize, Error> {
+        self.io.check()?;
+        if self.upload.as_ref().map(Upload::id) != Some(id) {
+            return Err(Error::misuse(format!(
+                "offer_body for request {id}, which is not the request whose body is wanted{}",
+                self.upload
+                    .as_ref()
+                    .map(|u| format!(" (request {} is)", u.id()))
+                    .unwrap_or_default()
+            )));
+        }
+        let result = self.take_body(id, data);
+        let result = self.io.fail_on(result);
+        if self.upload.is_none() {
+            self.send_queued(now);
+        }
+        result
+    }
+
+    fn take_body(&mut self, id: RequestId, data: Bytes) -> Result<usize, Error> {
+        let op = Command::from_upload(self.upload.as_ref());
+        let broken = |kind: ErrorKind| Error::new(kind, Phase::Sending).about(id, op);
+        let nar_error = |source| broken(ErrorKind::Nar {
+            what: "the request's NAR".into(),
+            source,
+        });
         match &mut self.upload {
-            Some(Upload::AddToStoreNar {
-                id: uid,
-                remaining,
-                framer,
-            }) if *uid == id => {
-                if data.len() as u64 > *remaining {
-                    return Err(body_err(format!(
-                        "{} more NAR bytes given, but nar_size leaves {remaining}",
-                        data.len()
-                    )));
+            Some(Upload::SizedNar {
+                remaining, framer, ..
+            }) => {
+                let n = usize::try_from(*remaining).map_or(data.len(), |r| r.min(data.len()));
+                let used = framer.feed(&data[..n]).map_err(nar_error)?;
+                if used < n || (framer.is_done() && *remaining > n as u64) {
+                    return Err(broken(ErrorKind::Body {
+                        why: format!(
+                            "the NAR ended after {} bytes, before the nar_size stated",
+                            framer.position()
+                        ),
+                    }));
                 }
-                let used = framer.feed(data).map_err(|source| Error::Nar {
-                    what: format!("the NAR of request {}", id.0),
-                    source,
-                })?;
-                *remaining -= data.len() as u64;
-                if used < data.len() || (framer.is_done() && *remaining > 0) {
-                    return Err(body_err(format!(
-                        "the NAR ended after {} bytes, before nar_size",
-                        framer.position()
-                    )));
+                *remaining -= n as u64;
+                if *remaining == 0 && !framer.is_done() {
+                    return Err(broken(ErrorKind::Body {
+                        why: "nar_size bytes were given but the NAR is incomplete".into(),
+                    }));
                 }
-                self.io.out.extend_from_slice(data);
+                self.io.out.push(data.slice(..n));
                 if *remaining == 0 {
-                    if !framer.is_done() {
-                        return Err(body_err(
-                            "nar_size bytes were given but the NAR is incomplete".into(),
-                        ));
-                    }
                     self.upload = None;
-                    self.send_queued();
                 }
-                Ok(())
+                Ok(n)
             }
-            Some(Upload::ImportPaths {
-                id: uid,
-                trailers,
-                framer,
-            }) if *uid == id => {
-                while !data.is_empty() {
+            Some(Upload::Export {
+                trailers, framer, ..
+            }) => {
+                let mut taken = 0;
+                while taken < data.len() {
                     let Some(trailer) = trailers.front() else {
-                        return Err(body_err(format!(
-                            "{} bytes given after the last path's NAR",
-                            data.len()
-                        )));
+                        break;
                     };
-                    let used = framer.feed(data).map_err(|source| Error::Nar {
-                        what: format!("the NAR of {} (request {})", trailer.path, id.0),
-                        source,
-                    })?;
-                    self.io.out.extend_from_slice(&data[..used]);
-                    data = &data[used..];
+                    let used = framer.feed(&data[taken..]).map_err(nar_error)?;
+                    self.io.out.push(data.slice(taken..taken + used));
+                    taken += used;
                     if framer.is_done() {
-                        trailer.encode(&self.cx, &mut self.io.out);
+                        trailer.encode(&self.cx, self.io.out.buf());
                         trailers.pop_front();
-                        *framer = NarFramer::new();
+                        *framer = NarFramer::with_limits(self.cx.limits.nar);
                         // 1 announces another path, 0 ends the import.
-                        encode_u64(u64::from(!trailers.is_empty()), &mut self.io.out);
-                        if trailers.is_empty() {
-                            if !data.is_empty() {
-                                return Err(body_err(format!(
-                                    "{} bytes given after the last path's NAR",
-                                    data.len()
-                                )));
-                            }
-                            self.upload = None;
-                            self.send_queued();
-                            return Ok(());
-                        }
+                        encode_u64(u64::from(!trailers.is_empty()), self.io.out.buf());
                     }
                 }
-                Ok(())
+                if trailers.is_empty() {
+                    self.upload = None;
+                }
+                Ok(taken)
             }
-            _ => Err(Error::Misuse(format!(
-                "write_nar for request {}, which is not the request whose body is being sent",
-                id.0
-            ))),
+            None => Ok(0),
         }
     }
 
     /// Gives up on a request. One still queued is simply dropped; one already
-    /// (partly) sent poisons the connection, because its reply can no longer be
-    /// told apart from the next one's.
+    /// (partly) sent breaks the connection, because its reply can no longer
+    /// be told apart from the next one's.
     pub fn abandon(&mut self, id: RequestId) {
         if let Some(pos) = self.queued.iter().position(|(qid, _)| *qid == id) {
             self.queued.remove(pos);
             return;
         }
-        let command = self
-            .in_flight
-            .iter()
-            .find(|f| f.id == id)
-            .map(|f| command_name(f.command));
-        if let Some(command) = command {
-            self.io.poison(Error::Abandoned { id: id.0, command });
+        if let Some(f) = self.in_flight.iter().find(|f| f.id == id) {
+            let error = Error::new(ErrorKind::Abandoned, Phase::Receiving).about(id, f.command.name());
+            self.io.break_with(error);
         }
     }
 
-    /// Takes bytes the server wrote to its stdout. Buffering without producing
-    /// anything ("need more bytes") is normal.
-    pub fn handle_input(&mut self, now: Instant, data: &[u8]) -> Result<(), Error> {
-        self.check()?;
-        self.last_input = now;
-        self.inbox.push(data);
-        let result = self.process();
-        self.fail_on(result)
-    }
-
-    /// Takes bytes the server wrote to its stderr, where the serve protocol
-    /// puts build logs; they come out as [`ClientEvent::Log`]. Logs are passed
-    /// on even after an error: they are often what explains it.
-    pub fn handle_stderr(&mut self, now: Instant, data: &[u8]) {
-        self.last_input = now;
-        if !data.is_empty() {
-            self.io
-                .events
-                .push_back(ClientEvent::Log(Bytes::copy_from_slice(data)));
-        }
-    }
-
-    /// The server's stdout has ended. Fine when nothing is owed; an error that
-    /// says what was owed otherwise.
-    pub fn handle_eof(&mut self, _now: Instant) -> Result<(), Error> {
-        self.check()?;
-        let owed = if self.state == State::Handshake {
-            Some(format!(
-                "before the server's handshake; received {}",
-                show_bytes(self.inbox.pending())
-            ))
-        } else if let Some(f) = self.in_flight.front() {
-            Some(format!(
-                "while waiting for the reply to {} (request {})",
-                command_name(f.command),
-                f.id.0
-            ))
-        } else if !self.inbox.is_empty() {
-            Some(format!(
-                "with {} bytes of an unfinished message",
-                self.inbox.pending().len()
-            ))
-        } else {
-            self.queued
-                .front()
-                .map(|(id, r)| format!("before request {} ({}) could be sent", id.0, r.command()))
-        };
-        self.io.end_of_stream(owed, ClientEvent::Closed)?;
-        self.state = State::Closed;
-        Ok(())
-    }
-
-    /// Checks the deadlines against `now`.
-    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
-        self.check()?;
-        match self.deadline() {
-            Some((deadline, during, limit)) if now >= deadline => {
-                self.fail_on(Err(Error::TimedOut {
-                    during,
-                    seconds: limit.as_secs_f64(),
-                }))
+    fn process(&mut self, now: Instant) -> Result<(), Error> {
+        loop {
+            match self.state {
+                State::Handshake => {
+                    if !self.handshake(now)? {
+                        return Ok(());
+                    }
+                }
+                State::Ready => {
+                    if self.inbox.is_empty() || !self.read_reply(now)? {
+                        return Ok(());
+                    }
+                }
+                State::Closed => return Ok(()),
             }
-            _ => Ok(()),
         }
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) must be called next, if a
-    /// deadline is running.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline().map(|(d, _, _)| d)
+    /// Reads the server's magic and version; `false` if more bytes are needed.
+    fn handshake(&mut self, now: Instant) -> Result<bool, Error> {
+        let pending = self.inbox.pending();
+        if !check_magic("server", SERVER_MAGIC, pending)? || pending.len() < 16 {
+            return Ok(false);
+        }
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(&pending[8..16]);
+        let server_version =
+            check_version("server", u64::from_le_bytes(raw), self.config.minimum_version)?;
+        self.inbox.advance(16);
+        self.cx.version = server_version.min(self.config.version);
+        self.state = State::Ready;
+        self.io.events.push_back(ClientEvent::Connected {
+            server_version,
+            version: self.cx.version,
+        });
+        self.send_queued(now);
+        Ok(true)
+    }
+
+    /// Encodes queued requests while nothing blocks them.
+    fn send_queued(&mut self, now: Instant) {
+        if self.state != State::Ready || self.io.is_broken() {
+            return;
+        }
+        while self.upload.is_none() {
+            let Some((id, request)) = self.queued.pop_front() else {
+                return;
+            };
+            let command = request.command();
+            if self.cx.version < command.since() {
+                let error = Error::new(
+                    ErrorKind::Unsupported {
+                        protocol: Serve::NAME,
+                        op: command.name(),
+                        needs: format!("{} or later", command.since()),
+                        version: self.cx.version.to_string(),
+                    },
+                    Phase::Sending,
+                )
+                .about(id, command.name());
+                self.io.events.push_back(ClientEvent::Failed { id, error });
+                continue;
+            }
+            request.encode(&self.cx, self.io.out.buf());
+            let nar = (command.reply_kind() == ReplyKind::BareNar)
+                .then(|| NarFramer::with_limits(self.cx.limits.nar));
+            self.in_flight.push_back(InFlight {
+                id,
+                command,
+                sent_at: now,
+                nar,
+                partial: ReplyPartial::default(),
+            });
+            let framer = NarFramer::with_limits(self.cx.limits.nar);
+            match (command.body(), request) {
+                (BodyKind::SizedNar, Request::AddToStoreNar(m)) => {
+                    self.upload = Some(Upload::SizedNar {
+                        id,
+                        remaining: m.nar_size,
+                        framer,
+                    });
+                    let max = Some(m.nar_size);
+                    self.io.events.push_back(ClientEvent::BodyWanted { id, max });
+                }
+                (BodyKind::Export, Request::ImportPaths(m)) if !m.paths.is_empty() => {
+                    encode_u64(1, self.io.out.buf());
+                    self.upload = Some(Upload::Export {
+                        id,
+                        trailers: m.paths.into(),
+                        framer,
+                    });
+                    self.io.events.push_back(ClientEvent::BodyWanted { id, max: None });
+                }
+                (BodyKind::Export, _) => encode_u64(0, self.io.out.buf()),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads (part of) the oldest request's reply; `false` if more bytes are
+    /// needed.
+    fn read_reply(&mut self, now: Instant) -> Result<bool, Error> {
+        let Some(front) = self.in_flight.front_mut() else {
+            let pending = self.inbox.pending();
+            return Err(Error::new(
+                ErrorKind::UnexpectedBytes {
+                    peer: "server",
+                    count: pending.len(),
+                    bytes: show_bytes(pending),
+                },
+                Phase::Idle,
+            ));
+        };
+        let (id, command, sent_at) = (front.id, front.command, front.sent_at);
+        let context = |e: Error| {
+            e.about(id, command.name())
+                .after(now.saturating_duration_since(sent_at))
+        };
+        if let Some(framer) = &mut front.nar {
+            let used = framer.feed(self.inbox.pending()).map_err(|source| {
+                context(Error::new(
+                    ErrorKind::Nar {
+                        what: "the reply's NAR".into(),
+                        source,
+                    },
+                    Phase::Receiving,
+                ))
+            })?;
+            let done = framer.is_done().then(|| framer.position());
+            if used > 0 {
+                let data = self.inbox.take(used);
+                self.io.events.push_back(ClientEvent::NarChunk { id, data });
+            }
+            let Some(nar_size) = done else {
+                return Ok(false);
+            };
+            self.in_flight.pop_front();
+            let reply = Reply::DumpStorePath(NarDone { nar_size });
+            self.io.events.push_back(ClientEvent::Reply { id, reply });
+            return Ok(true);
+        }
+        let cx = &self.cx;
+        let partial = &mut front.partial;
+        let decoded = self
+            .inbox
+            .decode(&cx.limits, |r| Reply::decode(command, cx, partial, r))
+            .map_err(|source| {
+                context(Error::new(
+                    ErrorKind::Decode {
+                        what: "the reply".into(),
+                        source,
+                    },
+                    Phase::Receiving,
+                ))
+            })?;
+        let Some(reply) = decoded else {
+            return Ok(false);
+        };
+        self.in_flight.pop_front();
+        self.io.events.push_back(ClientEvent::Reply { id, reply });
+        Ok(true)
     }
 
     fn deadline(&self) -> Option<(Instant, String, Duration)> {
-        if self.io.error().is_some() {
+        if self.io.is_broken() {
             return None;
         }
         match self.state {
@@ -392,159 +528,111 @@ impl Client {
                 let t = self.config.stall_timeout?;
                 let during = format!(
                     "with nothing received while waiting for the reply to {} (request {})",
-                    command_name(f.command),
-                    f.id.0
+                    f.command, f.id
                 );
-                Some((self.last_input + t, during, t))
+                Some((self.last_input.max(f.sent_at) + t, during, t))
             }
             State::Closed => None,
         }
     }
+}
 
-    /// Moves the bytes to send to the server into `buf` and returns how many.
-    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
-        self.io.poll_transmit(buf)
+impl Command {
+    fn from_upload(upload: Option<&Upload>) -> &'static str {
+        match upload {
+            Some(Upload::SizedNar { .. }) => Self::AddToStoreNar.name(),
+            Some(Upload::Export { .. }) => Self::ImportPaths.name(),
+            None => "none",
+        }
     }
+}
 
-    /// The next event, if any.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.io.poll_event()
-    }
+impl Connection for Client {
+    type Event = ClientEvent;
 
-    fn check(&self) -> Result<(), Error> {
-        self.io.check()
-    }
-
-    fn fail_on(&mut self, result: Result<(), Error>) -> Result<(), Error> {
+    fn handle_input(&mut self, now: Instant, data: Bytes) -> Result<(), Error> {
+        self.io.check()?;
+        self.last_input = now;
+        self.inbox.push(data);
+        let result = self.process(now);
         self.io.fail_on(result)
     }
 
-    /// Encodes queued requests while nothing blocks them.
-    fn send_queued(&mut self) {
-        if self.state != State::Ready {
-            return;
-        }
-        while self.upload.is_none() {
-            let Some((id, request)) = self.queued.pop_front() else {
-                return;
-            };
-            request.encode_header(&self.cx, &mut self.io.out);
-            let command = request.command();
-            let nar = (command == Command::DumpStorePath).then(NarFramer::new);
-            self.in_flight.push_back(InFlight { id, command, nar });
-            match request {
-                Request::AddToStoreNar(m) => {
-                    self.upload = Some(Upload::AddToStoreNar {
-                        id,
-                        remaining: m.nar_size,
-                        framer: NarFramer::new(),
-                    });
-                    self.io.events.push_back(ClientEvent::SendNar { id });
-                }
-                Request::ImportPaths(m) if !m.paths.is_empty() => {
-                    encode_u64(1, &mut self.io.out);
-                    self.upload = Some(Upload::ImportPaths {
-                        id,
-                        trailers: m.paths.into(),
-                        framer: NarFramer::new(),
-                    });
-                    self.io.events.push_back(ClientEvent::SendNar { id });
-                }
-                Request::ImportPaths(_) => encode_u64(0, &mut self.io.out),
-                _ => {}
-            }
+    fn handle_stderr(&mut self, now: Instant, data: Bytes) {
+        self.last_input = now;
+        if !data.is_empty() {
+            self.io.events.push_back(ClientEvent::Log(data));
         }
     }
 
-    fn process(&mut self) -> Result<(), Error> {
-        loop {
-            match self.state {
-                State::Handshake => {
-                    if !self.handshake()? {
-                        return Ok(());
-                    }
-                }
-                State::Ready => {
-                    if self.inbox.is_empty() || !self.read_reply()? {
-                        return Ok(());
-                    }
-                }
-                State::Closed => return Ok(()),
-            }
-        }
-    }
-
-    /// Reads the server's magic and version; `false` if more bytes are needed.
-    fn handshake(&mut self) -> Result<bool, Error> {
-        let pending = self.inbox.pending();
-        if !check_magic("server", SERVER_MAGIC, pending)? || pending.len() < 16 {
-            return Ok(false);
-        }
-        let mut raw = [0u8; 8];
-        raw.copy_from_slice(&pending[8..16]);
-        let server_version = check_version(
-            "server",
-            u64::from_le_bytes(raw),
-            self.config.minimum_version,
-        )?;
-        self.inbox.consume(16);
-        self.cx.version = server_version.min(self.config.version);
-        self.state = State::Ready;
-        self.io.events.push_back(ClientEvent::Connected {
-            server_version,
-            version: self.cx.version,
-        });
-        self.send_queued();
-        Ok(true)
-    }
-
-    /// Reads (part of) the oldest request's reply; `false` if more bytes are
-    /// needed.
-    fn read_reply(&mut self) -> Result<bool, Error> {
-        let Some(front) = self.in_flight.front_mut() else {
-            let pending = self.inbox.pending();
-            return Err(Error::UnexpectedBytes {
-                count: pending.len(),
-                bytes: show_bytes(pending),
-            });
-        };
-        let id = front.id;
-        if let Some(framer) = &mut front.nar {
-            let pending = self.inbox.pending();
-            let used = framer.feed(pending).map_err(|source| Error::Nar {
-                what: format!("the reply to DumpStorePath (request {})", id.0),
-                source,
-            })?;
-            let done = framer.is_done().then(|| framer.position());
-            if used > 0 {
-                let data = Bytes::copy_from_slice(&pending[..used]);
-                self.io.events.push_back(ClientEvent::NarChunk { id, data });
-            }
-            self.inbox.consume(used);
-            if let Some(nar_size) = done {
-                self.in_flight.pop_front();
-                let reply = Reply::DumpStorePath { nar_size };
-                self.io.events.push_back(ClientEvent::Reply { id, reply });
-                return Ok(true);
-            }
-            return Ok(false);
-        }
-        let command = front.command;
-        let cx = self.cx;
-        let decoded = self
-            .inbox
-            .decode(cx.limits.max_message, |input| {
-                Reply::decode(command, &cx, input)
+    fn handle_eof(&mut self, _now: Instant) -> Result<(), Error> {
+        self.io.check()?;
+        let owed = if self.state == State::Handshake {
+            Some((
+                Phase::Handshake,
+                format!(
+                    "before the server's handshake; received {}",
+                    show_bytes(self.inbox.pending())
+                ),
+            ))
+        } else if let Some(f) = self.in_flight.front() {
+            Some((
+                Phase::Receiving,
+                format!("while waiting for the reply to {} (request {})", f.command, f.id),
+            ))
+        } else if !self.inbox.is_empty() {
+            Some((
+                Phase::Receiving,
+                format!("with {} bytes of an unfinished message", self.inbox.pending().len()),
+            ))
+        } else {
+            self.queued.front().map(|(id, r)| {
+                (Phase::Sending, format!("before request {id} ({}) could be sent", r.command()))
             })
-            .map_err(|e| Error::decode(format!("the reply to {command} (request {})", id.0), e))?;
-        match decoded {
-            Some(reply) => {
-                self.in_flight.pop_front();
-                self.io.events.push_back(ClientEvent::Reply { id, reply });
-                Ok(true)
+        };
+        self.state = State::Closed;
+        match owed {
+            Some((phase, during)) => {
+                let error = Error::new(ErrorKind::Closed { during }, phase);
+                self.io.fail_on(Err(error))
             }
-            None => Ok(false),
+            None => {
+                self.io.events.push_back(ClientEvent::Closed);
+                Ok(())
+            }
         }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
+        self.io.check()?;
+        match self.deadline() {
+            Some((deadline, during, after)) if now >= deadline => {
+                let phase = if self.state == State::Handshake {
+                    Phase::Handshake
+                } else {
+                    Phase::Receiving
+                };
+                let mut error = Error::new(ErrorKind::TimedOut { during, after }, phase);
+                if let Some(f) = self.in_flight.front() {
+                    error = error
+                        .about(f.id, f.command.name())
+                        .after(now.saturating_duration_since(f.sent_at));
+                }
+                self.io.fail_on(Err(error))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.io.poll_transmit()
+    }
+
+    fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.io.poll_event()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline().map(|(d, _, _)| d)
     }
 }

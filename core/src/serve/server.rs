@@ -6,27 +6,37 @@
 //! protocol has no request ids on the wire.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::RequestId;
-use super::endpoint::Endpoint;
-use super::error::{Error, check_magic, check_version};
-use super::messages::{CLIENT_MAGIC, Command, ExportTrailer, LATEST, SERVER_MAGIC};
-use super::request::{Reply, Request};
+use super::handshake::{check_magic, check_version};
+use super::messages::{CLIENT_MAGIC, ExportTrailer, LATEST, SERVER_MAGIC};
+use super::{Command, Reply, Request, RequestPartial};
+use crate::conn::{BodyKind, Connection, Endpoint, Error, ErrorKind, Phase, ReplyKind, RequestId};
 use crate::nar::NarFramer;
-use crate::wire::{Cx, Inbox, Limits, Version, Wire, decode_u64, encode_u64};
+use crate::store::StoreDir;
+use crate::wire::{
+    Cx, DecodeError, Decoded, Inbox, Limits, Reader, Serve, StructPartial, Version, Wire,
+    encode_u64,
+};
 
 /// How a [`Server`] behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// The version announced to clients; the negotiated one is min(this, the
     /// client's). A replay announces exactly what the recorded server did.
     pub version: Version,
     /// The oldest client version accepted.
     pub minimum_version: Version,
-    /// Bounds on what a client may make us buffer.
+    /// This store's directory, in which full paths on the wire are.
+    pub store_dir: StoreDir,
+    /// Bounds on what a client may make us buffer and hold.
     pub limits: Limits,
+    /// How long a client may take to send its handshake. `None` (the
+    /// default, as `nix-store --serve`): wait forever.
+    pub handshake_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -34,12 +44,14 @@ impl Default for ServerConfig {
         Self {
             version: LATEST,
             minimum_version: Version::new(2, 0),
+            store_dir: StoreDir::default(),
             limits: Limits::default(),
+            handshake_timeout: None,
         }
     }
 }
 
-/// What a client asked of a [`Server`], drained with [`Server::poll_event`].
+/// What a client asked of a [`Server`], drained with `poll_event`.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ServerEvent {
@@ -59,7 +71,7 @@ pub enum ServerEvent {
         /// The request.
         request: Request,
     },
-    /// Part of a request's NAR body.
+    /// Part of a request's NAR body: a slice of the bytes received.
     NarChunk {
         /// The request.
         id: RequestId,
@@ -86,6 +98,8 @@ pub enum ServerEvent {
     },
     /// The client closed its side with nothing unfinished.
     Closed,
+    /// The connection broke; every later call returns this error.
+    Broken(Error),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,10 +108,7 @@ enum State {
     ClientVersion,
     Commands,
     /// Receiving an `AddToStoreNar` body: exactly `remaining` more bytes.
-    SizedNar {
-        id: RequestId,
-        remaining: u64,
-    },
+    SizedNar { id: RequestId, remaining: u64 },
     /// `ImportPaths`: before each path a 1, or a 0 to end.
     ImportFlag(RequestId),
     /// `ImportPaths`: one path's NAR.
@@ -119,34 +130,44 @@ struct Awaiting {
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
-    cx: Cx,
+    cx: Cx<Serve>,
     state: State,
     inbox: Inbox,
     io: Endpoint<ServerEvent>,
     awaiting: VecDeque<Awaiting>,
-    /// The framer of the NAR currently arriving (a request body) .
+    request: RequestPartial,
+    trailer: StructPartial,
+    /// The framer of the NAR currently arriving (a request body).
     body_framer: NarFramer,
     /// The framer of the `DumpStorePath` NAR the host is streaming out.
     reply_framer: NarFramer,
     next_id: u64,
+    started: Instant,
 }
 
 impl Server {
     /// A server waiting for a client's magic.
-    pub fn new(config: ServerConfig) -> Self {
+    ///
+    /// # Panics
+    /// If `config.version` is not a serve version (major 2): a programming
+    /// error, never input.
+    pub fn new(config: ServerConfig, now: Instant) -> Self {
+        let cx = Cx::new(config.version)
+            .with_limits(config.limits)
+            .with_store_dir(config.store_dir.clone());
         Self {
-            cx: Cx {
-                version: config.version,
-                limits: config.limits,
-            },
+            body_framer: NarFramer::with_limits(config.limits.nar),
+            reply_framer: NarFramer::with_limits(config.limits.nar),
+            cx,
             config,
             state: State::Magic,
             inbox: Inbox::default(),
-            io: Endpoint::new(Vec::new()),
+            io: Endpoint::new(ServerEvent::Broken),
             awaiting: VecDeque::new(),
-            body_framer: NarFramer::new(),
-            reply_framer: NarFramer::new(),
+            request: RequestPartial::default(),
+            trailer: StructPartial::default(),
             next_id: 0,
+            started: now,
         }
     }
 
@@ -155,135 +176,100 @@ impl Server {
         (!matches!(self.state, State::Magic | State::ClientVersion)).then_some(self.cx.version)
     }
 
-    /// Takes bytes the client sent.
-    pub fn handle_input(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.check()?;
-        self.inbox.push(data);
-        let result = self.process();
-        self.fail_on(result)
+    /// The error that broke the connection, if one did.
+    pub fn error(&self) -> Option<&Error> {
+        self.io.error()
     }
 
-    /// The client closed its side. Fine between requests; an error in the
-    /// middle of one.
-    pub fn handle_eof(&mut self) -> Result<(), Error> {
-        self.check()?;
-        let during = match &self.state {
-            State::Magic | State::ClientVersion => Some("during the handshake".to_owned()),
-            State::Commands if !self.inbox.is_empty() => Some(format!(
-                "in the middle of a request ({} bytes received)",
-                self.inbox.pending().len()
-            )),
-            State::SizedNar { id, .. }
-            | State::ImportFlag(id)
-            | State::ImportNar(id)
-            | State::ImportTrailer(id) => Some(format!("in the body of request {}", id.0)),
-            _ => None,
-        };
-        self.io.end_of_stream(during, ServerEvent::Closed)?;
-        self.state = State::Closed;
-        Ok(())
-    }
-
-    /// Answers the oldest unanswered request. Every reply but
-    /// `DumpStorePath`'s, which is streamed with [`send_nar`](Self::send_nar).
+    /// Answers the oldest unanswered request with a message reply (every
+    /// reply but `DumpStorePath`'s, which is streamed with
+    /// [`send_nar`](Self::send_nar)). Answering out of order or with the
+    /// wrong kind of reply is a caller's mistake: an error that changes
+    /// nothing.
     pub fn reply(&mut self, id: RequestId, reply: &Reply) -> Result<(), Error> {
-        self.check()?;
+        self.io.check()?;
         let front = self.next_to_answer(id)?;
-        if front.command != reply.command() || reply.command() == Command::DumpStorePath {
-            return Err(Error::Misuse(format!(
-                "request {} is {}; a {} reply does not answer it{}",
-                id.0,
+        if front.command != reply.command() || front.command.reply_kind() != ReplyKind::Message {
+            return Err(Error::misuse(format!(
+                "request {id} is {}; a {} reply does not answer it{}",
                 front.command,
                 reply.command(),
-                if front.command == Command::DumpStorePath {
+                if front.command.reply_kind() == ReplyKind::BareNar {
                     " (stream its NAR with send_nar)"
                 } else {
                     ""
                 }
             )));
         }
-        reply.encode(&self.cx, &mut self.io.out);
+        reply.encode(&self.cx, self.io.out.buf());
         self.awaiting.pop_front();
         Ok(())
     }
 
-    /// Streams part of the NAR that answers a `DumpStorePath`. The request is
-    /// answered when the NAR ends; bytes past its end are refused.
-    pub fn send_nar(&mut self, id: RequestId, data: &[u8]) -> Result<(), Error> {
-        self.check()?;
+    /// Streams part of the NAR that answers a `DumpStorePath` and returns how
+    /// many bytes were taken: all of `data` while the NAR goes on, fewer
+    /// once it ends (the request is then answered). What is taken is sent as
+    /// slices of `data`. A malformed NAR breaks the connection, since part
+    /// of it may already be on its way.
+    pub fn send_nar(&mut self, id: RequestId, data: Bytes) -> Result<usize, Error> {
+        self.io.check()?;
         let front = self.next_to_answer(id)?;
-        if front.command != Command::DumpStorePath {
-            return Err(Error::Misuse(format!(
-                "request {} is {}, which is not answered with a NAR",
-                id.0, front.command
+        if front.command.reply_kind() != ReplyKind::BareNar {
+            return Err(Error::misuse(format!(
+                "request {id} is {}, which is not answered with a NAR",
+                front.command
             )));
         }
-        let used = self.reply_framer.feed(data).map_err(|source| Error::Nar {
-            what: format!("the NAR answering request {}", id.0),
-            source,
+        let command = front.command;
+        let used = self.reply_framer.feed(&data).map_err(|source| {
+            Error::new(
+                ErrorKind::Nar {
+                    what: "the reply's NAR".into(),
+                    source,
+                },
+                Phase::Sending,
+            )
+            .about(id, command.name())
         });
-        let used = self.fail_on(used)?;
-        if used < data.len() {
-            return self.fail_on(Err(Error::Body {
-                id: id.0,
-                why: format!("{} bytes given after the NAR ended", data.len() - used),
-            }));
-        }
-        self.io.out.extend_from_slice(data);
+        let used = self.io.fail_on(used)?;
+        self.io.out.push(data.slice(..used));
         if self.reply_framer.is_done() {
-            self.reply_framer = NarFramer::new();
+            self.reply_framer = NarFramer::with_limits(self.cx.limits.nar);
             self.awaiting.pop_front();
         }
-        Ok(())
-    }
-
-    /// Moves the bytes to send to the client into `buf` and returns how many.
-    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
-        self.io.poll_transmit(buf)
-    }
-
-    /// The next event, if any.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.io.poll_event()
+        Ok(used)
     }
 
     fn next_to_answer(&self, id: RequestId) -> Result<&Awaiting, Error> {
         match self.awaiting.front() {
             Some(front) if front.id == id && front.body_done => Ok(front),
-            Some(front) if front.id == id => Err(Error::Misuse(format!(
-                "request {} cannot be answered before its body has arrived",
-                id.0
+            Some(front) if front.id == id => Err(Error::misuse(format!(
+                "request {id} cannot be answered before its body has arrived"
             ))),
-            Some(front) => Err(Error::Misuse(format!(
-                "request {} must be answered first (replies go in request order), not {}",
-                front.id.0, id.0
+            Some(front) => Err(Error::misuse(format!(
+                "request {} must be answered first (replies go in request order), not {id}",
+                front.id
             ))),
-            None => Err(Error::Misuse(format!(
-                "request {} is not waiting for a reply",
-                id.0
-            ))),
+            None => Err(Error::misuse(format!("request {id} is not waiting for a reply"))),
         }
-    }
-
-    fn check(&self) -> Result<(), Error> {
-        self.io.check()
-    }
-
-    fn fail_on<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
-        self.io.fail_on(result)
     }
 
     /// Decodes one message of the body or command stream; `None`: need more.
     fn decode<T>(
         &mut self,
         what: &str,
-        decode: impl for<'a> FnOnce(&Cx, &'a [u8]) -> crate::wire::WireResult<'a, T>,
+        decode: impl FnOnce(&Cx<Serve>, &mut Reader<'_>) -> Decoded<T>,
     ) -> Result<Option<T>, Error> {
-        let cx = self.cx;
-        self.inbox
-            .decode(cx.limits.max_message, |i| decode(&cx, i))
-            .map_err(|e| Error::decode(what, e))
+        let cx = &self.cx;
+        self.inbox.decode(&cx.limits, |r| decode(cx, r)).map_err(|source| {
+            Error::new(
+                ErrorKind::Decode {
+                    what: what.into(),
+                    source,
+                },
+                Phase::Receiving,
+            )
+        })
     }
 
     fn body_done(&mut self, id: RequestId) {
@@ -294,16 +280,13 @@ impl Server {
         self.state = State::Commands;
     }
 
-    fn decode_u64(&mut self, what: &str) -> Result<Option<u64>, Error> {
-        self.decode(what, |_, i| decode_u64(i))
+    fn body_error(id: RequestId, command: Command, kind: ErrorKind) -> Error {
+        Error::new(kind, Phase::Receiving).about(id, command.name())
     }
 
     fn process(&mut self) -> Result<(), Error> {
-        loop {
-            if !self.step()? {
-                return Ok(());
-            }
-        }
+        while self.step()? {}
+        Ok(())
     }
 
     /// One transition; `false` when more bytes are needed.
@@ -313,14 +296,14 @@ impl Server {
                 if !check_magic("client", CLIENT_MAGIC, self.inbox.pending())? {
                     return Ok(false);
                 }
-                self.inbox.consume(8);
-                encode_u64(SERVER_MAGIC, &mut self.io.out);
-                encode_u64(self.config.version.to_wire(), &mut self.io.out);
+                self.inbox.advance(8);
+                encode_u64(SERVER_MAGIC, self.io.out.buf());
+                encode_u64(self.config.version.to_wire(), self.io.out.buf());
                 self.state = State::ClientVersion;
                 Ok(true)
             }
             State::ClientVersion => {
-                let Some(raw) = self.decode_u64("the client's version")? else {
+                let Some(raw) = self.decode("the client's version", |_, r| Ok(r.u64()))? else {
                     return Ok(false);
                 };
                 let client_version = check_version("client", raw, self.config.minimum_version)?;
@@ -336,42 +319,42 @@ impl Server {
                 if self.inbox.is_empty() {
                     return Ok(false);
                 }
-                let Some(request) = self.decode("a request", Request::decode_header)? else {
+                let mut partial = std::mem::take(&mut self.request);
+                let decoded = self.decode("a request", |cx, r| Request::decode(cx, &mut partial, r));
+                self.request = partial;
+                let Some(request) = decoded? else {
                     return Ok(false);
                 };
+                self.request = RequestPartial::default();
                 let id = RequestId(self.next_id);
                 self.next_id += 1;
                 let command = request.command();
-                let mut body_done = true;
-                match &request {
-                    Request::AddToStoreNar(m) => {
+                let body_done = match (command.body(), &request) {
+                    (BodyKind::SizedNar, Request::AddToStoreNar(m)) => {
                         if m.nar_size == 0 {
-                            return Err(Error::Body {
-                                id: id.0,
+                            return Err(Self::body_error(id, command, ErrorKind::Body {
                                 why: "AddToStoreNar with nar_size 0 (a NAR is never empty)".into(),
-                            });
+                            }));
                         }
-                        body_done = false;
-                        self.body_framer = NarFramer::new();
+                        self.body_framer = NarFramer::with_limits(self.cx.limits.nar);
                         self.state = State::SizedNar {
                             id,
                             remaining: m.nar_size,
                         };
+                        false
                     }
-                    Request::ImportPaths(_) => {
-                        body_done = false;
+                    (BodyKind::Export, _) => {
                         self.state = State::ImportFlag(id);
+                        false
                     }
-                    _ => {}
-                }
+                    _ => true,
+                };
                 self.awaiting.push_back(Awaiting {
                     id,
                     command,
                     body_done,
                 });
-                self.io
-                    .events
-                    .push_back(ServerEvent::Request { id, request });
+                self.io.events.push_back(ServerEvent::Request { id, request });
                 Ok(true)
             }
             State::SizedNar { id, remaining } => {
@@ -379,25 +362,23 @@ impl Server {
                 if pending.is_empty() {
                     return Ok(false);
                 }
-                let n = (pending.len() as u64).min(remaining) as usize;
-                let used = self
-                    .body_framer
-                    .feed(&pending[..n])
-                    .map_err(|source| Error::Nar {
-                        what: format!("the NAR of AddToStoreNar (request {})", id.0),
+                let command = Command::AddToStoreNar;
+                let n = usize::try_from(remaining).map_or(pending.len(), |r| r.min(pending.len()));
+                let used = self.body_framer.feed(&pending[..n]).map_err(|source| {
+                    Self::body_error(id, command, ErrorKind::Nar {
+                        what: "the request's NAR".into(),
                         source,
-                    })?;
+                    })
+                })?;
                 if used < n {
-                    return Err(Error::Body {
-                        id: id.0,
+                    return Err(Self::body_error(id, command, ErrorKind::Body {
                         why: format!(
                             "the NAR ended after {} bytes, before its nar_size",
                             self.body_framer.position()
                         ),
-                    });
+                    }));
                 }
-                let data = Bytes::copy_from_slice(&pending[..n]);
-                self.inbox.consume(n);
+                let data = self.inbox.take(n);
                 self.io.events.push_back(ServerEvent::NarChunk { id, data });
                 let remaining = remaining - n as u64;
                 if remaining > 0 {
@@ -405,50 +386,46 @@ impl Server {
                     return Ok(true);
                 }
                 if !self.body_framer.is_done() {
-                    return Err(Error::Body {
-                        id: id.0,
+                    return Err(Self::body_error(id, command, ErrorKind::Body {
                         why: "nar_size bytes arrived but the NAR is incomplete".into(),
-                    });
+                    }));
                 }
                 self.io.events.push_back(ServerEvent::NarEnd { id });
                 self.body_done(id);
                 Ok(true)
             }
             State::ImportFlag(id) => {
-                match self.decode_u64("the flag before a path of ImportPaths")? {
+                match self.decode("the flag before a path of ImportPaths", |_, r| Ok(r.u64()))? {
                     None => Ok(false),
                     Some(0) => {
                         self.body_done(id);
                         Ok(true)
                     }
                     Some(1) => {
-                        self.body_framer = NarFramer::new();
+                        self.body_framer = NarFramer::with_limits(self.cx.limits.nar);
                         self.state = State::ImportNar(id);
                         Ok(true)
                     }
-                    Some(other) => Err(Error::decode(
-                        "ImportPaths",
-                        crate::wire::DecodeError::unexpected(
+                    Some(other) => Err(Self::body_error(id, Command::ImportPaths, ErrorKind::Decode {
+                        what: "the flag before a path".into(),
+                        source: DecodeError::unexpected(
                             "1 (another path follows) or 0 (end)",
                             other.to_string(),
                         ),
-                    )),
+                    })),
                 }
             }
             State::ImportNar(id) => {
-                let pending = self.inbox.pending();
-                if pending.is_empty() {
+                if self.inbox.is_empty() {
                     return Ok(false);
                 }
-                let used = self
-                    .body_framer
-                    .feed(pending)
-                    .map_err(|source| Error::Nar {
-                        what: format!("a NAR of ImportPaths (request {})", id.0),
+                let used = self.body_framer.feed(self.inbox.pending()).map_err(|source| {
+                    Self::body_error(id, Command::ImportPaths, ErrorKind::Nar {
+                        what: "a NAR of the request".into(),
                         source,
-                    })?;
-                let data = Bytes::copy_from_slice(&pending[..used]);
-                self.inbox.consume(used);
+                    })
+                })?;
+                let data = self.inbox.take(used);
                 self.io.events.push_back(ServerEvent::NarChunk { id, data });
                 if self.body_framer.is_done() {
                     self.io.events.push_back(ServerEvent::NarEnd { id });
@@ -457,13 +434,15 @@ impl Server {
                 Ok(true)
             }
             State::ImportTrailer(id) => {
-                let what = "a path's metadata in ImportPaths";
-                let Some(trailer) = self.decode(what, ExportTrailer::decode)? else {
+                let mut partial = std::mem::take(&mut self.trailer);
+                let decoded = self.decode("a path's metadata in ImportPaths", |cx, r| {
+                    ExportTrailer::decode(cx, &mut partial, r)
+                });
+                self.trailer = partial;
+                let Some(trailer) = decoded? else {
                     return Ok(false);
                 };
-                self.io
-                    .events
-                    .push_back(ServerEvent::ImportedPath { id, trailer });
+                self.io.events.push_back(ServerEvent::ImportedPath { id, trailer });
                 self.state = State::ImportFlag(id);
                 Ok(true)
             }
@@ -472,8 +451,78 @@ impl Server {
     }
 }
 
-impl std::fmt::Display for RequestId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
+impl Connection for Server {
+    type Event = ServerEvent;
+
+    fn handle_input(&mut self, _now: Instant, data: Bytes) -> Result<(), Error> {
+        self.io.check()?;
+        self.inbox.push(data);
+        let result = self.process();
+        self.io.fail_on(result)
+    }
+
+    /// A client has no stderr stream in this protocol; nothing to do.
+    fn handle_stderr(&mut self, _now: Instant, _data: Bytes) {}
+
+    fn handle_eof(&mut self, _now: Instant) -> Result<(), Error> {
+        self.io.check()?;
+        let owed = match &self.state {
+            State::Magic | State::ClientVersion => {
+                Some((Phase::Handshake, "during the handshake".to_owned()))
+            }
+            State::Commands if !self.inbox.is_empty() => Some((
+                Phase::Receiving,
+                format!(
+                    "in the middle of a request ({} bytes received)",
+                    self.inbox.pending().len()
+                ),
+            )),
+            State::SizedNar { id, .. }
+            | State::ImportFlag(id)
+            | State::ImportNar(id)
+            | State::ImportTrailer(id) => {
+                Some((Phase::Receiving, format!("in the body of request {id}")))
+            }
+            _ => None,
+        };
+        self.state = State::Closed;
+        match owed {
+            Some((phase, during)) => {
+                let error = Error::new(ErrorKind::Closed { during }, phase);
+                self.io.fail_on(Err(error))
+            }
+            None => {
+                self.io.events.push_back(ServerEvent::Closed);
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
+        self.io.check()?;
+        match self.poll_timeout() {
+            Some(deadline) if now >= deadline => {
+                let after = now.saturating_duration_since(self.started);
+                let during = "waiting for the client's handshake".to_owned();
+                let error = Error::new(ErrorKind::TimedOut { during, after }, Phase::Handshake);
+                self.io.fail_on(Err(error))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.io.poll_transmit()
+    }
+
+    fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.io.poll_event()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if self.io.is_broken() || !matches!(self.state, State::Magic | State::ClientVersion) {
+            return None;
+        }
+        self.config.handshake_timeout.map(|t| self.started + t)
     }
 }

@@ -26,6 +26,11 @@
 //! - [`signature`]: a [`Signature`] on a path info, `<key-name>:<base64>`,
 //!   kept as the exact text that came so that it re-encodes byte for byte.
 //!
+//! - The types the protocols exchange about paths and builds, one each for
+//!   both protocols: [`PathInfo`], [`BuildResult`] and [`BuildStatus`],
+//!   [`BasicDerivation`], [`Realisation`]. Each protocol declares its own
+//!   layout of them (`serve::messages`).
+//!
 //! Each module has its own error type, `#[non_exhaustive]`, whose messages
 //! say what was expected and what came.
 
@@ -57,3 +62,13 @@ pub(crate) fn byte_repr(b: u8) -> String {
 pub(crate) fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+mod build;
+mod derivation;
+mod path_info;
+mod realisation;
+
+pub use build::{BuildResult, BuildStatus};
+pub use derivation::{BasicDerivation, DerivationOutput};
+pub use path_info::PathInfo;
+pub use realisation::{DrvOutput, Realisation};

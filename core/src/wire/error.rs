@@ -27,9 +27,20 @@ pub enum DecodeErrorKind {
         /// What came instead, rendered for a human.
         found: String,
     },
-    /// A low-level parser failed (only reachable through a bug in a decoder).
-    #[error("malformed input ({0:?})")]
-    Parser(nom::error::ErrorKind),
+    /// The input ended inside a value that had to be complete (a data file,
+    /// a recorded stream).
+    #[error("the input ends at byte {at}, inside the value")]
+    Truncated {
+        /// How many bytes were consumed before the end.
+        at: u64,
+    },
+}
+
+/// One step of the path to where a decode failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Name(&'static str),
+    Index(usize),
 }
 
 /// A decode error together with the path of fields that led to it
@@ -38,7 +49,7 @@ pub enum DecodeErrorKind {
 pub struct DecodeError {
     /// What went wrong.
     pub kind: DecodeErrorKind,
-    context: Vec<&'static str>,
+    context: Vec<Step>,
 }
 
 impl DecodeError {
@@ -62,37 +73,44 @@ impl DecodeError {
     /// their names after inner ones.
     #[must_use]
     pub fn within(mut self, what: &'static str) -> Self {
-        self.context.push(what);
+        self.context.push(Step::Name(what));
         self
     }
 
-    /// The field path, outermost first.
-    pub fn context(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.context.iter().rev().copied()
+    /// Records that the error happened in item `index` of a list.
+    #[must_use]
+    pub fn within_index(mut self, index: usize) -> Self {
+        self.context.push(Step::Index(index));
+        self
+    }
+
+    /// The field path, outermost first (`BuildResult.built_outputs[2]`).
+    pub fn path(&self) -> String {
+        let mut out = String::new();
+        for step in self.context.iter().rev() {
+            match step {
+                Step::Name(n) if out.is_empty() => out.push_str(n),
+                Step::Name(n) => {
+                    out.push('.');
+                    out.push_str(n);
+                }
+                Step::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        out
     }
 }
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.context.is_empty() {
-            let path: Vec<_> = self.context().collect();
-            write!(f, "in {}: ", path.join("."))?;
+            write!(f, "in {}: ", self.path())?;
         }
         write!(f, "{}", self.kind)
     }
 }
 
 impl std::error::Error for DecodeError {}
-
-impl<I> nom::error::ParseError<I> for DecodeError {
-    fn from_error_kind(_input: I, kind: nom::error::ErrorKind) -> Self {
-        Self::new(DecodeErrorKind::Parser(kind))
-    }
-
-    fn append(_input: I, _kind: nom::error::ErrorKind, other: Self) -> Self {
-        other
-    }
-}
 
 /// Renders bytes for an error message: the printable text they start with (a
 /// login banner or a shell rc file's chatter), then the rest in hex.

@@ -1,19 +1,13 @@
-//! The primitive wire types: integers, booleans, byte strings, strings, lists
-//! and pairs. Messages are made of nothing else.
+//! The primitive layouts, the same in both protocols: integers, booleans,
+//! byte strings, lists and pairs. Messages are made of nothing else.
 
-use nom::Parser;
-use nom::number::streaming::le_u64;
+use std::fmt;
 
-use super::{Cx, DecodeError, DecodeErrorKind, Wire, WireResult};
+use super::{Cx, DecodeError, Decoded, NixString, Protocol, Reader, Wire};
 
 /// Appends one u64, little-endian.
 pub fn encode_u64(value: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(&value.to_le_bytes());
-}
-
-/// Decodes one u64, little-endian.
-pub fn decode_u64(input: &[u8]) -> WireResult<'_, u64> {
-    le_u64(input)
 }
 
 /// Appends a byte string: its length, the bytes, zero padding to 8.
@@ -28,125 +22,169 @@ pub(crate) const fn padding(len: u64) -> usize {
     ((8 - len % 8) % 8) as usize
 }
 
-/// The error for a prefix over its limit: final, since waiting for more bytes
-/// cannot make it acceptable.
-pub fn too_large(what: &'static str, found: u64, limit: u64) -> nom::Err<DecodeError> {
-    nom::Err::Failure(DecodeError::new(DecodeErrorKind::TooLarge {
-        what,
-        found,
-        limit,
-    }))
-}
+impl<P: Protocol> Wire<P> for u64 {
+    type Partial = ();
 
-/// Decodes a byte string, checking its length against the limit before waiting
-/// for (or allocating) its bytes, and checking that the padding is zero as Nix
-/// does.
-pub fn decode_bytes<'a>(cx: &Cx, input: &'a [u8]) -> WireResult<'a, &'a [u8]> {
-    let (rest, len) = decode_u64(input)?;
-    if len > cx.limits.max_string {
-        return Err(too_large("string length", len, cx.limits.max_string));
-    }
-    let len = usize::try_from(len).map_err(|_| {
-        nom::Err::Failure(DecodeError::unexpected("a string length", len.to_string()))
-    })?;
-    let pad = padding(len as u64);
-    let (rest, bytes) = nom::bytes::streaming::take(len).parse(rest)?;
-    let (rest, pad_bytes) = nom::bytes::streaming::take(pad).parse(rest)?;
-    if pad_bytes.iter().any(|&b| b != 0) {
-        return Err(nom::Err::Failure(DecodeError::unexpected(
-            "zero padding after a string",
-            super::show_bytes(pad_bytes),
-        )));
-    }
-    Ok((rest, bytes))
-}
-
-impl Wire for u64 {
-    fn encode(&self, _cx: &Cx, out: &mut Vec<u8>) {
+    fn encode(&self, _cx: &Cx<P>, out: &mut Vec<u8>) {
         encode_u64(*self, out);
     }
 
-    fn decode<'a>(_cx: &Cx, input: &'a [u8]) -> WireResult<'a, Self> {
-        decode_u64(input)
+    fn decode(_cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
+        Ok(r.u64())
     }
 }
 
-impl Wire for bool {
-    fn encode(&self, _cx: &Cx, out: &mut Vec<u8>) {
+impl<P: Protocol> Wire<P> for bool {
+    type Partial = ();
+
+    fn encode(&self, _cx: &Cx<P>, out: &mut Vec<u8>) {
         encode_u64(u64::from(*self), out);
     }
 
-    /// Only 0 and 1 are accepted: Nix never sends anything else, and accepting
-    /// other values would make re-encoding lossy.
-    fn decode<'a>(_cx: &Cx, input: &'a [u8]) -> WireResult<'a, Self> {
-        let (rest, raw) = decode_u64(input)?;
-        match raw {
-            0 => Ok((rest, false)),
-            1 => Ok((rest, true)),
-            other => Err(nom::Err::Failure(DecodeError::unexpected(
+    /// Only 0 and 1 are accepted: Nix never sends anything else, and
+    /// accepting other values would make re-encoding lossy.
+    fn decode(_cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
+        match r.peek_u64() {
+            None => Ok(None),
+            Some(raw @ (0 | 1)) => {
+                r.u64();
+                Ok(Some(raw == 1))
+            }
+            Some(other) => Err(DecodeError::unexpected(
                 "a boolean (0 or 1)",
                 other.to_string(),
-            ))),
+            )),
         }
     }
 }
 
-/// Strings are UTF-8 on our side. Store paths, hashes, output names and every
-/// message Nix sends are ASCII or UTF-8; a byte string that is not is reported
-/// rather than silently altered.
-impl Wire for String {
-    fn encode(&self, _cx: &Cx, out: &mut Vec<u8>) {
+impl<P: Protocol> Wire<P> for NixString {
+    type Partial = ();
+
+    fn encode(&self, _cx: &Cx<P>, out: &mut Vec<u8>) {
         encode_bytes(self.as_bytes(), out);
     }
 
-    fn decode<'a>(cx: &Cx, input: &'a [u8]) -> WireResult<'a, Self> {
-        let (rest, bytes) = decode_bytes(cx, input)?;
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Ok((rest, s.to_owned())),
-            Err(_) => Err(nom::Err::Failure(DecodeError::unexpected(
-                "a UTF-8 string",
-                super::show_bytes(bytes),
-            ))),
+    fn decode(_cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
+        r.string()
+    }
+}
+
+/// A list's progress: its count once read, the items decoded so far and the
+/// partial state of the one being decoded.
+pub struct VecPartial<T, S> {
+    count: Option<u64>,
+    items: Vec<T>,
+    item: S,
+}
+
+impl<T, S: Default> Default for VecPartial<T, S> {
+    fn default() -> Self {
+        Self {
+            count: None,
+            items: Vec::new(),
+            item: S::default(),
         }
+    }
+}
+
+impl<T, S> fmt::Debug for VecPartial<T, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VecPartial")
+            .field("count", &self.count)
+            .field("decoded", &self.items.len())
+            .finish()
     }
 }
 
 /// Lists and sets: a count, then the items. The count is checked against the
-/// limit first, and the vector grows with the items that actually arrive rather
-/// than being reserved from the count.
-impl<T: Wire> Wire for Vec<T> {
-    fn encode(&self, cx: &Cx, out: &mut Vec<u8>) {
+/// limit first; the vector grows with the items that actually arrive (each
+/// charged as it comes) rather than being reserved from the count.
+impl<P: Protocol, T: Wire<P> + Send> Wire<P> for Vec<T> {
+    type Partial = VecPartial<T, T::Partial>;
+
+    fn encode(&self, cx: &Cx<P>, out: &mut Vec<u8>) {
         encode_u64(self.len() as u64, out);
         for item in self {
             item.encode(cx, out);
         }
     }
 
-    fn decode<'a>(cx: &Cx, input: &'a [u8]) -> WireResult<'a, Self> {
-        let (mut rest, count) = decode_u64(input)?;
-        if count > cx.limits.max_items {
-            return Err(too_large("item count", count, cx.limits.max_items));
+    fn decode(cx: &Cx<P>, partial: &mut Self::Partial, r: &mut Reader<'_>) -> Decoded<Self> {
+        let count = match partial.count {
+            Some(count) => count,
+            None => match r.count()? {
+                Some(count) => *partial.count.insert(count),
+                None => return Ok(None),
+            },
+        };
+        while (partial.items.len() as u64) < count {
+            let index = partial.items.len();
+            let item = T::decode(cx, &mut partial.item, r)
+                .map_err(|e| e.within_index(index))?;
+            let Some(item) = item else {
+                return Ok(None);
+            };
+            r.charge(std::mem::size_of::<T>() as u64)?;
+            partial.items.push(item);
+            partial.item = T::Partial::default();
         }
-        let mut items = Self::with_capacity(count.min(64) as usize);
-        for _ in 0..count {
-            let (r, item) = T::decode(cx, rest)?;
-            items.push(item);
-            rest = r;
+        partial.count = None;
+        Ok(Some(std::mem::take(&mut partial.items)))
+    }
+}
+
+/// A pair's progress: the first half once decoded, and the partial state of
+/// the half being decoded.
+pub struct PairPartial<A, SA, SB> {
+    first: Option<A>,
+    a: SA,
+    b: SB,
+}
+
+impl<A, SA: Default, SB: Default> Default for PairPartial<A, SA, SB> {
+    fn default() -> Self {
+        Self {
+            first: None,
+            a: SA::default(),
+            b: SB::default(),
         }
-        Ok((rest, items))
+    }
+}
+
+impl<A, SA, SB> fmt::Debug for PairPartial<A, SA, SB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PairPartial")
+            .field("first_done", &self.first.is_some())
+            .finish()
     }
 }
 
 /// A pair is its two halves in order: the unit of which maps are lists.
-impl<A: Wire, B: Wire> Wire for (A, B) {
-    fn encode(&self, cx: &Cx, out: &mut Vec<u8>) {
+impl<P: Protocol, A: Wire<P> + Send, B: Wire<P>> Wire<P> for (A, B) {
+    type Partial = PairPartial<A, A::Partial, B::Partial>;
+
+    fn encode(&self, cx: &Cx<P>, out: &mut Vec<u8>) {
         self.0.encode(cx, out);
         self.1.encode(cx, out);
     }
 
-    fn decode<'a>(cx: &Cx, input: &'a [u8]) -> WireResult<'a, Self> {
-        let (rest, a) = A::decode(cx, input)?;
-        let (rest, b) = B::decode(cx, rest)?;
-        Ok((rest, (a, b)))
+    fn decode(cx: &Cx<P>, partial: &mut Self::Partial, r: &mut Reader<'_>) -> Decoded<Self> {
+        if partial.first.is_none() {
+            match A::decode(cx, &mut partial.a, r)? {
+                Some(a) => partial.first = Some(a),
+                None => return Ok(None),
+            }
+        }
+        let Some(b) = B::decode(cx, &mut partial.b, r)? else {
+            return Ok(None);
+        };
+        match partial.first.take() {
+            Some(a) => Ok(Some((a, b))),
+            None => Err(DecodeError::unexpected(
+                "the first half of a pair",
+                "nothing (a decoder bug)",
+            )),
+        }
     }
 }

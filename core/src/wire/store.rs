@@ -1,0 +1,176 @@
+//! The layouts of store types that are the same in both protocols: a store
+//! path is its full path in the peer's store directory, an optional path or
+//! content address is empty when absent, a signature is its text. The NAR
+//! hash travels in two text forms, so it has a [`Codec`] per form.
+
+use super::{Codec, Cx, DecodeError, Decoded, Protocol, Reader, Wire, encode_bytes, encode_u64};
+use crate::store::{ContentAddress, HashFormat, NarHash, OutputName, Signature, StorePath};
+
+fn text<'a>(what: &str, bytes: &'a [u8]) -> Result<&'a str, DecodeError> {
+    std::str::from_utf8(bytes).map_err(|_| DecodeError::unexpected(what, super::show_bytes(bytes)))
+}
+
+/// Appends a store path's full form without building it first.
+fn encode_path<P: Protocol>(path: &StorePath, cx: &Cx<P>, out: &mut Vec<u8>) {
+    let dir = cx.store_dir.as_str();
+    let len = dir.len() + 1 + path.base_name().len();
+    encode_u64(len as u64, out);
+    out.extend_from_slice(dir.as_bytes());
+    out.push(b'/');
+    out.extend_from_slice(path.base_name().as_bytes());
+    out.extend_from_slice(&[0u8; 8][..super::primitives::padding(len as u64)]);
+}
+
+fn decode_path<P: Protocol>(cx: &Cx<P>, bytes: &[u8]) -> Result<StorePath, DecodeError> {
+    cx.store_dir.parse_path(bytes).map_err(|e| {
+        DecodeError::unexpected(
+            format!("a store path in {}", cx.store_dir.as_str()),
+            format!("{} ({e})", super::show_bytes(bytes)),
+        )
+    })
+}
+
+/// A store path travels as its full path in the peer's store directory.
+impl<P: Protocol> Wire<P> for StorePath {
+    type Partial = ();
+
+    fn encode(&self, cx: &Cx<P>, out: &mut Vec<u8>) {
+        encode_path(self, cx, out);
+    }
+
+    fn decode(cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
+        r.atomic(|r| match r.bytes()? {
+            Some(bytes) => decode_path(cx, bytes).map(Some),
+            None => Ok(None),
+        })
+    }
+}
+
+/// An optional store path (a deriver) is the empty string when absent.
+impl<P: Protocol> Wire<P> for Option<StorePath> {
+    type Partial = ();
+
+    fn encode(&self, cx: &Cx<P>, out: &mut Vec<u8>) {
+        match self {
+            Some(path) => encode_path(path, cx, out),
+            None => encode_bytes(b"", out),
+        }
+    }
+
+    fn decode(cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
+        r.atomic(|r| match r.bytes()? {
+            Some([]) => Ok(Some(None)),
+            Some(bytes) => decode_path(cx, bytes).map(|p| Some(Some(p))),
+            None => Ok(None),
+        })
+    }
+}
+
+/// An output name, validated as Nix validates it.
+impl<P: Protocol> Wire<P> for OutputName {
+    type Partial = ();
+
+    fn encode(&self, _cx: &Cx<P>, out: &mut Vec<u8>) {
+        encode_bytes(self.as_str().as_bytes(), out);
+    }
+
+    fn decode(_cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
+        r.atomic(|r| match r.bytes()? {
+            Some(bytes) => OutputName::from_bytes(bytes)
+                .map(Some)
+                .map_err(|e| DecodeError::unexpected("an output name", e.to_string())),
+            None => Ok(None),
+        })
+    }
+}
+
+/// A signature is its text, kept as sent.
+impl<P: Protocol> Wire<P> for Signature {
+    type Partial = ();
+
+    fn encode(&self, _cx: &Cx<P>, out: &mut Vec<u8>) {
+        encode_bytes(self.as_str().as_bytes(), out);
+    }
+
+    fn decode(_cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
+        r.atomic(|r| match r.bytes()? {
+            Some(bytes) => Ok(Some(Signature::new(text("a signature (text)", bytes)?))),
+            None => Ok(None),
+        })
+    }
+}
+
+/// A content address is Nix's text form, empty when there is none.
+impl<P: Protocol> Wire<P> for Option<ContentAddress> {
+    type Partial = ();
+
+    fn encode(&self, _cx: &Cx<P>, out: &mut Vec<u8>) {
+        encode_bytes(ContentAddress::render_opt(self.as_ref()).as_bytes(), out);
+    }
+
+    fn decode(_cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
+        r.atomic(|r| match r.bytes()? {
+            Some(bytes) => {
+                let text = text("a content address (text)", bytes)?;
+                ContentAddress::parse_opt(text)
+                    .map(Some)
+                    .map_err(|e| DecodeError::unexpected("a content address", e.to_string()))
+            }
+            None => Ok(None),
+        })
+    }
+}
+
+fn decode_hash(r: &mut Reader<'_>) -> Decoded<NarHash> {
+    r.atomic(|r| match r.bytes()? {
+        Some(bytes) => {
+            let text = text("a NAR hash (text)", bytes)?;
+            NarHash::parse(text).map(Some).map_err(|e| {
+                DecodeError::unexpected("a sha256 NAR hash", format!("{text:?} ({e})"))
+            })
+        }
+        None => Ok(None),
+    })
+}
+
+/// A NAR hash as lowercase base 16 without a prefix (the worker protocol,
+/// the serve protocol's `AddToStoreNar`). Reading accepts every form Nix's
+/// `parseAny` does.
+#[derive(Debug)]
+pub enum Base16Hash {}
+
+impl<P: Protocol> Codec<P, NarHash> for Base16Hash {
+    type Partial = ();
+
+    fn encode(value: &NarHash, _cx: &Cx<P>, out: &mut Vec<u8>) {
+        encode_bytes(value.to_base16().as_bytes(), out);
+    }
+
+    fn decode(_cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<NarHash> {
+        decode_hash(r)
+    }
+}
+
+/// A NAR hash as `sha256:<nix32>`, or the empty string when unknown (the
+/// serve protocol's path infos).
+#[derive(Debug)]
+pub enum PrefixedNix32Hash {}
+
+impl<P: Protocol> Codec<P, Option<NarHash>> for PrefixedNix32Hash {
+    type Partial = ();
+
+    fn encode(value: &Option<NarHash>, _cx: &Cx<P>, out: &mut Vec<u8>) {
+        let text = value
+            .map(|h| h.render(HashFormat::Nix32, true))
+            .unwrap_or_default();
+        encode_bytes(text.as_bytes(), out);
+    }
+
+    fn decode(_cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Option<NarHash>> {
+        if r.peek_u64() == Some(0) {
+            r.u64();
+            return Ok(Some(None));
+        }
+        Ok(decode_hash(r)?.map(Some))
+    }
+}
