@@ -1,6 +1,13 @@
 //! The core's serve client against a real `nix-store --serve --write` from
 //! Debian's `nix-bin`, over pipes, in a private store under the build
-//! directory (a chroot store: nothing touches the machine's /nix).
+//! directory (a chroot store: every Nix command here gets `--store`, so
+//! nothing touches the machine's /nix).
+//!
+//! Every Nix command also gets the tests' own settings ([`NIX_CONF`], through
+//! `NIX_CONF_DIR`), so the machine's /etc/nix may hold anything or be absent:
+//! on a fresh Debian machine without /etc/nix/nix.conf, Nix's default
+//! `build-users-group = nixbld` names a group that does not exist and every
+//! build fails.
 //!
 //! Without `nix-store` on PATH these tests say so and pass, unless
 //! `NIXWIRE_REQUIRE_NIX=1` (set by `.ci/run`), which makes that a failure.
@@ -8,7 +15,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use nixwire_core::nar::Node;
@@ -22,19 +29,95 @@ use sha2::{Digest, Sha256};
 /// Every test stops on its own: no single wait is longer than this.
 const GUARD: Duration = Duration::from_secs(120);
 
+/// Nix's settings for every command here, whatever the machine's /etc/nix
+/// says:
+/// - `build-users-group =`: build as the user running the tests (root in CI)
+///   instead of Nix's default `nixbld`, a group a fresh machine lacks;
+/// - `sandbox = true` with `sandbox-paths`: a chroot store (`--store DIR`) is
+///   always built in a sandbox whatever `sandbox` says (its store lives
+///   elsewhere than /nix/store), so say so, and let the builders see `/bin/sh`
+///   and its libraries;
+/// - `substituters =` and `builders =`: nothing from the network, nothing
+///   offloaded to the machine's build machines;
+/// - `experimental-features = nix-command`: for `nix show-derivation`.
+const NIX_CONF: &str = "\
+build-users-group =
+sandbox = true
+sandbox-paths = /bin /lib /lib64 /usr
+substituters =
+builders =
+experimental-features = nix-command
+";
+
+/// The tests' Nix configuration directory (written once per test binary),
+/// given to every Nix command as `NIX_CONF_DIR` in place of /etc/nix.
+fn nix_conf_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nixwire-nix-conf");
+        std::fs::create_dir_all(&dir).expect("nix conf dir");
+        // Written beside and renamed, so a concurrent reader never sees half.
+        let tmp = dir.join(format!("nix.conf.{}", std::process::id()));
+        std::fs::write(&tmp, NIX_CONF).expect("nix.conf");
+        std::fs::rename(&tmp, dir.join("nix.conf")).expect("nix.conf");
+        dir
+    })
+}
+
+/// A command for a Nix program (or a shell that runs one) with the tests'
+/// settings and none of the caller's: `NIX_CONF_DIR` replaces /etc/nix, no
+/// user configuration files are read, and variables that would redirect
+/// Nix elsewhere are removed.
+fn nix_command(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env("NIX_CONF_DIR", nix_conf_dir())
+        .env("NIX_USER_CONF_FILES", "")
+        .env_remove("NIX_CONFIG")
+        .env_remove("NIX_REMOTE")
+        .env_remove("NIX_STORE_DIR")
+        .env_remove("NIX_STORE");
+    cmd
+}
+
+/// Whether `nix-store` can be run, found out once per test binary: the tests
+/// run in parallel, and several Nix processes creating one new store at once
+/// trip over each other. Not installed: the test says so and passes, unless
+/// `NIXWIRE_REQUIRE_NIX` is set. Installed but failing: the test fails.
 fn have_nix() -> bool {
-    let found = Command::new("nix-store")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("NIXWIRE_REQUIRE_NIX").is_none(),
-            "NIXWIRE_REQUIRE_NIX is set but nix-store is not on PATH"
-        );
-        eprintln!("nix-store not found: skipping the real-Nix test (install nix-bin)");
+    static PROBE: OnceLock<Result<bool, String>> = OnceLock::new();
+    let probe = PROBE.get_or_init(|| {
+        // With `--store`: even `--version` opens a store, by default the
+        // machine's /nix (creating it).
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nixwire-store-probe");
+        let _ = std::fs::remove_dir_all(&dir);
+        match nix_command("nix-store")
+            .arg("--store")
+            .arg(&dir)
+            .arg("--version")
+            .output()
+        {
+            Ok(out) if out.status.success() => Ok(true),
+            Ok(out) => Err(format!(
+                "nix-store --version failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(format!("running nix-store: {e}")),
+        }
+    });
+    match probe {
+        Ok(true) => true,
+        Ok(false) => {
+            assert!(
+                std::env::var_os("NIXWIRE_REQUIRE_NIX").is_none(),
+                "NIXWIRE_REQUIRE_NIX is set but nix-store is not on PATH"
+            );
+            eprintln!("nix-store not found: skipping the real-Nix test (install nix-bin)");
+            false
+        }
+        Err(e) => panic!("{e}"),
     }
-    found
 }
 
 /// A fresh chroot store for one test.
@@ -45,19 +128,10 @@ fn store(name: &str) -> PathBuf {
     dir
 }
 
-/// The options every Nix command here gets: the private store, and a sandbox
-/// that can see /bin/sh and its libraries.
+/// The options every Nix command here gets: the private store (the rest of
+/// the settings are in [`NIX_CONF`]).
 fn nix_args(store: &Path) -> Vec<String> {
-    vec![
-        "--store".into(),
-        store.display().to_string(),
-        "--option".into(),
-        "sandbox-paths".into(),
-        "/bin /lib /lib64 /usr".into(),
-        "--option".into(),
-        "substituters".into(),
-        String::new(),
-    ]
+    vec!["--store".into(), store.display().to_string()]
 }
 
 enum Input {
@@ -79,7 +153,7 @@ struct Driver {
 
 impl Driver {
     fn spawn(program: &str, args: &[String], config: ClientConfig) -> Self {
-        let mut child = Command::new(program)
+        let mut child = nix_command(program)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -207,7 +281,7 @@ fn serve(store: &Path) -> Driver {
 }
 
 fn run_nix(program: &str, args: &[String]) -> String {
-    let out = Command::new(program).args(args).output().expect("nix");
+    let out = nix_command(program).args(args).output().expect("nix");
     assert!(
         out.status.success(),
         "{program} {args:?}: {}",
@@ -226,11 +300,7 @@ fn derivation(store: &Path, name: &str, script: &str) -> (String, BasicDerivatio
     let mut args = nix_args(store);
     args.extend(["-E".into(), expr]);
     let drv = run_nix("nix-instantiate", &args).trim().to_owned();
-    let mut args = vec![
-        "--extra-experimental-features".into(),
-        "nix-command".into(),
-        "show-derivation".into(),
-    ];
+    let mut args = vec!["show-derivation".into()];
     args.extend(nix_args(store));
     args.push(drv.clone());
     let json: serde_json::Value =
@@ -352,12 +422,16 @@ fn build_query_and_dump_against_real_nix() {
     assert_eq!(nar.len() as u64, info.nar_size);
     // Nix's own serialisation of the same path agrees byte for byte.
     // (`--dump` serialises a file-system path: the output's real location.)
+    // `--store` too, or `nix-store` opens (and creates) the machine's /nix.
     let on_disk = format!("{}{out}", store.display());
-    let dumped = Command::new("nix-store")
-        .args(["--dump", &on_disk])
-        .output()
-        .expect("dump");
-    assert!(dumped.status.success());
+    let mut args = nix_args(&store);
+    args.extend(["--dump".into(), on_disk]);
+    let dumped = nix_command("nix-store").args(&args).output().expect("dump");
+    assert!(
+        dumped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dumped.stderr)
+    );
     assert_eq!(nar, dumped.stdout);
 
     let closure = nix.request(Request::QueryClosure(QueryClosure {
