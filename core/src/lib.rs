@@ -6,75 +6,88 @@
 //! Runtimes (tokio, smol, blocking) own the I/O and drive these machines; so
 //! do the tests and the conformance suite, which is why all of them agree.
 //!
-//! - [`wire`]: the wire format's primitives and the [`wire_message!`] macro
-//!   that declares each message once, with its version gates, and derives both
-//!   encoding and decoding from that one declaration.
+//! Bottom to top:
+//! - [`wire`]: the wire format: Nix's strings as bytes ([`NixString`](wire::NixString)),
+//!   layouts typed by protocol, resumable decoding bounded by
+//!   [`Limits`](wire::Limits), and the [`wire_message!`] and [`wire_layout!`]
+//!   declarations from which both directions of a message come.
+//! - [`store`]: the domain types, validated once and shared by both
+//!   protocols: [`StorePath`](store::StorePath), [`StoreDir`](store::StoreDir),
+//!   hashes, signatures, content addresses, path infos, build results.
 //! - [`nar`]: [`NarFramer`](nar::NarFramer), which finds where a NAR ends as
 //!   its bytes stream past, in bounded memory, and refuses what Nix's own NAR
 //!   parser refuses (within [`NarLimits`](nar::NarLimits)).
+//! - [`conn`]: what every connection shares: the [`Connection`](conn::Connection)
+//!   contract, errors and their classes, request ids, outgoing bytes as a
+//!   queue of `Bytes`, and the operation tables' body and reply kinds.
 //! - [`serve`]: the serve protocol (`nix-store --serve`, `ssh://` stores):
-//!   its messages, and a [`Client`](serve::Client) and a
+//!   its operation table and messages, and a [`Client`](serve::Client) and a
 //!   [`Server`](serve::Server) of the same shape.
+//! - [`pair`]: two connections joined in memory with a virtual clock, for
+//!   tests and examples.
 //! - [`machines`]: machines files (Nix's line format and Lix's TOML) and
 //!   machine selection.
 //!
 //! # The run loop
 //!
-//! Every connection has the same three kinds of call, after quinn-proto:
-//! `handle_*` gives it what happened (bytes from the peer's stdout, bytes from
-//! its stderr, end of file, a deadline reached), `poll_*` takes out what it
-//! wants done (bytes to send, events, the next deadline), and ordinary methods
-//! make requests. Time is always an argument.
+//! Every connection implements [`Connection`](conn::Connection), with the
+//! same three kinds of call, after quinn-proto: `handle_*` gives it what
+//! happened (bytes from the peer's stdout, bytes from its stderr, end of
+//! file, a deadline reached), `poll_*` takes out what it wants done (bytes to
+//! send, events, the next deadline), and ordinary methods make requests and
+//! offer bodies. Time is always an argument.
 //!
-//! A driver must follow this loop (the contract, after str0m):
+//! A driver follows this loop (the contract, after str0m):
 //! 1. After **any** call that changes the connection (`new`, `request`,
-//!    `write_nar`, `handle_*`), drain [`poll_transmit`](serve::Client::poll_transmit)
-//!    and write those bytes to the peer, then drain
-//!    [`poll_event`](serve::Client::poll_event) until it returns `None`.
-//! 2. Handle every event: a [`SendNar`](serve::ClientEvent::SendNar) asks for a
-//!    request's NAR body through `write_nar` (back to step 1); a `Reply` ends a
-//!    request; `NarChunk`s and `Log`s are streams to pass on, not to collect.
+//!    `offer_body`, `handle_*`), drain `poll_transmit` and write those bytes
+//!    to the peer, then drain `poll_event` until it returns `None`.
+//! 2. Handle every event: a `BodyWanted` asks for a request's body, which
+//!    the driver offers with `offer_body` (back to step 1); a `Reply` ends a
+//!    request, a `Failed` too (the remote refused it; the connection goes
+//!    on); `NarChunk`s and `Log`s are streams to pass on, not to collect; a
+//!    `Broken` means the connection is over.
 //! 3. Wait for whichever comes first: bytes on the peer's stdout
-//!    ([`handle_input`](serve::Client::handle_input)), bytes on its stderr
-//!    ([`handle_stderr`](serve::Client::handle_stderr)), end of file
-//!    ([`handle_eof`](serve::Client::handle_eof)), or the instant from
-//!    [`poll_timeout`](serve::Client::poll_timeout)
-//!    ([`handle_timeout`](serve::Client::handle_timeout)). Read stdout and
-//!    stderr concurrently: a server blocked on a full stderr pipe stops
-//!    answering on stdout.
-//! 4. Go to step 1. An error from any call poisons the connection: every later
-//!    call returns it again, and the driver should close the transport.
+//!    (`handle_input`), bytes on its stderr (`handle_stderr`), end of file
+//!    (`handle_eof`), or the instant from `poll_timeout` (`handle_timeout`).
+//!    Read stdout and stderr concurrently: a server blocked on a full stderr
+//!    pipe stops answering on stdout.
+//! 4. Go to step 1.
 //!
-//! "Need more bytes" is not an error: `handle_input` may simply buffer.
+//! "Need more bytes" is not an error: `handle_input` may simply buffer. A
+//! caller's mistake is returned and changes nothing; a broken connection is
+//! reported once as a `Broken` event and every later call returns its error
+//! (see [`conn`] for the three kinds of error).
 //!
-//! This example runs the loop between the core's client and the core's server,
-//! in memory. A runtime does the same with a pipe or an ssh channel in between.
+//! This example runs the loop between the core's client and the core's
+//! server, in memory. A runtime does the same with a pipe or an ssh channel
+//! in between.
 //!
 //! ```
 //! use std::time::Instant;
+//! use nixwire_core::conn::Connection;
 //! use nixwire_core::serve::messages::QueryValidPaths;
 //! use nixwire_core::serve::{
 //!     Client, ClientConfig, ClientEvent, Reply, Request, Server, ServerConfig, ServerEvent,
 //! };
+//! use nixwire_core::store::StorePath;
 //!
-//! # fn main() -> Result<(), nixwire_core::serve::Error> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let now = Instant::now();
 //! let mut client = Client::new(ClientConfig::default(), now);
-//! let mut server = Server::new(ServerConfig::default());
+//! let mut server = Server::new(ServerConfig::default(), now);
 //!
-//! let path = "/nix/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-hello-2.12".to_owned();
-//! let id = client.request(Request::QueryValidPaths(QueryValidPaths {
+//! let path: StorePath = "7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-hello-2.12".parse()?;
+//! let id = client.request(now, QueryValidPaths {
 //!     lock: false,
 //!     substitute: false,
 //!     paths: vec![path.clone()],
-//! }))?;
+//! })?;
 //!
-//! let mut wire = Vec::new();
 //! let valid = 'run: loop {
 //!     // 1. The client's bytes go to the server ...
-//!     client.poll_transmit(&mut wire);
-//!     server.handle_input(&wire)?;
-//!     wire.clear();
+//!     while let Some(bytes) = client.poll_transmit() {
+//!         server.handle_input(now, bytes)?;
+//!     }
 //!     // ... whose host answers what it was asked ...
 //!     while let Some(event) = server.poll_event() {
 //!         if let ServerEvent::Request { id, request: Request::QueryValidPaths(q) } = event {
@@ -82,9 +95,9 @@
 //!         }
 //!     }
 //!     // ... and the server's bytes come back.
-//!     server.poll_transmit(&mut wire);
-//!     client.handle_input(now, &wire)?;
-//!     wire.clear();
+//!     while let Some(bytes) = server.poll_transmit() {
+//!         client.handle_input(now, bytes)?;
+//!     }
 //!     // 2. Events.
 //!     while let Some(event) = client.poll_event() {
 //!         match event {
@@ -102,14 +115,16 @@
 //! ```
 //!
 //! Against a real `nix-store --serve --write` the loop is the same with a
-//! child process in between (this is what the blocking runtime does; the
-//! conformance crate's tests run it against Debian's Nix):
+//! child process in between (the conformance crate's tests run it against
+//! Debian's Nix, reading stderr on a thread of its own):
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
 //! use std::process::{Command, Stdio};
 //! use std::time::Instant;
-//! use nixwire_core::serve::{Client, ClientConfig, ClientEvent, Request, messages::QueryValidPaths};
+//! use bytes::BytesMut;
+//! use nixwire_core::conn::Connection;
+//! use nixwire_core::serve::{Client, ClientConfig, ClientEvent, messages::QueryValidPaths};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut child = Command::new("nix-store")
@@ -120,12 +135,11 @@
 //!     .spawn()?;
 //! let (mut to, mut from) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
 //! let mut conn = Client::new(ClientConfig::default(), Instant::now());
-//! let id = conn.request(Request::QueryValidPaths(QueryValidPaths::default()))?;
-//! let (mut out, mut buf) = (Vec::new(), vec![0u8; 64 * 1024]);
+//! let id = conn.request(Instant::now(), QueryValidPaths::default())?;
 //! loop {
-//!     conn.poll_transmit(&mut out);
-//!     to.write_all(&out)?;
-//!     out.clear();
+//!     while let Some(bytes) = conn.poll_transmit() {
+//!         to.write_all(&bytes)?;
+//!     }
 //!     while let Some(event) = conn.poll_event() {
 //!         if let ClientEvent::Reply { id: done, reply } = event {
 //!             if done == id {
@@ -134,11 +148,15 @@
 //!             }
 //!         }
 //!     }
+//!     // Reading into a buffer of our own and handing it over whole lets the
+//!     // core keep slices of it (NAR chunks) without copying.
+//!     let mut buf = BytesMut::zeroed(64 * 1024);
 //!     let n = from.read(&mut buf)?;
 //!     if n == 0 {
 //!         conn.handle_eof(Instant::now())?;
 //!     } else {
-//!         conn.handle_input(Instant::now(), &buf[..n])?;
+//!         buf.truncate(n);
+//!         conn.handle_input(Instant::now(), buf.freeze())?;
 //!     }
 //! }
 //! # }
@@ -149,6 +167,7 @@
 pub mod conn;
 pub mod machines;
 pub mod nar;
+pub mod pair;
 pub mod serve;
 pub mod store;
 pub mod wire;

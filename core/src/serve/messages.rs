@@ -349,7 +349,7 @@ impl Wire<Serve> for PathInfos {
             else {
                 return Ok(None);
             };
-            r.charge(std::mem::size_of::<(StorePath, PathInfo)>() as u64)?;
+            r.charge(size_of::<(StorePath, PathInfo)>() as u64)?;
             if let Some(path) = partial.path.take() {
                 partial.entries.push((path, info));
             }

@@ -125,7 +125,7 @@ impl<P: Protocol, T: Wire<P> + Send> Wire<P> for Vec<T> {
             let Some(item) = item else {
                 return Ok(None);
             };
-            r.charge(std::mem::size_of::<T>() as u64)?;
+            r.charge(size_of::<T>() as u64)?;
             partial.items.push(item);
             partial.item = T::Partial::default();
         }
