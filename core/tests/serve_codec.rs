@@ -3,8 +3,14 @@
 //! prefixes are refused before anything is allocated.
 
 use nixwire_core::serve::messages::*;
-use nixwire_core::serve::{ImportPaths, Reply, Request};
-use nixwire_core::wire::{Cx, DecodeErrorKind, Limits, Version, Wire, encode_u64};
+use nixwire_core::serve::{Command, ImportPaths, Reply, ReplyPartial, Request, RequestPartial};
+use nixwire_core::store::{
+    BasicDerivation, BuildResult, BuildStatus, ContentAddress, DerivationOutput, DrvOutput,
+    NarHash, OutputName, PathInfo, Realisation, Signature, StorePath,
+};
+use nixwire_core::wire::{
+    Cx, DecodeErrorKind, Limits, NixString, Reader, Serve, Version, Wire, encode_u64,
+};
 use quickcheck::{Arbitrary, Gen, QuickCheck};
 
 /// Every serve minor version from 2.0 to the newest.
@@ -12,16 +18,70 @@ fn versions() -> impl Iterator<Item = Version> {
     (0..=LATEST.minor).map(|m| Version::new(2, m))
 }
 
-fn s(g: &mut Gen) -> String {
-    String::arbitrary(g)
+fn cx(version: Version) -> Cx<Serve> {
+    Cx::new(version)
 }
 
-fn strings(g: &mut Gen) -> Vec<String> {
-    Vec::<String>::arbitrary(g)
+/// Any bytes: Nix's strings are not always UTF-8.
+fn s(g: &mut Gen) -> NixString {
+    NixString::from(Vec::<u8>::arbitrary(g))
+}
+
+fn strings(g: &mut Gen) -> Vec<NixString> {
+    (0..u8::arbitrary(g) % 4).map(|_| s(g)).collect()
+}
+
+const NIX32: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
+const NAME: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-._?=";
+
+fn path(g: &mut Gen) -> StorePath {
+    let hash: String = (0..32)
+        .map(|_| char::from(*g.choose(NIX32).unwrap_or(&b'0')))
+        .collect();
+    let len = usize::from(u8::arbitrary(g) % 20) + 1;
+    let name: String = (0..len)
+        .map(|_| char::from(*g.choose(&NAME[..62]).unwrap_or(&b'a')))
+        .collect();
+    format!("{hash}-{name}").parse().expect("a generated store path is valid")
+}
+
+fn paths(g: &mut Gen) -> Vec<StorePath> {
+    (0..u8::arbitrary(g) % 4).map(|_| path(g)).collect()
+}
+
+fn opt_path(g: &mut Gen) -> Option<StorePath> {
+    bool::arbitrary(g).then(|| path(g))
+}
+
+fn nar_hash(g: &mut Gen) -> NarHash {
+    let mut digest = [0u8; 32];
+    for b in &mut digest {
+        *b = u8::arbitrary(g);
+    }
+    NarHash(digest)
+}
+
+fn sigs(g: &mut Gen) -> Vec<Signature> {
+    (0..u8::arbitrary(g) % 3)
+        .map(|i| Signature::new(format!("cache-{i}.example.org-1:{}", u32::arbitrary(g))))
+        .collect()
+}
+
+fn ca(g: &mut Gen) -> Option<ContentAddress> {
+    bool::arbitrary(g).then(|| {
+        ContentAddress::parse("fixed:r:sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s")
+            .expect("a valid content address")
+    })
+}
+
+fn output_name(g: &mut Gen) -> OutputName {
+    let names = ["out", "dev", "bin", "lib", "man"];
+    OutputName::new(g.choose(&names).unwrap_or(&"out")).expect("a valid output name")
 }
 
 fn options(g: &mut Gen, v: Version) -> BuildOptions {
-    // Fields absent at `v` stay at their default, since they cannot travel.
+    // Fields absent at `v` hold the value the layout says they decode to,
+    // since they cannot travel.
     let gated = |since: u8, g: &mut Gen| v.minor >= since && bool::arbitrary(g);
     BuildOptions {
         max_silent_time: u64::arbitrary(g),
@@ -36,22 +96,25 @@ fn options(g: &mut Gen, v: Version) -> BuildOptions {
 fn build_result(g: &mut Gen, v: Version) -> BuildResult {
     let at = |since: u8| v.minor >= since;
     let status = *g.choose(BuildStatus::ALL).unwrap_or(&BuildStatus::Built);
-    let built_outputs = if v.minor >= 8 {
-        BuiltOutputs::Structured(
-            (0..u8::arbitrary(g) % 3)
-                .map(|_| {
-                    let r = Realisation {
-                        out_path: s(g),
-                        signatures: strings(g),
-                    };
-                    (s(g), r)
-                })
-                .collect(),
-        )
-    } else if v.minor >= 6 {
-        BuiltOutputs::Json(Vec::<(String, String)>::arbitrary(g))
+    let built_outputs = if at(6) {
+        (0..u8::arbitrary(g) % 3)
+            .map(|_| {
+                let name = output_name(g);
+                // 2.6 and 2.7 name outputs by derivation hash; 2.8 does not.
+                let id = (!at(8)).then(|| DrvOutput {
+                    drv_hash: format!("sha256:{}", u64::arbitrary(g)).into(),
+                    output: name.clone(),
+                });
+                let r = Realisation {
+                    id,
+                    out_path: path(g),
+                    signatures: sigs(g),
+                };
+                (name, r)
+            })
+            .collect()
     } else {
-        BuiltOutputs::default()
+        Vec::new()
     };
     BuildResult {
         status,
@@ -60,20 +123,24 @@ fn build_result(g: &mut Gen, v: Version) -> BuildResult {
         is_non_deterministic: at(3) && bool::arbitrary(g),
         start_time: if at(3) { u64::arbitrary(g) } else { 0 },
         stop_time: if at(3) { u64::arbitrary(g) } else { 0 },
+        cpu_user: None,
+        cpu_system: None,
         built_outputs,
     }
 }
 
-fn path_info(g: &mut Gen, v: Version) -> UnkeyedValidPathInfo {
+fn path_info(g: &mut Gen, v: Version) -> PathInfo {
     let new = v.minor >= 4;
-    UnkeyedValidPathInfo {
-        deriver: s(g),
-        references: strings(g),
+    PathInfo {
+        deriver: opt_path(g),
+        references: paths(g),
         download_size: u64::arbitrary(g),
         nar_size: u64::arbitrary(g),
-        nar_hash: if new { s(g) } else { String::new() },
-        ca: if new { s(g) } else { String::new() },
-        sigs: if new { strings(g) } else { Vec::new() },
+        nar_hash: if new { Some(nar_hash(g)) } else { None },
+        ca: if new { ca(g) } else { None },
+        sigs: if new { sigs(g) } else { Vec::new() },
+        registration_time: 0,
+        ultimate: false,
     }
 }
 
@@ -81,27 +148,27 @@ fn derivation(g: &mut Gen) -> BasicDerivation {
     BasicDerivation {
         outputs: (0..u8::arbitrary(g) % 3)
             .map(|_| DerivationOutput {
-                name: s(g),
-                path: s(g),
+                name: output_name(g),
+                path: opt_path(g),
                 hash_algo: s(g),
                 hash: s(g),
             })
             .collect(),
-        input_srcs: strings(g),
+        input_srcs: paths(g),
         platform: s(g),
         builder: s(g),
         args: strings(g),
-        env: Vec::<(String, String)>::arbitrary(g),
+        env: (0..u8::arbitrary(g) % 4).map(|_| (s(g), s(g))).collect(),
     }
 }
 
 fn trailer(g: &mut Gen) -> ExportTrailer {
     ExportTrailer {
         magic: ExportMagic,
-        path: s(g),
-        references: strings(g),
-        deriver: s(g),
-        legacy_signature: LegacySignature(Option::<String>::arbitrary(g)),
+        path: path(g),
+        references: paths(g),
+        deriver: opt_path(g),
+        legacy_signature: LegacySignature(bool::arbitrary(g).then(|| s(g))),
     }
 }
 
@@ -122,21 +189,21 @@ impl Arbitrary for Exchange {
                 Request::QueryValidPaths(QueryValidPaths {
                     lock: bool::arbitrary(g),
                     substitute: bool::arbitrary(g),
-                    paths: strings(g),
+                    paths: paths(g),
                 }),
-                Reply::QueryValidPaths(strings(g)),
+                Reply::QueryValidPaths(paths(g)),
             ),
             1 => (
-                Request::QueryPathInfos(QueryPathInfos { paths: strings(g) }),
+                Request::QueryPathInfos(QueryPathInfos { paths: paths(g) }),
                 Reply::QueryPathInfos(PathInfos(
                     (0..u8::arbitrary(g) % 4)
-                        .map(|i| (format!("/nix/store/p{i}{}", s(g)), path_info(g, version)))
+                        .map(|_| (path(g), path_info(g, version)))
                         .collect(),
                 )),
             ),
             2 => (
-                Request::DumpStorePath(DumpStorePath { path: s(g) }),
-                Reply::DumpStorePath { nar_size: 0 },
+                Request::DumpStorePath(DumpStorePath { path: path(g) }),
+                Reply::DumpStorePath(NarDone::default()),
             ),
             3 => (
                 Request::BuildPaths(BuildPaths {
@@ -154,13 +221,13 @@ impl Arbitrary for Exchange {
             4 => (
                 Request::QueryClosure(QueryClosure {
                     include_outputs: bool::arbitrary(g),
-                    paths: strings(g),
+                    paths: paths(g),
                 }),
-                Reply::QueryClosure(strings(g)),
+                Reply::QueryClosure(paths(g)),
             ),
             5 => (
                 Request::BuildDerivation(BuildDerivation {
-                    drv_path: s(g),
+                    drv_path: path(g),
                     drv: derivation(g),
                     options: options(g, version),
                 }),
@@ -168,21 +235,21 @@ impl Arbitrary for Exchange {
             ),
             6 => (
                 Request::AddToStoreNar(AddToStoreNar {
-                    path: s(g),
-                    deriver: s(g),
-                    nar_hash: s(g),
-                    references: strings(g),
+                    path: path(g),
+                    deriver: opt_path(g),
+                    nar_hash: nar_hash(g),
+                    references: paths(g),
                     registration_time: u64::arbitrary(g),
                     nar_size: u64::arbitrary(g),
                     ultimate: bool::arbitrary(g),
-                    sigs: strings(g),
-                    ca: s(g),
+                    sigs: sigs(g),
+                    ca: ca(g),
                 }),
-                Reply::AddToStoreNar,
+                Reply::AddToStoreNar(Ack),
             ),
             _ => (
                 Request::ImportPaths(ImportPaths::default()),
-                Reply::ImportPaths,
+                Reply::ImportPaths(Ack),
             ),
         };
         Self {
@@ -193,42 +260,82 @@ impl Arbitrary for Exchange {
     }
 }
 
+fn decode_request(cx: &Cx<Serve>, bytes: &[u8]) -> Result<Option<(Request, usize)>, String> {
+    let mut r = Reader::new(bytes, &cx.limits);
+    let decoded = Request::decode(cx, &mut RequestPartial::default(), &mut r);
+    decoded
+        .map(|v| v.map(|v| (v, r.position())))
+        .map_err(|e| e.to_string())
+}
+
+fn decode_reply(
+    command: Command,
+    cx: &Cx<Serve>,
+    bytes: &[u8],
+) -> Result<Option<(Reply, usize)>, String> {
+    let mut r = Reader::new(bytes, &cx.limits);
+    let decoded = Reply::decode(command, cx, &mut ReplyPartial::default(), &mut r);
+    decoded
+        .map(|v| v.map(|v| (v, r.position())))
+        .map_err(|e| e.to_string())
+}
+
 fn roundtrip_request(e: Exchange) -> bool {
-    let cx = Cx::new(e.version);
+    let cx = cx(e.version);
     let mut bytes = Vec::new();
-    e.request.encode_header(&cx, &mut bytes);
-    matches!(Request::decode_header(&cx, &bytes), Ok((rest, r)) if rest.is_empty() && r == e.request)
+    e.request.encode(&cx, &mut bytes);
+    matches!(decode_request(&cx, &bytes), Ok(Some((r, n))) if n == bytes.len() && r == e.request)
 }
 
 fn roundtrip_reply(e: Exchange) -> bool {
-    let cx = Cx::new(e.version);
+    let cx = cx(e.version);
     let mut bytes = Vec::new();
     e.reply.encode(&cx, &mut bytes);
     let command = e.reply.command();
-    matches!(Reply::decode(command, &cx, &bytes), Ok((rest, r)) if rest.is_empty() && r == e.reply)
+    matches!(decode_reply(command, &cx, &bytes), Ok(Some((r, n))) if n == bytes.len() && r == e.reply)
 }
 
 /// Every strict prefix of an encoding is "need more bytes", never an error and
 /// never a value: the streaming contract.
 fn prefixes_are_incomplete(e: Exchange) -> bool {
-    let cx = Cx::new(e.version);
+    let cx = cx(e.version);
     let mut bytes = Vec::new();
-    e.request.encode_header(&cx, &mut bytes);
-    (0..bytes.len()).all(|n| {
-        matches!(
-            Request::decode_header(&cx, &bytes[..n]),
-            Err(nom::Err::Incomplete(_))
-        )
-    })
+    e.request.encode(&cx, &mut bytes);
+    (0..bytes.len()).all(|n| matches!(decode_request(&cx, &bytes[..n]), Ok(None)))
+}
+
+/// However an encoding is cut into pieces, resuming with the same partial
+/// state after each piece gives the same value, and consumes each byte once.
+fn resuming_gives_the_same_value(e: Exchange, cut: u8) -> bool {
+    let cx = cx(e.version);
+    let mut bytes = Vec::new();
+    e.reply.encode(&cx, &mut bytes);
+    let step = usize::from(cut % 16) + 1;
+    let mut partial = ReplyPartial::default();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut fed = 0;
+    loop {
+        let end = (fed + step).min(bytes.len());
+        buf.extend_from_slice(&bytes[fed..end]);
+        fed = end;
+        let mut r = Reader::new(&buf, &cx.limits);
+        let decoded = Reply::decode(e.reply.command(), &cx, &mut partial, &mut r);
+        let used = r.position();
+        buf.drain(..used);
+        match decoded {
+            Ok(Some(reply)) => return reply == e.reply && buf.is_empty() && fed == bytes.len(),
+            Ok(None) if fed < bytes.len() => continue,
+            _ => return false,
+        }
+    }
 }
 
 fn trailer_roundtrip(seed: u8) -> bool {
     let mut g = Gen::new(usize::from(seed % 20) + 1);
     let t = trailer(&mut g);
-    let cx = Cx::new(LATEST);
-    let mut bytes = Vec::new();
-    t.encode(&cx, &mut bytes);
-    matches!(ExportTrailer::decode(&cx, &bytes), Ok((rest, d)) if rest.is_empty() && d == t)
+    let cx = cx(LATEST);
+    let bytes = t.to_wire(&cx);
+    matches!(ExportTrailer::decode_exact(&cx, &bytes), Ok((d, n)) if n == bytes.len() && d == t)
 }
 
 #[test]
@@ -241,25 +348,24 @@ fn every_message_roundtrips_at_every_version() {
     qc.quickcheck(trailer_roundtrip as fn(u8) -> bool);
     let mut qc = QuickCheck::new().tests(200).rng(Gen::new(6));
     qc.quickcheck(prefixes_are_incomplete as fn(Exchange) -> bool);
+    qc.quickcheck(resuming_gives_the_same_value as fn(Exchange, u8) -> bool);
 }
 
 /// Feeds arbitrary bytes to every decoder at every version: any answer is
 /// fine except a panic (which fails the test).
 fn arbitrary_bytes_never_panic(bytes: Vec<u8>, minor: u8) -> bool {
-    let cx = Cx {
-        version: Version::new(2, minor % 9),
-        limits: Limits {
-            max_string: 1 << 16,
-            max_items: 1 << 10,
-            max_message: 1 << 20,
-        },
-    };
-    let _ = Request::decode_header(&cx, &bytes);
+    let mut limits = Limits::default();
+    limits.max_string = 1 << 16;
+    limits.max_items = 1 << 10;
+    limits.max_message = 1 << 20;
+    limits.max_decoded = 1 << 20;
+    let cx = cx(Version::new(2, minor % 9)).with_limits(limits);
+    let _ = decode_request(&cx, &bytes);
     for &c in Command::ALL {
-        let _ = Reply::decode(c, &cx, &bytes);
+        let _ = decode_reply(c, &cx, &bytes);
     }
-    let _ = ExportTrailer::decode(&cx, &bytes);
-    let _ = BuildResult::decode(&cx, &bytes);
+    let _ = ExportTrailer::decode_exact(&cx, &bytes);
+    let _ = BuildResult::decode_exact(&cx, &bytes);
     true
 }
 
@@ -278,17 +384,22 @@ fn arbitrary_bytes_never_panic_a_decoder() {
     qc.quickcheck(arbitrary_payload_never_panics as fn(u8, Vec<u8>, u8) -> bool);
 }
 
+fn decode_error(cx: &Cx<Serve>, bytes: &[u8]) -> nixwire_core::wire::DecodeError {
+    let mut r = Reader::new(bytes, &cx.limits);
+    match Request::decode(cx, &mut RequestPartial::default(), &mut r) {
+        Err(e) => e,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
 #[test]
 fn hostile_length_prefix_is_an_error_not_an_allocation() {
-    let cx = Cx::new(LATEST);
+    let cx = cx(LATEST);
     // A string of 2^60 bytes.
     let mut bytes = Vec::new();
     encode_u64(Command::DumpStorePath.code(), &mut bytes);
     encode_u64(1 << 60, &mut bytes);
-    let err = match Request::decode_header(&cx, &bytes) {
-        Err(nom::Err::Failure(e)) => e,
-        other => panic!("expected a failure, got {other:?}"),
-    };
+    let err = decode_error(&cx, &bytes);
     assert!(
         matches!(err.kind, DecodeErrorKind::TooLarge { found, .. } if found == 1 << 60),
         "{err}"
@@ -300,10 +411,7 @@ fn hostile_length_prefix_is_an_error_not_an_allocation() {
     encode_u64(Command::QueryClosure.code(), &mut bytes);
     encode_u64(0, &mut bytes);
     encode_u64(1 << 60, &mut bytes);
-    let err = match Request::decode_header(&cx, &bytes) {
-        Err(nom::Err::Failure(e)) => e,
-        other => panic!("expected a failure, got {other:?}"),
-    };
+    let err = decode_error(&cx, &bytes);
     assert!(matches!(
         err.kind,
         DecodeErrorKind::TooLarge {
@@ -315,23 +423,18 @@ fn hostile_length_prefix_is_an_error_not_an_allocation() {
 
 #[test]
 fn the_allocation_limit_is_configurable() {
-    let tight = Cx {
-        version: LATEST,
-        limits: Limits {
-            max_string: 16,
-            ..Limits::default()
-        },
-    };
-    let mut bytes = Vec::new();
-    DumpStorePath {
-        path: "/nix/store/a-path-longer-than-sixteen".into(),
+    let mut limits = Limits::default();
+    limits.max_string = 16;
+    let tight = cx(LATEST).with_limits(limits);
+    let bytes = DumpStorePath {
+        path: "7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-a-path-longer-than-sixteen"
+            .parse()
+            .expect("valid"),
     }
-    .encode(&tight, &mut bytes);
-    assert!(matches!(
-        DumpStorePath::decode(&tight, &bytes),
-        Err(nom::Err::Failure(e)) if matches!(e.kind, DecodeErrorKind::TooLarge { limit: 16, .. })
-    ));
-    assert!(DumpStorePath::decode(&Cx::new(LATEST), &bytes).is_ok());
+    .to_wire(&tight);
+    let err = DumpStorePath::decode_exact(&tight, &bytes).expect_err("over the limit");
+    assert!(matches!(err.kind, DecodeErrorKind::TooLarge { limit: 16, .. }), "{err}");
+    assert!(DumpStorePath::decode_exact(&cx(LATEST), &bytes).is_ok());
 }
 
 #[test]
@@ -344,60 +447,80 @@ fn fields_are_gated_by_the_version_that_introduced_them() {
         enforce_determinism: true,
         keep_failed: true,
     };
-    let len = |minor| {
-        let mut out = Vec::new();
-        options.encode(&Cx::new(Version::new(2, minor)), &mut out);
-        out.len() / 8
-    };
+    let len = |minor| options.to_wire(&cx(Version::new(2, minor))).len() / 8;
     assert_eq!([len(1), len(2), len(3), len(6), len(7)], [2, 3, 5, 5, 6]);
     assert_eq!(
-        BuildOptions::FIELDS
-            .iter()
-            .filter(|(_, since)| since.is_some())
-            .count(),
+        BuildOptions::FIELDS.iter().filter(|f| f.since.is_some()).count(),
         4
     );
+    // Absent fields decode to what the layout says, not to a default of
+    // the type: at 2.2 a build result has no timing.
+    let result = BuildResult::new(BuildStatus::PermanentFailure, "failed");
+    let old = cx(Version::new(2, 2));
+    let (decoded, _) = BuildResult::decode_exact(&old, &result.to_wire(&old)).expect("decodes");
+    assert_eq!(decoded, result);
+    assert!(
+        BuildResult::FIELDS
+            .iter()
+            .any(|f| f.name == "cpu_user" && !f.on_wire)
+    );
+}
+
+#[test]
+#[should_panic(expected = "needs major version 2")]
+fn a_serve_context_at_a_worker_version_is_refused() {
+    // A serve layout can never be gated by a worker version: the context
+    // itself cannot be made (and `Cx<Worker>` does not encode serve types).
+    let _ = Cx::<Serve>::new(Version::new(1, 38));
 }
 
 #[test]
 fn non_zero_padding_and_bad_booleans_are_refused() {
-    let cx = Cx::new(LATEST);
+    let cx = cx(LATEST);
     let mut bytes = Vec::new();
     encode_u64(1, &mut bytes);
     bytes.extend_from_slice(b"ab\0\0\0\0\0\0");
-    let err = String::decode(&cx, &bytes).map(|_| ()).unwrap_err();
-    assert!(format!("{err:?}").contains("zero padding"));
+    let err = NixString::decode_exact(&cx, &bytes).expect_err("bad padding");
+    assert!(err.to_string().contains("zero padding"), "{err}");
 
     let mut bytes = Vec::new();
     encode_u64(2, &mut bytes);
-    let err = bool::decode(&cx, &bytes).map(|_| ()).unwrap_err();
-    assert!(format!("{err:?}").contains("a boolean (0 or 1)"));
+    let err = bool::decode_exact(&cx, &bytes).expect_err("not a boolean");
+    assert!(err.to_string().contains("a boolean (0 or 1)"), "{err}");
 }
 
 #[test]
-fn built_outputs_convert_between_encodings() {
-    let structured = BuiltOutputs::Structured(vec![(
-        "out".into(),
+fn built_outputs_travel_as_json_before_2_8_and_structured_from_2_8() {
+    let out = OutputName::new("out").expect("valid");
+    let path: StorePath = "7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-x-out".parse().expect("valid");
+    let mut result = BuildResult::new(BuildStatus::Built, "");
+    result.built_outputs = vec![(
+        out.clone(),
         Realisation {
-            out_path: "/nix/store/x-out".into(),
+            id: None,
+            out_path: path.clone(),
             signatures: vec![],
         },
-    )]);
-    let json = structured.for_version(Version::new(2, 7), DEFAULT_STORE_DIR);
-    // As Nix writes it: the base name only.
-    assert!(
-        matches!(&json, BuiltOutputs::Json(e) if e.len() == 1 && e[0].0.ends_with("!out") && e[0].1.contains("\"outPath\":\"x-out\""))
+    )];
+    let v27 = cx(Version::new(2, 7));
+    let bytes = result.to_wire(&v27);
+    // As Nix writes it for old clients: a dummy derivation hash, the base name.
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("!out"), "{text}");
+    assert!(text.contains("\"outPath\":\"7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-x-out\""), "{text}");
+    let (decoded, _) = BuildResult::decode_exact(&v27, &bytes).expect("decodes");
+    assert_eq!(decoded.built_outputs[0].0, out);
+    assert_eq!(decoded.built_outputs[0].1.out_path, path);
+
+    // The base name is joined onto the connection's store directory.
+    let gnu = v27.clone().with_store_dir(
+        nixwire_core::store::StoreDir::new("/gnu/store").expect("a store dir"),
     );
-    assert_eq!(
-        json.paths("/nix/store").ok(),
-        Some(vec![("out".to_owned(), "/nix/store/x-out".to_owned())])
-    );
-    assert_eq!(json.for_version(LATEST, DEFAULT_STORE_DIR), structured);
-    let bad = BuiltOutputs::Json(vec![("no-bang".into(), "{}".into())]);
-    assert!(bad.paths(DEFAULT_STORE_DIR).is_err());
-    // An unusable JSON entry is dropped rather than sent wrong.
-    assert_eq!(
-        bad.for_version(LATEST, DEFAULT_STORE_DIR),
-        BuiltOutputs::Structured(vec![])
-    );
+    let (decoded, _) = BuildResult::decode_exact(&gnu, &bytes).expect("decodes");
+    assert_eq!(gnu.store_dir.display_path(&decoded.built_outputs[0].1.out_path),
+        "/gnu/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-x-out");
+
+    let v28 = cx(LATEST);
+    let (decoded, _) = BuildResult::decode_exact(&v28, &result.to_wire(&v28)).expect("decodes");
+    assert_eq!(decoded, result);
 }
