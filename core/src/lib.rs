@@ -14,8 +14,8 @@
 //! - [`serve`]: the serve protocol (`nix-store --serve`, `ssh://` stores):
 //!   its messages, and a [`Client`](serve::Client) and a
 //!   [`Server`](serve::Server) of the same shape.
-//! - [`machines`]: machines files (Nix's line format and Lix's TOML) and
-//!   machine selection.
+//! - `machines` (cargo feature `machines`, on by default): machines files
+//!   (Nix's line format and Lix's TOML) and machine selection.
 //!
 //! # The run loop
 //!
@@ -145,6 +145,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+// Behind a feature so that hosts wanting only the protocols do not pull in
+// the TOML and serde dependencies machines files need.
+#[cfg(feature = "machines")]
 pub mod machines;
 pub mod nar;
 pub mod serve;
