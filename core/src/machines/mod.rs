@@ -9,7 +9,9 @@
 //!   top-level keys, otherwise Nix's line format ([`mod@parse`]), whose `@path`
 //!   entries include further sources (each detected again).
 //! - Included files are read through a caller-supplied [`FileSource`], so
-//!   this module never touches the file system itself.
+//!   this module never touches the file system itself. [`ParseOptions`]
+//!   bounds how many included files are read and how many machines come
+//!   out, so that no file can make reading blow up.
 //! - The result, [`MachinesFile`], lists every [`Machine`] with the
 //!   [`Location`] it came from, plus [`Warning`]s where Hydra's legacy
 //!   parser would have read the file differently.
@@ -261,8 +263,17 @@ impl MachinesFile {
 /// returned ([`MachinesError::NeitherFormat`]); when the line format
 /// succeeds on such a source but a systems column contains `=`, the text
 /// was almost certainly TOML with a syntax error and the TOML error is
-/// returned (the rule Lix uses). Use [`parse::parse_lines`] to read
-/// exactly as Nix does, without detection at the top level.
+/// returned (nixwire's guard against reading broken TOML as garbage
+/// machines). Use [`parse::parse_lines`] to read exactly as Nix does,
+/// without detection at the top level.
+///
+/// Reading stops with an error when the budgets in `options` run out:
+/// [`MachinesError::TooManyIncludeReads`] after
+/// [`ParseOptions::max_include_reads`] reads of included files, and
+/// [`MachinesError::TooManyMachines`] beyond [`ParseOptions::max_machines`]
+/// machines. With them, and with locations computed in one pass over each
+/// line (or TOML source), the work is bounded by the budgets times the
+/// size of the files read, whatever the files contain.
 pub fn parse(
     name: &str,
     text: &str,

@@ -143,9 +143,11 @@ pub(crate) struct Reader<'a> {
     files: &'a dyn FileSource,
     /// Name of the top-level source, for include chains in errors.
     root: String,
-    /// Names of the included sources being read, outermost first (without
-    /// the top-level source, which an include may name again without
-    /// being a cycle: Nix names the top level differently, e.g. `builders`).
+    /// Names of the included sources being read, outermost first. The
+    /// top-level source is kept apart in `root` and not checked for cycles,
+    /// since its name may be a label such as `<builders>` rather than a
+    /// path; a file that includes the top-level file again is stopped by
+    /// the depth limit instead.
     stack: Vec<String>,
     /// How many times included files have been read so far, against
     /// [`ParseOptions::max_include_reads`].
