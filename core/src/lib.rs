@@ -25,8 +25,8 @@
 //!   [`Server`](serve::Server) of the same shape.
 //! - [`pair`]: two connections joined in memory with a virtual clock, for
 //!   tests and examples.
-//! - [`machines`]: machines files (Nix's line format and Lix's TOML) and
-//!   machine selection.
+//! - `machines` (cargo feature `machines`, on by default): machines files
+//!   (Nix's line format and Lix's TOML) and machine selection.
 //!
 //! # The run loop
 //!
@@ -165,6 +165,9 @@
 #![deny(missing_docs)]
 
 pub mod conn;
+// Behind a feature so that hosts wanting only the protocols do not pull in
+// the TOML and serde dependencies machines files need.
+#[cfg(feature = "machines")]
 pub mod machines;
 pub mod nar;
 pub mod pair;

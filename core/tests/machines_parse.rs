@@ -1,13 +1,15 @@
 //! The line format against the cases of Nix's own machines tests (rewritten
 //! from the facts they check) and against the bugs in the research notes.
+#![cfg(feature = "machines")]
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::Path;
 
 use nixwire_core::machines::{
-    Column, Format, Machine, MachinesError, MachinesFile, NoFiles, ParseOptions, WarningKind,
-    parse, parse::parse_lines,
+    Column, DEFAULT_MAX_INCLUDE_READS, DEFAULT_MAX_MACHINES, Format, Machine, MachinesError,
+    MachinesFile, NoFiles, ParseOptions, WarningKind, parse, parse::parse_lines,
 };
 
 const ARCH: &str = "TEST_ARCH-TEST_OS";
@@ -560,4 +562,194 @@ fn strict_line_parser_does_not_detect_toml() {
 fn columns_count_characters_not_bytes() {
     let e = err("höst-ä - - x");
     assert_eq!(e.location().column, 12);
+}
+
+// --- Budgets and linear cost -------------------------------------------------
+
+/// Files in memory, generated at run time; counts how often it is read.
+struct CountingFiles {
+    files: BTreeMap<String, String>,
+    reads: Cell<usize>,
+}
+
+impl nixwire_core::machines::FileSource for CountingFiles {
+    fn read(&self, path: &Path) -> io::Result<Option<String>> {
+        self.reads.set(self.reads.get() + 1);
+        Ok(path.to_str().and_then(|p| self.files.get(p)).cloned())
+    }
+}
+
+/// `/f01` to `/f19`, each including the next twice; `/f19` holds one
+/// machine. Read in full that is 2^19 - 2 reads and 262,144 machines.
+fn fan_out() -> CountingFiles {
+    let mut files = BTreeMap::new();
+    for i in 1..19 {
+        let next = format!("/f{:02}", i + 1);
+        files.insert(format!("/f{i:02}"), format!("@{next}\n@{next}\n"));
+    }
+    files.insert("/f19".to_owned(), "builder x86_64-linux\n".to_owned());
+    CountingFiles {
+        files,
+        reads: Cell::new(0),
+    }
+}
+
+#[test]
+fn include_fan_out_stops_at_the_include_budget() {
+    let files = fan_out();
+    let e = parse("machines", "@/f01", &hydra_opts(), &files)
+        .err()
+        .unwrap_or_else(|| panic!("expected the include budget to run out"));
+    match &e {
+        MachinesError::TooManyIncludeReads {
+            at,
+            token,
+            chain,
+            limit,
+        } => {
+            assert_eq!(*limit, DEFAULT_MAX_INCLUDE_READS);
+            assert!(
+                chain.starts_with("machines -> /f01 -> /f02 -> /f03"),
+                "{chain}"
+            );
+            // The chain ends with the file holding the `@` entry.
+            assert!(chain.ends_with(&at.file), "{chain} vs {}", at.file);
+            assert!(token.starts_with("/f"), "{token}");
+        }
+        other => panic!("expected TooManyIncludeReads, got {other:?}"),
+    }
+    assert!(e.is_budget_exceeded());
+    let message = e.to_string();
+    assert!(message.contains("machines -> /f01 -> /f02"), "{message}");
+    assert!(message.contains("1024"), "{message}");
+    // Exactly the budget was spent, not one read more.
+    assert_eq!(files.reads.get(), DEFAULT_MAX_INCLUDE_READS);
+}
+
+#[test]
+fn include_budget_is_configurable_and_exact() {
+    let files = CountingFiles {
+        files: BTreeMap::from([("/a".to_owned(), "host-a".to_owned())]),
+        reads: Cell::new(0),
+    };
+    let options = ParseOptions {
+        max_include_reads: 2,
+        ..hydra_opts()
+    };
+    // Missing files count too: each `@` entry costs the host a look-up.
+    let f = parse("machines", "@/a\n@/missing", &options, &files).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(uris(&f), ["ssh://host-a"]);
+    let e = parse("machines", "@/a\n@/missing\n  @/a", &options, &files)
+        .err()
+        .unwrap_or_else(|| panic!("expected the include budget to run out"));
+    match e {
+        MachinesError::TooManyIncludeReads {
+            at,
+            token,
+            chain,
+            limit,
+        } => {
+            assert_eq!((at.line, at.column), (3, 3));
+            assert_eq!(
+                (token.as_str(), chain.as_str(), limit),
+                ("/a", "machines", 2)
+            );
+        }
+        other => panic!("expected TooManyIncludeReads, got {other:?}"),
+    }
+}
+
+#[test]
+fn include_fan_out_with_a_large_include_budget_stops_at_the_machine_budget() {
+    let options = ParseOptions {
+        max_include_reads: usize::MAX,
+        max_machines: 1000,
+        ..hydra_opts()
+    };
+    let e = parse("machines", "@/f01", &options, &fan_out())
+        .err()
+        .unwrap_or_else(|| panic!("expected the machine budget to run out"));
+    match e {
+        MachinesError::TooManyMachines {
+            at,
+            chain,
+            count,
+            limit,
+        } => {
+            assert_eq!((at.file.as_str(), at.line, at.column), ("/f19", 1, 1));
+            let files: Vec<String> = (1..=19).map(|i| format!("/f{i:02}")).collect();
+            assert_eq!(chain, format!("machines -> {}", files.join(" -> ")));
+            assert_eq!((count, limit), (1001, 1000));
+        }
+        other => panic!("expected TooManyMachines, got {other:?}"),
+    }
+}
+
+#[test]
+fn machine_budget_is_exact_and_names_the_entry() {
+    let options = ParseOptions {
+        max_machines: 3,
+        ..hydra_opts()
+    };
+    let parse_with = |text: &str| parse("machines", text, &options, &NoFiles);
+    let f = parse_with("a;b\nc").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(uris(&f), ["ssh://a", "ssh://b", "ssh://c"]);
+    let e = parse_with("a;b\nc ; d")
+        .err()
+        .unwrap_or_else(|| panic!("expected the machine budget to run out"));
+    match &e {
+        MachinesError::TooManyMachines {
+            at,
+            chain,
+            count,
+            limit,
+        } => {
+            assert_eq!((at.line, at.column), (2, 5));
+            assert_eq!((chain.as_str(), *count, *limit), ("machines", 4, 3));
+        }
+        other => panic!("expected TooManyMachines, got {other:?}"),
+    }
+    assert!(e.to_string().contains("expected at most 3"), "{e}");
+}
+
+#[test]
+fn default_budgets_are_documented_values() {
+    let options = ParseOptions::default();
+    assert_eq!(options.max_include_reads, 1024);
+    assert_eq!(options.max_machines, 65_536);
+    assert_eq!(
+        ParseOptions::with_default_system(ARCH).max_machines,
+        DEFAULT_MAX_MACHINES
+    );
+}
+
+/// One line of 160,000 entries: computing each entry's column from the
+/// start of the line made this quadratic (seconds); it is now linear.
+#[test]
+fn columns_on_a_line_of_160000_entries() {
+    const ENTRIES: usize = 160_000;
+    let options = ParseOptions {
+        max_machines: 200_000,
+        ..hydra_opts()
+    };
+    // `é` is two bytes and one column, so byte offsets and columns differ.
+    let mut line = "é;".to_owned();
+    line.push_str(&"h;".repeat(ENTRIES - 1));
+
+    let f = parse("machines", &format!("# many\n{line}\n"), &options, &NoFiles)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(f.machines.len(), ENTRIES);
+    let last = &f.machines[ENTRIES - 1].at;
+    assert_eq!((last.line, last.column), (2, 2 * ENTRIES - 1));
+
+    // A bad entry near the end: its 4th column starts 9 characters in.
+    let text = format!("# many\n{line}host - - four ; h\n");
+    let e = parse("machines", &text, &options, &NoFiles)
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+    let (line_no, column, which, token, _) = bad_column(&e);
+    assert_eq!(
+        (line_no, column, which, token),
+        (2, 2 * ENTRIES + 10, Column::MaxJobs, "four")
+    );
 }

@@ -1,5 +1,6 @@
 //! quickcheck: rendering machines and parsing them back gives the same
 //! machines, and no input makes the parser panic.
+#![cfg(feature = "machines")]
 
 use std::collections::BTreeSet;
 
@@ -109,6 +110,7 @@ fn encode(bytes: &[u8]) -> String {
 fn options(g: &mut Gen) -> ParseOptions {
     ParseOptions {
         default_systems: systems(g),
+        ..ParseOptions::default()
     }
 }
 

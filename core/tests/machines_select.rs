@@ -1,5 +1,6 @@
 //! Machine selection: eligibility, ordering and its tie-breaks, job slots,
 //! backoff and reloads; quickcheck over random operation sequences.
+#![cfg(feature = "machines")]
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

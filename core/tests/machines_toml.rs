@@ -1,5 +1,6 @@
 //! Lix's TOML machines format, against the cases of Lix's own tests
 //! (rewritten from the facts they check) and format detection.
+#![cfg(feature = "machines")]
 
 use std::collections::BTreeSet;
 
@@ -206,6 +207,37 @@ fn disabled_machines_are_dropped() {
 }
 
 #[test]
+fn disabled_machine_without_uri_is_still_an_error() {
+    // Lix checks a disabled machine in full before dropping it.
+    for key in ["enable", "enabled"] {
+        let e = err(&format!(
+            "[machines.ok]\nuri = \"ssh://ok\"\n[machines.off]\njobs = 2\n{key} = false\n"
+        ));
+        let (line, column, _, message) = toml_error(&e);
+        assert_eq!((line, column), (3, 1), "{key}");
+        assert!(
+            message.contains("machine `off`: missing `uri`"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn disabled_machine_with_negative_speed_is_still_an_error() {
+    for key in ["enable", "enabled"] {
+        let e = err(&format!(
+            "[machines.off]\nuri = \"ssh://off\"\nspeed-factor = -2\n{key} = false\n"
+        ));
+        let (line, column, token, message) = toml_error(&e);
+        assert_eq!((line, column, token), (3, 16, "-2"), "{key}");
+        assert!(
+            message.contains("machine `off`: `speed-factor`"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
 fn empty_or_comment_only_text_is_the_line_format_with_no_machines() {
     for text in ["", "# nothing here\n", "\n\n"] {
         let f = ok(text);
@@ -259,4 +291,20 @@ fn toml_include_is_detected_inside_a_line_file() {
     let uris: Vec<_> = f.machines.iter().map(|m| m.machine.uri.as_str()).collect();
     assert_eq!(uris, ["ssh://a", "ssh://t"]);
     assert_eq!(f.machines[1].at.file, "/etc/nix/machines.toml");
+}
+
+/// Each machine's location used to be computed from the start of the text,
+/// which made a file of many machines quadratic (seconds for 20,000).
+#[test]
+fn locations_of_20000_machines() {
+    const MACHINES: usize = 20_000;
+    let mut text = String::new();
+    for i in 0..MACHINES {
+        text.push_str(&format!("[machines.m{i}]\nuri = \"ssh://m{i}\"\n"));
+    }
+    let f = ok(&text);
+    assert_eq!(f.machines.len(), MACHINES);
+    let last = &f.machines[MACHINES - 1];
+    assert_eq!(last.name.as_deref(), Some("m19999"));
+    assert_eq!((last.at.line, last.at.column), (2 * MACHINES - 1, 1));
 }

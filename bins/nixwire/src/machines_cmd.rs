@@ -11,7 +11,10 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use nixwire_core::machines::select::{BuiltinSystem, Ordering, Pool, PoolConfig, Step};
-use nixwire_core::machines::{FileSource, MachinesFile, ParseOptions, host_system, parse};
+use nixwire_core::machines::{
+    DEFAULT_MAX_INCLUDE_READS, DEFAULT_MAX_MACHINES, FileSource, MachinesFile, ParseOptions,
+    host_system, parse,
+};
 
 /// Exit status for a file that cannot be read or parsed.
 const EXIT_BAD_FILE: u8 = 1;
@@ -39,7 +42,7 @@ enum MachinesCommand {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        systems: DefaultSystems,
+        read: ReadArgs,
     },
     /// Print the machine that would be chosen now for a step, or why none can.
     Select {
@@ -60,29 +63,42 @@ enum MachinesCommand {
         #[arg(long)]
         hydra: bool,
         #[command(flatten)]
-        systems: DefaultSystems,
+        read: ReadArgs,
     },
 }
 
-/// Which systems a machine without a systems column gets.
+/// How the file is read: which systems a machine without a systems column
+/// gets, and the budgets that bound the work.
 #[derive(Debug, Args)]
-struct DefaultSystems {
+struct ReadArgs {
     /// System for machines that list none (default: this host's, as Nix).
     #[arg(long, value_name = "SYSTEM", conflicts_with = "no_default_system")]
     default_system: Option<String>,
     /// Give machines that list no systems none at all (as Hydra did).
     #[arg(long)]
     no_default_system: bool,
+    /// Reads of `@path` included files allowed in all.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_INCLUDE_READS)]
+    max_include_reads: usize,
+    /// Machines allowed in all, includes counted.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_MACHINES)]
+    max_machines: usize,
 }
 
-impl DefaultSystems {
+impl ReadArgs {
     fn options(&self) -> ParseOptions {
-        if self.no_default_system {
-            return ParseOptions::default();
-        }
-        match self.default_system.clone().or_else(host_system) {
-            Some(system) => ParseOptions::with_default_system(&system),
-            None => ParseOptions::default(),
+        let system = if self.no_default_system {
+            None
+        } else {
+            self.default_system.clone().or_else(host_system)
+        };
+        let options = system.map_or_else(ParseOptions::default, |s| {
+            ParseOptions::with_default_system(&s)
+        });
+        ParseOptions {
+            max_include_reads: self.max_include_reads,
+            max_machines: self.max_machines,
+            ..options
         }
     }
 }
@@ -104,20 +120,16 @@ impl FileSource for StdFiles {
 /// Runs `nixwire machines`.
 pub(crate) fn run(args: MachinesArgs) -> ExitCode {
     match args.command {
-        MachinesCommand::Check {
-            file,
-            json,
-            systems,
-        } => check(&file, json, &systems.options()),
+        MachinesCommand::Check { file, json, read } => check(&file, json, &read.options()),
         MachinesCommand::Select {
             file,
             system,
             features,
             prefer_local_build,
             hydra,
-            systems,
+            read,
         } => {
-            let options = systems.options();
+            let options = read.options();
             let step = Step {
                 prefer_local_build,
                 ..Step::new(&system).with_features(features.into_iter().filter(|f| !f.is_empty()))
@@ -154,9 +166,14 @@ fn load(file: &Path, options: &ParseOptions, warn: bool) -> Result<MachinesFile,
     match parse(&name, &text, options, &StdFiles) {
         Ok(parsed) => {
             if warn {
+                // Buffered: standard error is unbuffered, and a file with
+                // many warnings otherwise costs several writes per warning.
+                let mut err = io::BufWriter::new(io::stderr().lock());
                 for w in &parsed.warnings {
-                    eprintln!("warning: {w}");
+                    // Nothing useful can be done when standard error fails.
+                    let _ = writeln!(err, "warning: {w}");
                 }
+                let _ = err.flush();
             }
             Ok(parsed)
         }

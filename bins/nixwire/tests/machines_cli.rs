@@ -130,6 +130,26 @@ fn check_fails_with_the_precise_error() {
 }
 
 #[test]
+fn check_budgets_are_flags() {
+    let o = nixwire(&["machines", "check", "machines", "--max-machines", "2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty());
+    let err = stderr(&o);
+    assert!(
+        err.contains("machines:5:1: too many machines: this entry, in machines, would be machine number 3, expected at most 2"),
+        "{err}"
+    );
+
+    let o = nixwire(&["machines", "check", "machines", "--max-include-reads", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("too many included files: `includes/machines.more`, included via machines"),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_fails_on_a_missing_file() {
     let o = nixwire(&["machines", "check", "no-such-file"]);
     assert_eq!(o.status.code(), Some(1));

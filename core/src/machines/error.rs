@@ -36,18 +36,81 @@ impl Location {
     /// the nearest preceding character boundary rather than panicking, since
     /// offsets may come from a third-party parser.
     pub fn at_offset(file: &str, text: &str, offset: usize) -> Self {
-        let mut offset = offset.min(text.len());
-        while !text.is_char_boundary(offset) {
+        LocationCursor::new(file, text, 1).at(offset)
+    }
+}
+
+/// Turns byte offsets in one text into [`Location`]s, walking the text
+/// incrementally.
+///
+/// Computing each location from the start of the text costs time in the
+/// length of everything before it, so a source with many entries on one
+/// line (or many TOML machines) became quadratic. The cursor remembers
+/// where it got to: offsets asked for in increasing order cost one pass
+/// over the text in all, and stepping back costs only the distance stepped
+/// back (within a line; across a line break it starts over).
+#[derive(Debug, Clone)]
+pub(crate) struct LocationCursor<'a> {
+    file: &'a str,
+    text: &'a str,
+    /// Line number of the text's first line.
+    first_line: usize,
+    /// Byte offset reached, always on a character boundary.
+    offset: usize,
+    /// Line and column at `offset`.
+    line: usize,
+    column: usize,
+}
+
+impl<'a> LocationCursor<'a> {
+    /// A cursor over `text` from source `file`, whose first line is line
+    /// `first_line` of that source (1 for a whole source).
+    pub(crate) fn new(file: &'a str, text: &'a str, first_line: usize) -> Self {
+        Self {
+            file,
+            text,
+            first_line,
+            offset: 0,
+            line: first_line,
+            column: 1,
+        }
+    }
+
+    /// Location of byte offset `offset`.
+    ///
+    /// An offset past the end or inside a multi-byte character is clamped to
+    /// the nearest preceding character boundary rather than panicking, since
+    /// offsets may come from a third-party parser.
+    pub(crate) fn at(&mut self, offset: usize) -> Location {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let before = &text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
-        Self {
-            file: file.to_owned(),
-            line,
-            column,
+        if offset < self.offset {
+            let back = self.text.get(offset..self.offset).unwrap_or("");
+            if back.contains('\n') {
+                self.offset = 0;
+                self.line = self.first_line;
+                self.column = 1;
+            } else {
+                self.column = self.column.saturating_sub(back.chars().count());
+                self.offset = offset;
+            }
+        }
+        let ahead = self.text.get(self.offset..offset).unwrap_or("");
+        match ahead.rfind('\n') {
+            Some(last) => {
+                self.line += ahead.matches('\n').count();
+                // `\n` is one byte, so `last + 1` is a character boundary.
+                self.column = ahead.get(last + 1..).map_or(0, |s| s.chars().count()) + 1;
+            }
+            None => self.column += ahead.chars().count(),
+        }
+        self.offset = offset;
+        Location {
+            file: self.file.to_owned(),
+            line: self.line,
+            column: self.column,
         }
     }
 }
@@ -154,6 +217,42 @@ pub enum MachinesError {
         /// The nesting limit.
         limit: usize,
     },
+    /// Following one more `@path` include would read included files more
+    /// often than [`ParseOptions::max_include_reads`](super::ParseOptions::max_include_reads)
+    /// allows.
+    ///
+    /// Without this budget, files that each include the next one twice make
+    /// the work double with every level of nesting.
+    #[error(
+        "{at}: too many included files: `{token}`, included via {chain}, would be read after {limit} reads of included files, expected at most {limit} in all (budget `max_include_reads`)"
+    )]
+    TooManyIncludeReads {
+        /// Where the `@path` entry starts.
+        at: Location,
+        /// The path as written after `@`.
+        token: String,
+        /// The sources being read, outermost (the top-level source) first,
+        /// ending with the one holding the `@path` entry, joined with ` -> `.
+        chain: String,
+        /// The budget of reads of included files.
+        limit: usize,
+    },
+    /// Reading one more machine would exceed
+    /// [`ParseOptions::max_machines`](super::ParseOptions::max_machines).
+    #[error(
+        "{at}: too many machines: this entry, in {chain}, would be machine number {count}, expected at most {limit} in all (budget `max_machines`)"
+    )]
+    TooManyMachines {
+        /// Where the entry (or TOML machine table) starts.
+        at: Location,
+        /// The sources being read, outermost (the top-level source) first,
+        /// ending with the one holding the entry, joined with ` -> `.
+        chain: String,
+        /// Which machine this would have been, counting from 1.
+        count: usize,
+        /// The budget of machines.
+        limit: usize,
+    },
     /// An included file exists but could not be read.
     #[error("{at}: cannot read included file `{token}`: {source}")]
     Read {
@@ -195,10 +294,22 @@ impl MachinesError {
             Self::BadColumn { at, .. }
             | Self::IncludeCycle { at, .. }
             | Self::IncludeTooDeep { at, .. }
+            | Self::TooManyIncludeReads { at, .. }
+            | Self::TooManyMachines { at, .. }
             | Self::Read { at, .. }
             | Self::Toml { at, .. } => at,
             Self::NeitherFormat { legacy, .. } => legacy.location(),
         }
+    }
+
+    /// Whether reading stopped because a budget of
+    /// [`ParseOptions`](super::ParseOptions) ran out, rather than because
+    /// the text is malformed.
+    pub fn is_budget_exceeded(&self) -> bool {
+        matches!(
+            self,
+            Self::TooManyIncludeReads { .. } | Self::TooManyMachines { .. }
+        )
     }
 }
 
@@ -308,5 +419,38 @@ impl fmt::Display for Warning {
                 "store URI already defined at {first}; this entry replaces it in a pool"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LocationCursor;
+
+    fn at(cursor: &mut LocationCursor<'_>, offset: usize) -> (usize, usize) {
+        let l = cursor.at(offset);
+        (l.line, l.column)
+    }
+
+    #[test]
+    fn cursor_walks_forward_and_back() {
+        // `é` is two bytes, one column.
+        let text = "ab\néx\r\nyz";
+        let mut c = LocationCursor::new("f", text, 1);
+        assert_eq!(at(&mut c, 1), (1, 2));
+        assert_eq!(at(&mut c, 5), (2, 2));
+        assert_eq!(at(&mut c, 3), (2, 1));
+        assert_eq!(at(&mut c, 9), (3, 2));
+        // Back across a line break starts over.
+        assert_eq!(at(&mut c, 1), (1, 2));
+        // Past the end and inside a character are clamped.
+        assert_eq!(at(&mut c, 100), (3, 3));
+        assert_eq!(at(&mut c, 4), (2, 1));
+    }
+
+    #[test]
+    fn cursor_counts_lines_from_its_first_line() {
+        let mut c = LocationCursor::new("f", "a;b", 7);
+        assert_eq!(at(&mut c, 2), (7, 3));
+        assert_eq!(at(&mut c, 0), (7, 1));
     }
 }

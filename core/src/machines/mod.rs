@@ -9,7 +9,9 @@
 //!   top-level keys, otherwise Nix's line format ([`mod@parse`]), whose `@path`
 //!   entries include further sources (each detected again).
 //! - Included files are read through a caller-supplied [`FileSource`], so
-//!   this module never touches the file system itself.
+//!   this module never touches the file system itself. [`ParseOptions`]
+//!   bounds how many included files are read and how many machines come
+//!   out, so that no file can make reading blow up.
 //! - The result, [`MachinesFile`], lists every [`Machine`] with the
 //!   [`Location`] it came from, plus [`Warning`]s where Hydra's legacy
 //!   parser would have read the file differently.
@@ -157,20 +159,57 @@ impl FileSource for NoFiles {
     }
 }
 
+/// The default of [`ParseOptions::max_include_reads`].
+pub const DEFAULT_MAX_INCLUDE_READS: usize = 1024;
+
+/// The default of [`ParseOptions::max_machines`].
+pub const DEFAULT_MAX_MACHINES: usize = 65_536;
+
 /// Settings for reading machines.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// The budgets bound the work a source can cause, whatever it contains.
+/// Nix has none: 19 files that each include the next one twice give Nix
+/// (and gave nixwire) 262,144 machines, and every further level doubles
+/// that. Create options with [`ParseOptions::default`] or
+/// [`ParseOptions::with_default_system`] and change fields as needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseOptions {
     /// Systems given to a machine whose systems column is missing or `-`.
     ///
     /// Nix passes the local system ([`host_system`]); Hydra passed none.
     pub default_systems: BTreeSet<String>,
+    /// How many times included files may be read in all, across every level
+    /// of nesting: each `@path` entry followed counts once, whether the file
+    /// exists or not and even if the same file was read before. One more
+    /// stops reading with [`MachinesError::TooManyIncludeReads`].
+    ///
+    /// Default [`DEFAULT_MAX_INCLUDE_READS`].
+    pub max_include_reads: usize,
+    /// How many machines a source may define in all, includes counted.
+    /// One more stops reading with [`MachinesError::TooManyMachines`].
+    ///
+    /// Default [`DEFAULT_MAX_MACHINES`].
+    pub max_machines: usize,
+}
+
+impl Default for ParseOptions {
+    /// No default systems (as Hydra) and the default budgets.
+    fn default() -> Self {
+        Self {
+            default_systems: BTreeSet::new(),
+            max_include_reads: DEFAULT_MAX_INCLUDE_READS,
+            max_machines: DEFAULT_MAX_MACHINES,
+        }
+    }
 }
 
 impl ParseOptions {
-    /// Options that default systems to `system`, as Nix does with its own.
+    /// Options that default systems to `system`, as Nix does with its own,
+    /// with the default budgets.
     pub fn with_default_system(system: &str) -> Self {
         Self {
             default_systems: BTreeSet::from([system.to_owned()]),
+            ..Self::default()
         }
     }
 }
@@ -224,15 +263,24 @@ impl MachinesFile {
 /// returned ([`MachinesError::NeitherFormat`]); when the line format
 /// succeeds on such a source but a systems column contains `=`, the text
 /// was almost certainly TOML with a syntax error and the TOML error is
-/// returned (the rule Lix uses). Use [`parse::parse_lines`] to read
-/// exactly as Nix does, without detection at the top level.
+/// returned (nixwire's guard against reading broken TOML as garbage
+/// machines). Use [`parse::parse_lines`] to read exactly as Nix does,
+/// without detection at the top level.
+///
+/// Reading stops with an error when the budgets in `options` run out:
+/// [`MachinesError::TooManyIncludeReads`] after
+/// [`ParseOptions::max_include_reads`] reads of included files, and
+/// [`MachinesError::TooManyMachines`] beyond [`ParseOptions::max_machines`]
+/// machines. With them, and with locations computed in one pass over each
+/// line (or TOML source), the work is bounded by the budgets times the
+/// size of the files read, whatever the files contain.
 pub fn parse(
     name: &str,
     text: &str,
     options: &ParseOptions,
     files: &dyn FileSource,
 ) -> Result<MachinesFile, MachinesError> {
-    let mut reader = parse::Reader::new(options, files);
+    let mut reader = parse::Reader::new(name, options, files);
     let format = reader.read_source(name, text)?;
     Ok(reader.finish(format))
 }

@@ -29,7 +29,7 @@ use std::path::Path;
 
 use thiserror::Error;
 
-use super::error::{Column, Location, MachinesError, Warning, WarningKind};
+use super::error::{Column, Location, LocationCursor, MachinesError, Warning, WarningKind};
 use super::{
     FileSource, Format, MAX_INCLUDE_DEPTH, Machine, MachinesFile, ParseOptions, ParsedMachine,
     base64, normalize_uri,
@@ -90,14 +90,6 @@ fn comma_set(s: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn column_location(file: &str, line_no: usize, line: &str, offset: usize) -> Location {
-    Location {
-        file: file.to_owned(),
-        line: line_no,
-        column: line.get(..offset).map_or(1, |b| b.chars().count() + 1),
-    }
-}
-
 /// Parses a max-jobs column as Nix's `string2Int<unsigned int>` does: an
 /// optional `+`, decimal digits, within `u32`; `-` signs are refused.
 fn parse_max_jobs(token: &str) -> Option<u32> {
@@ -149,21 +141,43 @@ fn looks_like_toml(text: &str) -> bool {
 pub(crate) struct Reader<'a> {
     options: &'a ParseOptions,
     files: &'a dyn FileSource,
-    /// Names of the sources being read, outermost first.
+    /// Name of the top-level source, for include chains in errors.
+    root: String,
+    /// Names of the included sources being read, outermost first. The
+    /// top-level source is kept apart in `root` and not checked for cycles,
+    /// since its name may be a label such as `<builders>` rather than a
+    /// path; a file that includes the top-level file again is stopped by
+    /// the depth limit instead.
     stack: Vec<String>,
+    /// How many times included files have been read so far, against
+    /// [`ParseOptions::max_include_reads`].
+    include_reads: usize,
     machines: Vec<ParsedMachine>,
     warnings: Vec<Warning>,
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(options: &'a ParseOptions, files: &'a dyn FileSource) -> Self {
+    /// A reader for the top-level source named `root`.
+    pub(crate) fn new(root: &str, options: &'a ParseOptions, files: &'a dyn FileSource) -> Self {
         Self {
             options,
             files,
+            root: root.to_owned(),
             stack: Vec::new(),
+            include_reads: 0,
             machines: Vec::new(),
             warnings: Vec::new(),
         }
+    }
+
+    /// The sources being read, top level first, joined with ` -> `.
+    fn chain(&self) -> String {
+        let mut chain = self.root.clone();
+        for name in &self.stack {
+            chain.push_str(" -> ");
+            chain.push_str(name);
+        }
+        chain
     }
 
     /// Reads one source, detecting its format; returns the format used.
@@ -171,7 +185,9 @@ impl<'a> Reader<'a> {
         match super::toml::probe(name, text) {
             super::toml::Probe::Toml => {
                 let parsed = super::toml::read(name, text, self.options)?;
-                self.push_machines(parsed);
+                for p in parsed {
+                    self.push_machine(p)?;
+                }
                 Ok(Format::Toml)
             }
             super::toml::Probe::NotToml(toml_error) => {
@@ -199,6 +215,8 @@ impl<'a> Reader<'a> {
                 _ => Ok(()),
             },
             Err(legacy) => match toml_error {
+                // A budget running out says nothing about the format.
+                Some(_) if legacy.is_budget_exceeded() => Err(legacy),
                 // Only errors in this very source are ambiguous (an error
                 // inside an include says nothing about this source's
                 // format), and only when the text looks like it was meant
@@ -214,16 +232,30 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn push_machines(&mut self, parsed: Vec<ParsedMachine>) {
-        for p in parsed {
-            if p.machine.systems.is_empty() {
-                self.warnings.push(Warning {
-                    at: p.at.clone(),
-                    kind: WarningKind::NoSystems,
-                });
-            }
-            self.machines.push(p);
+    /// Fails when one more machine, defined at `at`, would exceed
+    /// [`ParseOptions::max_machines`].
+    fn check_machine_budget(&self, at: &Location) -> Result<(), MachinesError> {
+        if self.machines.len() >= self.options.max_machines {
+            return Err(MachinesError::TooManyMachines {
+                at: at.clone(),
+                chain: self.chain(),
+                count: self.machines.len() + 1,
+                limit: self.options.max_machines,
+            });
         }
+        Ok(())
+    }
+
+    fn push_machine(&mut self, p: ParsedMachine) -> Result<(), MachinesError> {
+        self.check_machine_budget(&p.at)?;
+        if p.machine.systems.is_empty() {
+            self.warnings.push(Warning {
+                at: p.at.clone(),
+                kind: WarningKind::NoSystems,
+            });
+        }
+        self.machines.push(p);
+        Ok(())
     }
 
     /// Reads `text` in the line format. Returns whether a systems column in
@@ -246,26 +278,32 @@ impl<'a> Reader<'a> {
             .map(trim_piece)
             .filter(|p| !p.text.is_empty())
             .collect();
+            // Entries (and the tokens inside them) are visited left to
+            // right, so one cursor walks the line once for all their columns.
+            let mut cursor = LocationCursor::new(name, line, line_no);
             if entries.len() > 1 {
                 self.warnings.push(Warning {
-                    at: column_location(name, line_no, line, entries[0].offset),
+                    at: cursor.at(entries[0].offset),
                     kind: WarningKind::HydraOneMachinePerLine,
                 });
             }
             for entry in entries {
-                let at = column_location(name, line_no, line, entry.offset);
+                let at = cursor.at(entry.offset);
                 if let Some(path) = entry.text.strip_prefix('@') {
                     self.include(path.trim_matches(is_separator), at)?;
                 } else {
+                    // Checked before parsing, so that a budget cut short
+                    // costs no further work.
+                    self.check_machine_budget(&at)?;
                     let (machine, warnings, equals) =
-                        parse_entry(name, line_no, line, entry, self.options)?;
+                        parse_entry(&mut cursor, entry, self.options)?;
                     saw_equals |= equals;
                     self.warnings.extend(warnings);
-                    self.push_machines(vec![ParsedMachine {
+                    self.push_machine(ParsedMachine {
                         machine,
                         at,
                         name: None,
-                    }]);
+                    })?;
                 }
             }
         }
@@ -291,6 +329,17 @@ impl<'a> Reader<'a> {
                 limit: MAX_INCLUDE_DEPTH,
             });
         }
+        // The depth limit alone still lets files that include the next one
+        // twice cost 2^depth reads; this bounds the total.
+        if self.include_reads >= self.options.max_include_reads {
+            return Err(MachinesError::TooManyIncludeReads {
+                at,
+                token: path.to_owned(),
+                chain: self.chain(),
+                limit: self.options.max_include_reads,
+            });
+        }
+        self.include_reads += 1;
         match self.files.read(Path::new(path)) {
             Ok(Some(text)) => {
                 self.stack.push(path.to_owned());
@@ -351,21 +400,20 @@ impl<'a> Reader<'a> {
 /// Returns the machine, its Hydra warnings and whether its systems column
 /// contained `=` (a sign of misparsed TOML).
 fn parse_entry(
-    file: &str,
-    line_no: usize,
-    line: &str,
+    cursor: &mut LocationCursor<'_>,
     entry: Piece<'_>,
     options: &ParseOptions,
 ) -> Result<(Machine, Vec<Warning>, bool), MachinesError> {
     let tokens = split_pieces(entry, is_separator);
-    let at = |p: Piece<'_>| column_location(file, line_no, line, p.offset);
-    let entry_at = at(entry);
+    let entry_at = cursor.at(entry.offset);
     let is_set = |i: usize| tokens.get(i).filter(|t| t.text != "-");
-    let bad = |p: Piece<'_>, column: Column, expected: &str| MachinesError::BadColumn {
-        at: at(p),
-        column,
-        token: p.text.to_owned(),
-        expected: expected.to_owned(),
+    let bad = |cursor: &mut LocationCursor<'_>, p: Piece<'_>, column: Column, expected: &str| {
+        MachinesError::BadColumn {
+            at: cursor.at(p.offset),
+            column,
+            token: p.text.to_owned(),
+            expected: expected.to_owned(),
+        }
     };
     let mut warnings = Vec::new();
 
@@ -373,6 +421,7 @@ fn parse_entry(
         Some(t) => normalize_uri(t.text),
         None => {
             return Err(bad(
+                cursor,
                 tokens.first().copied().unwrap_or(entry),
                 Column::Uri,
                 "a store URI or ssh host name (not `-`)",
@@ -387,6 +436,7 @@ fn parse_entry(
     let max_jobs = match is_set(3) {
         Some(t) => parse_max_jobs(t.text).ok_or_else(|| {
             bad(
+                cursor,
                 *t,
                 Column::MaxJobs,
                 "an unsigned integer below 2^32 (or `-` for 1)",
@@ -401,7 +451,7 @@ fn parse_entry(
                 SpeedError::Negative => "a speed factor >= 0 (0 means 1)",
                 SpeedError::NotFinite => "a finite speed factor >= 0",
             };
-            bad(*t, Column::SpeedFactor, expected)
+            bad(cursor, *t, Column::SpeedFactor, expected)
         })?,
         None => 1.0,
     };
@@ -411,12 +461,14 @@ fn parse_entry(
         Some(t) => {
             if let Err((offset, c)) = base64::validate(t.text) {
                 let mut err = bad(
+                    cursor,
                     *t,
                     Column::SshPublicHostKey,
                     "base64 (A-Z, a-z, 0-9, `+`, `/`, then `=` padding)",
                 );
                 if let MachinesError::BadColumn { at, expected, .. } = &mut err {
-                    at.column += t.text[..offset].chars().count();
+                    // Point at the bad character itself, not the token.
+                    *at = cursor.at(t.offset + offset);
                     let _ = write!(expected, "; `{c}` is not a base64 character");
                 }
                 return Err(err);
@@ -440,9 +492,11 @@ fn parse_entry(
             Some(t) => t.text == "-" || t.text.parse::<f32>().is_ok_and(|v| v == 0.0),
         };
         if speed_unset_or_zero {
-            let p = tokens.get(4).copied().unwrap_or(entry);
+            let at = tokens
+                .get(4)
+                .map_or_else(|| entry_at.clone(), |p| cursor.at(p.offset));
             warnings.push(Warning {
-                at: at(p),
+                at,
                 kind: WarningKind::HydraSpeedReadAsZero,
             });
         }
@@ -452,9 +506,11 @@ fn parse_entry(
         .cloned()
         .collect();
     if !unlisted.is_empty() {
-        let p = tokens.get(6).copied().unwrap_or(entry);
+        let at = tokens
+            .get(6)
+            .map_or_else(|| entry_at.clone(), |p| cursor.at(p.offset));
         warnings.push(Warning {
-            at: at(p),
+            at,
             kind: WarningKind::HydraMandatoryAddedToSupported { features: unlisted },
         });
     }
@@ -464,9 +520,9 @@ fn parse_entry(
             kind: WarningKind::HydraSchemeInHostColumn,
         });
     }
-    if tokens.len() > 8 {
+    if let Some(ninth) = tokens.get(8) {
         warnings.push(Warning {
-            at: at(tokens[8]),
+            at: cursor.at(ninth.offset),
             kind: WarningKind::ExtraColumns {
                 columns: tokens.len(),
             },
@@ -498,7 +554,7 @@ pub fn parse_lines(
     options: &ParseOptions,
     files: &dyn FileSource,
 ) -> Result<MachinesFile, MachinesError> {
-    Reader::new(options, files).read_root_lines(name, text)
+    Reader::new(name, options, files).read_root_lines(name, text)
 }
 
 /// Why a machine cannot be written in the line format so that it reads back

@@ -12,13 +12,20 @@
 //! supported-features = ["kvm"]
 //! mandatory-features = []
 //! ssh-public-host-key = "ssh-ed25519 AAAA..."  # in clear; stored base64-encoded
-//! enabled = true                   # or `enable`; false drops the machine
+//! enable = true                    # or `enabled`; false drops the machine
 //! ```
 //!
-//! Unknown keys are rejected, at the top level too (Lix only rejects them
-//! inside machine tables). Machines come out in file order. As for the line
-//! format, a schemeless URI gets `ssh://` in front, a speed factor of 0
-//! means 1, and a speed factor that is negative or not finite is an error.
+//! Unknown keys are rejected, at the top level too. Machines come out in
+//! file order. A machine with `enable = false` is checked like any other
+//! (a missing `uri` or a negative speed factor is still an error, as in
+//! Lix) and then dropped.
+//!
+//! Deliberate differences from Lix, which keep the TOML format in line
+//! with the line format: a schemeless URI gets `ssh://` in front (Lix keeps
+//! it as written, and opening that store fails later), an empty `uri` is an
+//! error, a speed factor of 0 means 1 (Lix keeps 0), a speed factor that is
+//! not finite is an error, and `enabled` is accepted as well as Lix's
+//! `enable`.
 //!
 //! Detection ([`probe`]): a source is read as TOML when it is a TOML
 //! document with at least one top-level key. Line-format files never are:
@@ -30,7 +37,7 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::error::{Location, MachinesError};
+use super::error::{Location, LocationCursor, MachinesError};
 use super::{Machine, ParseOptions, ParsedMachine, base64, normalize_uri};
 
 /// The only format version there is.
@@ -141,13 +148,17 @@ pub(crate) fn read(
     }
     let mut entries: Vec<(String, Spanned<TomlMachine>)> = file.machines.into_iter().collect();
     entries.sort_by_key(|(_, m)| m.span().start);
+    // Machines are visited in file order, so one cursor walks the text once
+    // for all their locations.
+    let mut cursor = LocationCursor::new(name, text, 1);
     let mut out = Vec::new();
     for (machine_name, spanned) in entries {
         let span = spanned.span();
         let m = spanned.into_inner();
-        if m.enabled == Some(false) {
-            continue;
-        }
+        // A disabled machine is still checked in full, as Lix does, so that
+        // enabling it later cannot turn up an error nobody saw; it is
+        // dropped only once it has proved valid.
+        let enabled = m.enabled != Some(false);
         let uri = match m.uri {
             Some(u) if !u.get_ref().is_empty() => normalize_uri(u.get_ref()),
             Some(u) => {
@@ -184,6 +195,10 @@ pub(crate) fn read(
                 if v == 0.0 { 1.0 } else { v }
             }
         };
+        let at = cursor.at(span.start);
+        if !enabled {
+            continue;
+        }
         out.push(ParsedMachine {
             machine: Machine {
                 uri,
@@ -200,7 +215,7 @@ pub(crate) fn read(
                     .filter(|k| !k.is_empty())
                     .map(|k| base64::encode(k.as_bytes())),
             },
-            at: Location::at_offset(name, text, span.start),
+            at,
             name: Some(machine_name),
         });
     }
