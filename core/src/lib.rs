@@ -166,7 +166,7 @@
 
 pub mod conn;
 // Behind a feature so that hosts wanting only the protocols do not pull in
-// the TOML and serde dependencies machines files need.
+// the TOML parser machines files need.
 #[cfg(feature = "machines")]
 pub mod machines;
 pub mod nar;

@@ -78,8 +78,15 @@ impl<C: Connection, S: Connection> Pair<C, S> {
     /// events into [`events`](Self::events).
     pub fn drive(&mut self, mut host: impl FnMut(&mut S, S::Event)) -> Result<(), PairError> {
         for _ in 0..self.max_rounds {
-            if !self.round(&mut host)? {
-                return Ok(());
+            match self.round(&mut host) {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e) => {
+                    // What the client reported up to the failure (its
+                    // `Broken` event among it) is the test's to look at.
+                    self.events.extend(std::iter::from_fn(|| self.client.poll_event()));
+                    return Err(e);
+                }
             }
         }
         Err(PairError::Busy(self.max_rounds))

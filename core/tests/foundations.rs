@@ -141,6 +141,7 @@ fn store_paths_travel_in_the_connections_store_directory() {
     let mut s = ServerConfig::default();
     s.store_dir = gnu;
     let mut pair = Pair::new(Client::new(c, now), Server::new(s, now), now);
+    pair.drive(echo).expect("handshake");
     pair.client.request(now, query(vec![path(7)])).expect("request");
     let mut wire = Vec::new();
     while let Some(b) = pair.client.poll_transmit() {
@@ -290,8 +291,8 @@ fn a_broken_connection_says_so_once_with_its_context() {
     let mut pair = pair_at(Version::new(2, 7));
     let now = pair.now;
     pair.client.request(now, query(vec![path(1)])).expect("request");
-    // Flip the reply's count: 2^64 - 2 items.
-    pair.corrupt_server_byte = Some(16);
+    // Flip the top byte of the reply's count: about 2^63 items.
+    pair.corrupt_server_byte = Some(23);
     let err = pair.drive(echo).expect_err("broken");
     let broken: Vec<_> = pair
         .events
