@@ -8,59 +8,94 @@ use super::{DecodeError, DecodeErrorKind, Decoded, Limits, Reader};
 /// decoded from them: how many wire bytes of it were consumed by earlier
 /// calls and what its decoded parts hold.
 ///
-/// Received [`Bytes`] are adopted without a copy when the buffer is empty and
-/// the driver holds no other reference to them, which is the common case of
-/// a read buffer handed over whole; stream bytes ([`take`](Self::take)) then
-/// leave as slices of that same allocation.
+/// Received [`Bytes`] are kept as they came while nothing else is pending,
+/// so stream bytes ([`take`](Self::take)) leave as slices of the driver's own
+/// buffers, never copied. Only the tail of a message cut by the end of one
+/// read is joined with the next read's bytes into a buffer of the inbox's
+/// own.
 #[derive(Debug, Default)]
 pub struct Inbox {
-    buf: BytesMut,
+    pending: Pending,
     /// Wire bytes of the current message consumed by earlier calls.
     consumed: u64,
     /// Decoded size charged for the current message so far.
     charged: u64,
 }
 
+/// Where the pending bytes are.
+#[derive(Debug)]
+enum Pending {
+    /// One received buffer, as it came.
+    Received(Bytes),
+    /// Bytes joined from several reads.
+    Joined(BytesMut),
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Self::Received(Bytes::new())
+    }
+}
+
 impl Inbox {
     /// Appends received bytes.
     pub fn push(&mut self, data: Bytes) {
-        if self.buf.is_empty() {
-            match data.try_into_mut() {
-                Ok(adopted) => self.buf = adopted,
-                Err(shared) => self.buf.extend_from_slice(&shared),
-            }
-        } else {
-            self.buf.extend_from_slice(&data);
+        if data.is_empty() {
+            return;
         }
+        self.pending = match std::mem::take(&mut self.pending) {
+            Pending::Received(old) if old.is_empty() => Pending::Received(data),
+            Pending::Received(old) => {
+                let mut joined = BytesMut::with_capacity(old.len() + data.len());
+                joined.extend_from_slice(&old);
+                joined.extend_from_slice(&data);
+                Pending::Joined(joined)
+            }
+            Pending::Joined(mut joined) if joined.is_empty() => {
+                joined.clear();
+                Pending::Received(data)
+            }
+            Pending::Joined(mut joined) => {
+                joined.extend_from_slice(&data);
+                Pending::Joined(joined)
+            }
+        };
     }
 
     /// The bytes received and not consumed.
     pub fn pending(&self) -> &[u8] {
-        &self.buf
+        match &self.pending {
+            Pending::Received(b) => b,
+            Pending::Joined(b) => b,
+        }
     }
 
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.pending().is_empty()
     }
 
     /// Takes the first `n` pending bytes (at most all of them) as one shared
     /// slice, without copying.
     pub fn take(&mut self, n: usize) -> Bytes {
-        let n = n.min(self.buf.len());
-        self.buf.split_to(n).freeze()
+        match &mut self.pending {
+            Pending::Received(b) => b.split_to(n.min(b.len())),
+            Pending::Joined(b) => b.split_to(n.min(b.len())).freeze(),
+        }
     }
 
     /// Drops the first `n` pending bytes.
     pub fn advance(&mut self, n: usize) {
-        let n = n.min(self.buf.len());
-        self.buf.advance(n);
+        match &mut self.pending {
+            Pending::Received(b) => b.advance(n.min(b.len())),
+            Pending::Joined(b) => b.advance(n.min(b.len())),
+        }
     }
 
     /// How many wire bytes the message being decoded has taken so far,
     /// including what is pending.
     pub fn message_size(&self) -> u64 {
-        self.consumed + self.buf.len() as u64
+        self.consumed + self.pending().len() as u64
     }
 
     /// Runs a resumable decoder over the pending bytes and consumes what it
@@ -74,10 +109,10 @@ impl Inbox {
         limits: &Limits,
         decode: impl FnOnce(&mut Reader<'_>) -> Decoded<T>,
     ) -> Decoded<T> {
-        let mut r = Reader::resume(&self.buf, limits, self.charged);
+        let mut r = Reader::resume(self.pending(), limits, self.charged);
         let result = decode(&mut r);
         let (used, charged) = (r.position(), r.charged());
-        self.buf.advance(used);
+        self.advance(used);
         self.consumed += used as u64;
         self.charged = charged;
         match result? {
