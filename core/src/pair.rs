@@ -133,12 +133,12 @@ impl<C: Connection, S: Connection> Pair<C, S> {
     fn fault(&mut self, bytes: Bytes) -> Bytes {
         let start = self.server_sent;
         let mut bytes = bytes;
-        if let Some(at) = self.corrupt_server_byte {
-            if (start..start + bytes.len() as u64).contains(&at) {
-                let mut copy = bytes.to_vec();
-                copy[(at - start) as usize] ^= 0xff;
-                bytes = Bytes::from(copy);
-            }
+        if let Some(at) = self.corrupt_server_byte
+            && (start..start + bytes.len() as u64).contains(&at)
+        {
+            let mut copy = bytes.to_vec();
+            copy[(at - start) as usize] ^= 0xff;
+            bytes = Bytes::from(copy);
         }
         if let Some(limit) = self.cut_server_after {
             let room = limit.saturating_sub(start);

@@ -426,7 +426,7 @@ fn a_request_on_a_closed_connection_is_an_error_not_a_wait() {
     pair.client.handle_eof(now).expect("clean close");
     assert!(matches!(pair.client.poll_event(), Some(ClientEvent::Closed)));
     let err = pair.client.request(now, query(vec![])).expect_err("closed");
-    assert!(matches!(err.kind, ErrorKind::NotOpen));
+    assert!(matches!(*err.kind, ErrorKind::NotOpen));
     assert_eq!(err.class(), ErrorClass::Transport);
 }
 
@@ -499,7 +499,7 @@ fn decoded_memory_counts_against_the_limit() {
         .handle_input(now, Bytes::from(bytes))
         .expect_err("over the decoded limit");
     assert!(
-        matches!(&err.kind, ErrorKind::Decode { source, .. }
+        matches!(&*err.kind, ErrorKind::Decode { source, .. }
             if matches!(source.kind, DecodeErrorKind::TooLarge { what: "decoded message size", .. })),
         "{err}"
     );
@@ -557,7 +557,7 @@ fn a_nar_nix_refuses_breaks_the_download_before_it_reaches_a_store() {
         .client
         .handle_input(now, Bytes::from(node.to_nar()))
         .expect_err("too deep");
-    assert!(matches!(err.kind, ErrorKind::Nar { .. }), "{err}");
+    assert!(matches!(*err.kind, ErrorKind::Nar { .. }), "{err}");
     assert!(err.to_string().contains("64"), "{err}");
 }
 

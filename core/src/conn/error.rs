@@ -167,8 +167,9 @@ pub enum ErrorKind {
 /// phase, after how long.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Error {
-    /// What went wrong.
-    pub kind: ErrorKind,
+    /// What went wrong (boxed: errors travel through every `Result` of a
+    /// connection, and most of them are `Ok`).
+    pub kind: Box<ErrorKind>,
     /// The request it concerns, if one.
     pub request: Option<RequestId>,
     /// That request's operation, as Nix names it.
@@ -183,7 +184,7 @@ impl Error {
     /// An error of `kind` in `phase`, about no request yet.
     pub fn new(kind: ErrorKind, phase: Phase) -> Self {
         Self {
-            kind,
+            kind: Box::new(kind),
             request: None,
             op: None,
             phase,
@@ -213,7 +214,7 @@ impl Error {
 
     /// What a host does about it.
     pub fn class(&self) -> ErrorClass {
-        match &self.kind {
+        match &*self.kind {
             ErrorKind::Misuse(_) | ErrorKind::Abandoned => ErrorClass::Usage,
             ErrorKind::Closed { .. } | ErrorKind::NotOpen => ErrorClass::Transport,
             ErrorKind::TimedOut { .. } => ErrorClass::Timeout,
@@ -239,7 +240,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
+        match &*self.kind {
             ErrorKind::Decode { source, .. } => Some(source),
             ErrorKind::Nar { source, .. } => Some(source),
             _ => None,

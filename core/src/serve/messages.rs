@@ -141,7 +141,7 @@ impl AddToStoreNar {
             nar_size: info.nar_size,
             ultimate: info.ultimate,
             sigs: info.sigs.clone(),
-            ca: info.ca.clone(),
+            ca: info.ca,
         })
     }
 }

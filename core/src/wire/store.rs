@@ -76,7 +76,7 @@ impl<P: Protocol> Wire<P> for OutputName {
 
     fn decode(_cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
         r.atomic(|r| match r.bytes()? {
-            Some(bytes) => OutputName::from_bytes(bytes)
+            Some(bytes) => Self::from_bytes(bytes)
                 .map(Some)
                 .map_err(|e| DecodeError::unexpected("an output name", e.to_string())),
             None => Ok(None),
@@ -94,7 +94,7 @@ impl<P: Protocol> Wire<P> for Signature {
 
     fn decode(_cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
         r.atomic(|r| match r.bytes()? {
-            Some(bytes) => Ok(Some(Signature::new(text("a signature (text)", bytes)?))),
+            Some(bytes) => Ok(Some(Self::new(text("a signature (text)", bytes)?))),
             None => Ok(None),
         })
     }
