@@ -85,11 +85,11 @@ fn broken(evs: &[ClientEvent]) -> Vec<Error> {
         .collect()
 }
 
-fn query(paths: &[StorePath]) -> Request {
+fn query(paths: Vec<StorePath>) -> Request {
     Request::QueryValidPaths(QueryValidPaths {
         lock: false,
         substitute: false,
-        paths: paths.to_vec(),
+        paths,
     })
 }
 
@@ -182,7 +182,7 @@ fn a_chatty_login_shell_shows_up_in_the_magic_error() {
             .expect_err("broken"),
         err
     );
-    assert_eq!(client.request(now, query(&[])).expect_err("broken"), err);
+    assert_eq!(client.request(now, query(vec![])).expect_err("broken"), err);
     assert_eq!(client.handle_eof(now).expect_err("broken"), err);
     assert_eq!(client.error(), Some(&err));
     assert!(broken(&events(&mut client)).is_empty(), "reported once");
@@ -243,8 +243,8 @@ fn pipelined_requests_get_their_own_replies_in_order() {
     let now = Instant::now();
     let (pa, pb) = (hello(), path("b"));
     let mut client = Client::new(ClientConfig::default(), now);
-    let a = client.request(now, query(&[pa.clone()])).expect("a");
-    let b = client.request(now, query(&[pb])).expect("b");
+    let a = client.request(now, query(vec![pa.clone()])).expect("a");
+    let b = client.request(now, query(vec![pb])).expect("b");
     sent(&mut client);
     let cx = Cx::new(LATEST);
     let mut replies = server_hello(LATEST).to_vec();
@@ -285,7 +285,7 @@ fn bytes_with_no_request_waiting_are_an_error() {
         .handle_input(now, input.into())
         .expect_err("unexpected");
     assert!(
-        matches!(err.kind, ErrorKind::UnexpectedBytes { count: 8, .. }),
+        matches!(*err.kind, ErrorKind::UnexpectedBytes { count: 8, .. }),
         "{err}"
     );
     assert_eq!(err.class(), ErrorClass::Protocol);
@@ -307,7 +307,7 @@ fn add_to_store_nar_owns_its_acknowledgement() {
     let id = client
         .request(now, add(x.clone(), nar.len() as u64))
         .expect("add");
-    let next = client.request(now, query(&[])).expect("query");
+    let next = client.request(now, query(vec![])).expect("query");
     assert!(events(&mut client).contains(&ClientEvent::BodyWanted {
         id,
         max: Some(nar.len() as u64)
@@ -326,7 +326,7 @@ fn add_to_store_nar_owns_its_acknowledgement() {
         .offer_body(now, next, nar.clone())
         .expect_err("not the request uploading");
     assert_eq!(err.class(), ErrorClass::Usage, "{err}");
-    assert!(matches!(err.kind, ErrorKind::Misuse(_)), "{err}");
+    assert!(matches!(*err.kind, ErrorKind::Misuse(_)), "{err}");
     assert_eq!(client.error(), None);
     assert!(events(&mut client).is_empty());
     assert!(sent(&mut client).is_empty());
@@ -338,14 +338,14 @@ fn add_to_store_nar_owns_its_acknowledgement() {
         nar.len()
     );
     let mut after = nar.to_vec();
-    query(&[]).encode(&Cx::new(LATEST), &mut after);
+    query(vec![]).encode(&Cx::new(LATEST), &mut after);
     assert_eq!(sent(&mut client), after);
 
     let mut client = connected_client(now);
     let id = client
         .request(now, add(x.clone(), nar.len() as u64))
         .expect("add");
-    let next = client.request(now, query(&[])).expect("query");
+    let next = client.request(now, query(vec![])).expect("query");
     let (head, tail) = (nar.slice(..10), nar.slice(10..));
     assert_eq!(client.offer_body(now, id, head).expect("head"), 10);
     assert_eq!(
@@ -401,7 +401,7 @@ fn a_body_that_does_not_match_its_nar_size_is_refused() {
     ] {
         let mut client = connected_client(now);
         let id = client.request(now, add(path("x"), size)).expect("add");
-        let next = client.request(now, query(&[])).expect("query");
+        let next = client.request(now, query(vec![])).expect("query");
         sent(&mut client);
         events(&mut client);
         let err = client
@@ -419,7 +419,7 @@ fn a_body_that_does_not_match_its_nar_size_is_refused() {
                 .expect_err("broken"),
             err
         );
-        assert_eq!(client.request(now, query(&[])).expect_err("broken"), err);
+        assert_eq!(client.request(now, query(vec![])).expect_err("broken"), err);
         // Nothing of the bad body, nor the request behind it, went out.
         assert!(sent(&mut client).is_empty(), "{next}");
     }
@@ -439,7 +439,7 @@ fn bytes_beyond_a_body_are_not_taken() {
     let id = client
         .request(now, add(path("x"), nar.len() as u64))
         .expect("add");
-    let next = client.request(now, query(&[])).expect("query");
+    let next = client.request(now, query(vec![])).expect("query");
     sent(&mut client);
     events(&mut client);
     let mut body = nar.clone();
@@ -451,7 +451,7 @@ fn bytes_beyond_a_body_are_not_taken() {
     assert_eq!(client.error(), None);
     assert_eq!(client.body_wanted(), None);
     let mut expected = nar.clone();
-    query(&[]).encode(&cx, &mut expected);
+    query(vec![]).encode(&cx, &mut expected);
     assert_eq!(sent(&mut client), expected, "{next}");
 
     // ImportPaths: the NARs of its paths are taken, each followed by its
@@ -466,7 +466,7 @@ fn bytes_beyond_a_body_are_not_taken() {
             },
         )
         .expect("import");
-    let next = client.request(now, query(&[])).expect("query");
+    let next = client.request(now, query(vec![])).expect("query");
     assert!(events(&mut client).contains(&ClientEvent::BodyWanted { id, max: None }));
     let mut expected = Vec::new();
     encode_u64(4, &mut expected);
@@ -485,7 +485,7 @@ fn bytes_beyond_a_body_are_not_taken() {
     expected.extend_from_slice(&nar);
     trailer(&i2).encode(&cx, &mut expected);
     encode_u64(0, &mut expected);
-    query(&[]).encode(&cx, &mut expected);
+    query(vec![]).encode(&cx, &mut expected);
     assert_eq!(sent(&mut client), expected, "{next}");
     // Once complete, the request takes no more body.
     let err = client
@@ -509,7 +509,7 @@ fn dump_store_path_streams_without_waiting_for_the_end() {
     let id = client
         .request(now, DumpStorePath { path: path("big") })
         .expect("dump");
-    let next = client.request(now, query(&[])).expect("query");
+    let next = client.request(now, query(vec![])).expect("query");
     client.handle_input(now, server_hello(LATEST)).expect("hs");
     events(&mut client);
     let mut streamed = 0;
@@ -631,17 +631,17 @@ fn eof_says_what_was_still_owed() {
 fn abandoning_a_sent_request_breaks_the_connection() {
     let now = Instant::now();
     let mut client = Client::new(ClientConfig::default(), now);
-    let queued = client.request(now, query(&[])).expect("queued");
+    let queued = client.request(now, query(vec![])).expect("queued");
     client.abandon(queued);
     client.handle_input(now, server_hello(LATEST)).expect("hs");
     // The abandoned request was never sent: only the client's hello was.
     assert_eq!(sent(&mut client).len(), 16);
     assert_eq!(client.error(), None);
-    let id = client.request(now, query(&[])).expect("sent");
+    let id = client.request(now, query(vec![])).expect("sent");
     assert_eq!(id, RequestId(1));
     client.abandon(id);
-    let err = client.request(now, query(&[])).expect_err("broken");
-    assert!(matches!(err.kind, ErrorKind::Abandoned), "{err}");
+    let err = client.request(now, query(vec![])).expect_err("broken");
+    assert!(matches!(*err.kind, ErrorKind::Abandoned), "{err}");
     assert_eq!(err.request, Some(RequestId(1)), "{err}");
     assert!(
         broken(&events(&mut client)).contains(&err),
@@ -680,7 +680,7 @@ fn deadlines_come_out_of_poll_timeout() {
     assert_eq!(pair.client.version(), Some(LATEST));
     // Idle with nothing in flight: no deadline.
     assert_eq!(pair.client.poll_timeout(), None);
-    let id = pair.client.request(pair.now, query(&[])).expect("q");
+    let id = pair.client.request(pair.now, query(vec![])).expect("q");
     pair.drive(|_, _| {}).expect("sent");
     assert_eq!(
         pair.client.poll_timeout(),
@@ -726,8 +726,8 @@ fn the_server_refuses_a_wrong_magic_and_answers_in_order() {
     encode_u64(CLIENT_MAGIC, &mut input);
     encode_u64(Version::new(2, 5).to_wire(), &mut input);
     let cx = Cx::new(Version::new(2, 5));
-    query(&[hello()]).encode(&cx, &mut input);
-    query(&[path("b")]).encode(&cx, &mut input);
+    query(vec![hello()]).encode(&cx, &mut input);
+    query(vec![path("b")]).encode(&cx, &mut input);
     server.handle_input(now, input.into()).expect("requests");
     let ids: Vec<RequestId> = server_events(&mut server)
         .into_iter()
@@ -834,7 +834,10 @@ fn converse(c: Version, s: Version, max_read: usize) {
         ca: None,
     };
     let exchanges: Vec<(Request, Reply)> = vec![
-        (query(&[a.clone()]), Reply::QueryValidPaths(vec![a.clone()])),
+        (
+            query(vec![a.clone()]),
+            Reply::QueryValidPaths(vec![a.clone()]),
+        ),
         (
             Request::QueryPathInfos(QueryPathInfos {
                 paths: vec![a.clone()],
@@ -1049,7 +1052,7 @@ fn converse(c: Version, s: Version, max_read: usize) {
         assert_eq!(*id, ids[7], "{at}");
         assert_eq!(error.class(), ErrorClass::Refused, "{at}: {error}");
         assert!(
-            matches!(error.kind, ErrorKind::Unsupported { .. }),
+            matches!(*error.kind, ErrorKind::Unsupported { .. }),
             "{at}: {error}"
         );
         assert!(
@@ -1061,7 +1064,7 @@ fn converse(c: Version, s: Version, max_read: usize) {
         assert_eq!(pair.client.error(), None, "{at}");
         let id = pair
             .client
-            .request(pair.now, query(&[a.clone()]))
+            .request(pair.now, query(vec![a.clone()]))
             .expect("still usable");
         pair.drive(|server, e| {
             if let ServerEvent::Request { id, .. } = e {

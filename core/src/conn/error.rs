@@ -25,6 +25,9 @@ pub enum ErrorClass {
     /// The peer refused one request (or does not have the operation); the
     /// connection goes on. Never a reason to back the machine off.
     Refused,
+    /// The host gave up on a request half-way, so the connection had to be
+    /// dropped. The machine is fine.
+    Cancelled,
 }
 
 /// Where in a connection's life an error happened.
@@ -215,7 +218,8 @@ impl Error {
     /// What a host does about it.
     pub fn class(&self) -> ErrorClass {
         match &*self.kind {
-            ErrorKind::Misuse(_) | ErrorKind::Abandoned => ErrorClass::Usage,
+            ErrorKind::Misuse(_) => ErrorClass::Usage,
+            ErrorKind::Abandoned => ErrorClass::Cancelled,
             ErrorKind::Closed { .. } | ErrorKind::NotOpen => ErrorClass::Transport,
             ErrorKind::TimedOut { .. } => ErrorClass::Timeout,
             ErrorKind::Unsupported { .. } | ErrorKind::Remote { .. } => ErrorClass::Refused,

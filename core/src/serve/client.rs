@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::handshake::{check_magic, check_version};
-use super::messages::{CLIENT_MAGIC, ExportTrailer, LATEST, NarDone, SERVER_MAGIC};
+use super::messages::{
+    CLIENT_MAGIC, ClientHello, ExportTrailer, LATEST, NarDone, SERVER_MAGIC, ServerHello,
+};
 use super::{Command, Reply, ReplyPartial, Request};
 use crate::conn::{
     BodyKind, Connection, Endpoint, Error, ErrorKind, Phase, ReplyKind, RequestId,
@@ -172,11 +174,14 @@ impl Client {
     /// error, never input.
     pub fn new(config: ClientConfig, now: Instant) -> Self {
         let mut io = Endpoint::new(ClientEvent::Broken);
-        encode_u64(CLIENT_MAGIC, io.out.buf());
-        encode_u64(config.version.to_wire(), io.out.buf());
         let cx = Cx::new(config.version)
             .with_limits(config.limits)
             .with_store_dir(config.store_dir.clone());
+        let hello = ClientHello {
+            magic: CLIENT_MAGIC,
+            version: config.version.to_wire(),
+        };
+        hello.encode(&cx, io.out.buf());
         Self {
             cx,
             config,
@@ -368,15 +373,25 @@ impl Client {
 
     /// Reads the server's magic and version; `false` if more bytes are needed.
     fn handshake(&mut self, now: Instant) -> Result<bool, Error> {
-        let pending = self.inbox.pending();
-        if !check_magic("server", SERVER_MAGIC, pending)? || pending.len() < 16 {
+        if !check_magic("server", SERVER_MAGIC, self.inbox.pending())? {
             return Ok(false);
         }
-        let mut raw = [0u8; 8];
-        raw.copy_from_slice(&pending[8..16]);
-        let server_version =
-            check_version("server", u64::from_le_bytes(raw), self.config.minimum_version)?;
-        self.inbox.advance(16);
+        let cx = &self.cx;
+        let hello = self
+            .inbox
+            .decode(&cx.limits, |r| {
+                // Two words: taken whole, so the magic is checked again
+                // until both have come.
+                r.atomic(|r| ServerHello::decode(cx, &mut Default::default(), r))
+            })
+            .map_err(|source| {
+                let what = "the server's handshake".into();
+                Error::new(ErrorKind::Decode { what, source }, Phase::Handshake)
+            })?;
+        let Some(hello) = hello else {
+            return Ok(false);
+        };
+        let server_version = check_version("server", hello.version, self.config.minimum_version)?;
         self.cx.version = server_version.min(self.config.version);
         self.state = State::Ready;
         self.io.events.push_back(ClientEvent::Connected {

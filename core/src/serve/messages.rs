@@ -37,6 +37,29 @@ pub const SERVER_MAGIC: u64 = 0x5452_eecb;
 pub const EXPORT_MAGIC: u64 = 0x4558_494e;
 
 wire_message! {
+    /// The client's first message: [`CLIENT_MAGIC`] and the version it
+    /// speaks. (The connection checks the magic before decoding this, so a
+    /// wrong one is reported with the text that came instead.)
+    pub struct ClientHello in Serve {
+        /// [`CLIENT_MAGIC`].
+        pub magic: u64,
+        /// The client's version, `major << 8 | minor`.
+        pub version: u64,
+    }
+}
+
+wire_message! {
+    /// The server's answer: [`SERVER_MAGIC`] and the version it speaks. Both
+    /// sides then speak the smaller version.
+    pub struct ServerHello in Serve {
+        /// [`SERVER_MAGIC`].
+        pub magic: u64,
+        /// The server's version, `major << 8 | minor`.
+        pub version: u64,
+    }
+}
+
+wire_message! {
     /// Command 1: which of `paths` are valid. With `lock`, a server running
     /// `--write` adds temporary GC roots for them; with `substitute` it first
     /// tries to substitute the missing ones. Reply: the valid paths.

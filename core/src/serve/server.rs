@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::handshake::{check_magic, check_version};
-use super::messages::{CLIENT_MAGIC, ExportTrailer, LATEST, SERVER_MAGIC};
+use super::messages::{
+    CLIENT_MAGIC, ClientHello, ExportTrailer, LATEST, SERVER_MAGIC, ServerHello,
+};
 use super::{Command, Reply, Request, RequestPartial};
 use crate::conn::{BodyKind, Connection, Endpoint, Error, ErrorKind, Phase, ReplyKind, RequestId};
 use crate::nar::NarFramer;
 use crate::store::StoreDir;
 use crate::wire::{
     Cx, DecodeError, Decoded, Inbox, Limits, Reader, Serve, StructPartial, Version, Wire,
-    encode_u64,
 };
 
 /// How a [`Server`] behaves.
@@ -296,17 +297,23 @@ impl Server {
                 if !check_magic("client", CLIENT_MAGIC, self.inbox.pending())? {
                     return Ok(false);
                 }
-                self.inbox.advance(8);
-                encode_u64(SERVER_MAGIC, self.io.out.buf());
-                encode_u64(self.config.version.to_wire(), self.io.out.buf());
                 self.state = State::ClientVersion;
                 Ok(true)
             }
             State::ClientVersion => {
-                let Some(raw) = self.decode("the client's version", |_, r| Ok(r.u64()))? else {
+                let decoded = self.decode("the client's handshake", |cx, r| {
+                    r.atomic(|r| ClientHello::decode(cx, &mut Default::default(), r))
+                })?;
+                let Some(hello) = decoded else {
                     return Ok(false);
                 };
-                let client_version = check_version("client", raw, self.config.minimum_version)?;
+                let answer = ServerHello {
+                    magic: SERVER_MAGIC,
+                    version: self.config.version.to_wire(),
+                };
+                answer.encode(&self.cx, self.io.out.buf());
+                let client_version =
+                    check_version("client", hello.version, self.config.minimum_version)?;
                 self.cx.version = client_version.min(self.config.version);
                 self.io.events.push_back(ServerEvent::Connected {
                     client_version,
