@@ -54,15 +54,10 @@ fn many_files() -> Bytes {
 }
 
 fn path(n: u32) -> StorePath {
-    const NIX32: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
-    let mut hash = [b'0'; 32];
-    let mut v = n;
-    for c in hash.iter_mut().rev().take(7) {
-        *c = NIX32[(v % 32) as usize];
-        v /= 32;
-    }
-    let hash = String::from_utf8_lossy(&hash).into_owned();
-    format!("{hash}-path-{n}").parse().expect("a valid store path")
+    // A digest of its own per `n`; `from_digest` prints it in Nix's base 32.
+    let mut digest = [0u8; 20];
+    digest[..4].copy_from_slice(&n.to_le_bytes());
+    StorePath::from_digest(&digest, &format!("p{n}")).expect("a valid store path")
 }
 
 /// A client past its handshake, waiting for the reply to one request.
@@ -106,7 +101,10 @@ fn memcpy_in_chunks(src: &[u8], dst: &mut [u8]) {
 }
 
 fn framing(c: &mut Criterion) {
-    for (name, nar) in [("big-file", big_file(64 << 20)), ("many-files", many_files())] {
+    for (name, nar) in [
+        ("big-file", big_file(64 << 20)),
+        ("many-files", many_files()),
+    ] {
         let mut group = c.benchmark_group(format!("nar/{name}"));
         group.throughput(Throughput::Bytes(nar.len() as u64));
         group.sample_size(20);
@@ -155,7 +153,10 @@ fn decode_in_reads(reply: &[u8], read: usize) {
     for piece in reply.chunks(read) {
         client.handle_input(now, Bytes::copy_from_slice(piece)).ok();
     }
-    assert!(matches!(client.poll_event(), Some(ClientEvent::Reply { .. })));
+    assert!(matches!(
+        client.poll_event(),
+        Some(ClientEvent::Reply { .. })
+    ));
 }
 
 fn decoding(c: &mut Criterion) {
@@ -164,7 +165,11 @@ fn decoding(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(reply.len() as u64));
     group.sample_size(10);
     for read in [reply.len(), 64 << 10, 256] {
-        let label = if read == reply.len() { "one-read".to_owned() } else { format!("{read}-byte-reads") };
+        let label = if read == reply.len() {
+            "one-read".to_owned()
+        } else {
+            format!("{read}-byte-reads")
+        };
         group.bench_function(label, |b| b.iter(|| decode_in_reads(&reply, read)));
     }
     group.finish();

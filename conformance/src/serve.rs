@@ -3,15 +3,17 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
+use nixwire_core::conn::{Connection, RequestId};
 use nixwire_core::nar::NarFramer;
 use nixwire_core::serve::messages::{
-    AddToStoreNar, CLIENT_MAGIC, Command, ExportTrailer, SERVER_MAGIC,
+    AddToStoreNar, CLIENT_MAGIC, ExportTrailer, NarDone, SERVER_MAGIC,
 };
 use nixwire_core::serve::{
-    Client, ClientConfig, ClientEvent, ImportPaths, Reply, Request, RequestId, Server,
-    ServerConfig, ServerEvent,
+    Client, ClientConfig, ClientEvent, Command, ImportPaths, Reply, ReplyPartial, Request,
+    RequestPartial, Server, ServerConfig, ServerEvent,
 };
-use nixwire_core::wire::{Cx, Version, Wire, decode_u64, encode_u64};
+use nixwire_core::wire::{Cx, Decoded, Limits, Protocol, Reader, Serve, Version, Wire, encode_u64};
 
 use crate::transcript::{From, Transcript};
 
@@ -60,12 +62,23 @@ impl CodecWalk {
 
 /// A cursor over one recorded stream, decoding with [`Wire`] alone (no state
 /// machine), so that the codec is checked independently of the connections.
+/// Each value is decoded from all the bytes after the cursor with a fresh
+/// partial state: `Ok(None)` then means the stream ends inside it.
 struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,
+    limits: Limits,
 }
 
 impl<'a> Cursor<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            pos: 0,
+            limits: Limits::default(),
+        }
+    }
+
     fn rest(&self) -> &'a [u8] {
         &self.bytes[self.pos..]
     }
@@ -77,30 +90,39 @@ impl<'a> Cursor<'a> {
     fn take<T>(
         &mut self,
         what: &str,
-        f: impl FnOnce(&'a [u8]) -> nixwire_core::wire::WireResult<'a, T>,
+        f: impl FnOnce(&mut Reader<'_>) -> Decoded<T>,
     ) -> Result<T, String> {
-        match f(self.rest()) {
-            Ok((rest, v)) => {
-                self.pos = self.bytes.len() - rest.len();
+        let mut r = Reader::new(self.rest(), &self.limits);
+        match f(&mut r) {
+            Ok(Some(v)) => {
+                self.pos += r.position();
                 Ok(v)
             }
-            Err(nom::Err::Incomplete(_)) => Err(format!(
+            Ok(None) => Err(format!(
                 "{what} at byte {}: the stream ends inside it",
                 self.pos
             )),
-            Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
-                Err(format!("{what} at byte {}: {e}", self.pos))
-            }
+            Err(e) => Err(format!("{what} at byte {}: {e}", self.pos)),
         }
     }
 
+    fn u64(&mut self, what: &str) -> Result<u64, String> {
+        self.take(what, |r| Ok(r.u64()))
+    }
+
     fn hello(&mut self, magic: u64, who: &str) -> Result<Version, String> {
-        let m = self.take("magic", decode_u64)?;
+        let m = self.u64("magic")?;
         if m != magic {
             return Err(format!("{who} magic {m:#x}, expected {magic:#x}"));
         }
-        let v = self.take("version", decode_u64)?;
-        Version::from_wire(v).ok_or_else(|| format!("{who} version {v:#x}"))
+        let v = self.u64("version")?;
+        match Version::from_wire(v) {
+            Some(version) if version.major == Serve::MAJOR => Ok(version),
+            _ => Err(format!(
+                "{who} version {v:#x}, not a serve protocol version (major {})",
+                Serve::MAJOR
+            )),
+        }
     }
 
     fn nar(&mut self, what: &str) -> Result<Vec<u8>, String> {
@@ -115,6 +137,11 @@ impl<'a> Cursor<'a> {
         self.pos += used;
         Ok(nar)
     }
+}
+
+/// A whole value of `T`'s own layout, from a fresh partial state.
+fn whole<T: Wire<Serve>>(cx: &Cx<Serve>) -> impl FnOnce(&mut Reader<'_>) -> Decoded<T> + '_ {
+    move |r| T::decode(cx, &mut T::Partial::default(), r)
 }
 
 /// Walks both streams with the codec alone.
@@ -132,22 +159,18 @@ pub fn codec_walk(t: &Transcript) -> CodecWalk {
 }
 
 fn walk_client(client: &[u8], server: &[u8], walk: &mut CodecWalk) -> Result<(), String> {
-    let mut c = Cursor {
-        bytes: client,
-        pos: 0,
-    };
+    let mut c = Cursor::new(client);
     walk.client_version = Some(c.hello(CLIENT_MAGIC, "client")?);
     // The client's requests are encoded at the negotiated version, which needs
     // the server's announcement too.
-    let mut s = Cursor {
-        bytes: server,
-        pos: 0,
-    };
+    let mut s = Cursor::new(server);
     walk.server_version = Some(s.hello(SERVER_MAGIC, "server")?);
-    let cx = Cx::new(walk.version().ok_or("no version")?);
+    let cx = Cx::<Serve>::new(walk.version().ok_or("no version")?);
     while !c.is_done() {
         let n = walk.requests.len();
-        let mut request = c.take(&format!("request {n}"), |i| Request::decode_header(&cx, i))?;
+        let mut request = c.take(&format!("request {n}"), |r| {
+            Request::decode(&cx, &mut RequestPartial::default(), r)
+        })?;
         let mut bodies = Vec::new();
         match &mut request {
             Request::AddToStoreNar(AddToStoreNar { nar_size, .. }) => {
@@ -159,12 +182,11 @@ fn walk_client(client: &[u8], server: &[u8], walk: &mut CodecWalk) -> Result<(),
                 c.pos += size;
             }
             Request::ImportPaths(ImportPaths { paths }) => loop {
-                match c.take("ImportPaths flag", decode_u64)? {
+                match c.u64("ImportPaths flag")? {
                     0 => break,
                     1 => {
                         bodies.push(c.nar(&format!("request {n}: NAR"))?);
-                        let trailer =
-                            c.take("export trailer", |i| ExportTrailer::decode(&cx, i))?;
+                        let trailer = c.take("export trailer", whole::<ExportTrailer>(&cx))?;
                         paths.push(trailer);
                     }
                     other => return Err(format!("ImportPaths flag {other}")),
@@ -178,12 +200,9 @@ fn walk_client(client: &[u8], server: &[u8], walk: &mut CodecWalk) -> Result<(),
 }
 
 fn walk_server(server: &[u8], walk: &mut CodecWalk) -> Result<(), String> {
-    let mut s = Cursor {
-        bytes: server,
-        pos: 0,
-    };
+    let mut s = Cursor::new(server);
     s.hello(SERVER_MAGIC, "server")?;
-    let cx = Cx::new(walk.version().ok_or("no version")?);
+    let cx = Cx::<Serve>::new(walk.version().ok_or("no version")?);
     for (n, r) in walk.requests.iter().enumerate() {
         if s.is_done() {
             return Err(format!(
@@ -195,12 +214,14 @@ fn walk_server(server: &[u8], walk: &mut CodecWalk) -> Result<(), String> {
         let what = format!("the reply to request {n} ({command})");
         let recorded = if command == Command::DumpStorePath {
             let nar = s.nar(&what)?;
-            let reply = Reply::DumpStorePath {
+            let reply = Reply::DumpStorePath(NarDone {
                 nar_size: nar.len() as u64,
-            };
+            });
             RecordedReply { reply, nar }
         } else {
-            let reply = s.take(&what, |i| Reply::decode(command, &cx, i))?;
+            let reply = s.take(&what, |r| {
+                Reply::decode(command, &cx, &mut ReplyPartial::default(), r)
+            })?;
             RecordedReply {
                 reply,
                 nar: Vec::new(),
@@ -223,12 +244,12 @@ pub fn reencode(walk: &CodecWalk) -> (Vec<u8>, Vec<u8>) {
     else {
         return (Vec::new(), Vec::new());
     };
-    let cx = Cx::new(v);
+    let cx = Cx::<Serve>::new(v);
     let mut client = Vec::new();
     encode_u64(CLIENT_MAGIC, &mut client);
     encode_u64(cv.to_wire(), &mut client);
     for r in &walk.requests {
-        r.request.encode_header(&cx, &mut client);
+        r.request.encode(&cx, &mut client);
         match &r.request {
             Request::ImportPaths(ImportPaths { paths }) => {
                 for (trailer, nar) in paths.iter().zip(&r.bodies) {
@@ -321,16 +342,14 @@ pub struct ClientRun {
 pub fn run_client(t: &Transcript, walk: &CodecWalk) -> Result<ClientRun, String> {
     let now = Instant::now();
     let version = walk.client_version.ok_or("no client version")?;
-    let config = ClientConfig {
-        version,
-        handshake_timeout: None,
-        ..ClientConfig::default()
-    };
+    let mut config = ClientConfig::default();
+    config.version = version;
+    config.handshake_timeout = None;
     let mut client = Client::new(config, now);
     let mut ids = Vec::new();
     for r in &walk.requests {
         let id = client
-            .request(r.request.clone())
+            .request(now, r.request.clone())
             .map_err(|e| format!("request: {e}"))?;
         ids.push(id);
     }
@@ -342,13 +361,29 @@ pub fn run_client(t: &Transcript, walk: &CodecWalk) -> Result<ClientRun, String>
     };
     let mut nar = Vec::new();
     let mut result: Result<(), String> = Ok(());
+    // The run loop's step 1 and 2: send what it has, handle its events;
+    // again while offering a body made it send more.
     let mut drain = |client: &mut Client, run: &mut ClientRun| -> Result<(), String> {
-        while let Some(event) = client.poll_event() {
+        loop {
+            while let Some(bytes) = client.poll_transmit() {
+                run.sent.extend_from_slice(&bytes);
+            }
+            let Some(event) = client.poll_event() else {
+                return Ok(());
+            };
             match event {
-                ClientEvent::SendNar { id } => {
+                ClientEvent::BodyWanted { id, .. } => {
                     let index = ids.iter().position(|i| *i == id).ok_or("unknown id")?;
                     for body in &walk.requests[index].bodies {
-                        client.write_nar(id, body).map_err(|e| e.to_string())?;
+                        let taken = client
+                            .offer_body(now, id, Bytes::copy_from_slice(body))
+                            .map_err(|e| e.to_string())?;
+                        if taken != body.len() {
+                            return Err(format!(
+                                "client role: request {id} took {taken} of its {} body bytes",
+                                body.len()
+                            ));
+                        }
                     }
                 }
                 ClientEvent::NarChunk { data, .. } => nar.extend_from_slice(&data),
@@ -360,17 +395,15 @@ pub fn run_client(t: &Transcript, walk: &CodecWalk) -> Result<ClientRun, String>
                 _ => {}
             }
         }
-        client.poll_transmit(&mut run.sent);
-        Ok(())
     };
     drain(&mut client, &mut run)?;
     for chunk in &t.chunks {
         let step = match chunk.from {
             From::Server => client
-                .handle_input(now, &chunk.data)
+                .handle_input(now, Bytes::copy_from_slice(&chunk.data))
                 .map_err(|e| e.to_string()),
             From::Stderr => {
-                client.handle_stderr(now, &chunk.data);
+                client.handle_stderr(now, Bytes::copy_from_slice(&chunk.data));
                 Ok(())
             }
             From::Client => Ok(()),
@@ -416,18 +449,18 @@ pub struct ServerRun {
 /// Feeds the recorded client bytes to the core's server, then answers each
 /// request with the recorded reply.
 pub fn run_server(t: &Transcript, walk: &CodecWalk) -> Result<ServerRun, String> {
+    let now = Instant::now();
     let version = walk.server_version.ok_or("no server version")?;
-    let config = ServerConfig {
-        version,
-        ..ServerConfig::default()
-    };
-    let mut server = Server::new(config);
+    let mut config = ServerConfig::default();
+    config.version = version;
+    let mut server = Server::new(config, now);
     let mut requests: Vec<(RequestId, RecordedRequest)> = Vec::new();
     let mut current = Vec::new();
-    for chunk in t.chunks.iter().filter(|c| c.from == From::Client) {
-        server
-            .handle_input(&chunk.data)
-            .map_err(|e| format!("server: {e}"))?;
+    let mut sent = Vec::new();
+    let mut drain = |server: &mut Server, requests: &mut Vec<(RequestId, RecordedRequest)>| {
+        while let Some(bytes) = server.poll_transmit() {
+            sent.extend_from_slice(&bytes);
+        }
         while let Some(event) = server.poll_event() {
             let last = requests.last_mut();
             match (event, last) {
@@ -440,7 +473,7 @@ pub fn run_server(t: &Transcript, walk: &CodecWalk) -> Result<ServerRun, String>
                 )),
                 (ServerEvent::NarChunk { data, .. }, _) => current.extend_from_slice(&data),
                 (ServerEvent::NarEnd { .. }, Some((_, r))) => {
-                    r.bodies.push(std::mem::take(&mut current))
+                    r.bodies.push(std::mem::take(&mut current));
                 }
                 (ServerEvent::ImportedPath { trailer, .. }, Some((_, r))) => {
                     if let Request::ImportPaths(m) = &mut r.request {
@@ -450,18 +483,33 @@ pub fn run_server(t: &Transcript, walk: &CodecWalk) -> Result<ServerRun, String>
                 _ => {}
             }
         }
+    };
+    for chunk in t.chunks.iter().filter(|c| c.from == From::Client) {
+        server
+            .handle_input(now, Bytes::copy_from_slice(&chunk.data))
+            .map_err(|e| format!("server: {e}"))?;
+        drain(&mut server, &mut requests);
     }
-    server.handle_eof().map_err(|e| format!("server: {e}"))?;
+    server.handle_eof(now).map_err(|e| format!("server: {e}"))?;
+    drain(&mut server, &mut requests);
     for ((id, _), reply) in requests.iter().zip(&walk.replies) {
-        let result = if reply.reply.command() == Command::DumpStorePath {
-            server.send_nar(*id, &reply.nar)
+        if reply.reply.command() == Command::DumpStorePath {
+            let taken = server
+                .send_nar(*id, Bytes::copy_from_slice(&reply.nar))
+                .map_err(|e| format!("server reply {id}: {e}"))?;
+            if taken != reply.nar.len() {
+                return Err(format!(
+                    "server reply {id}: the server took {taken} of the NAR's {} bytes",
+                    reply.nar.len()
+                ));
+            }
         } else {
-            server.reply(*id, &reply.reply)
-        };
-        result.map_err(|e| format!("server reply {id}: {e}"))?;
+            server
+                .reply(*id, &reply.reply)
+                .map_err(|e| format!("server reply {id}: {e}"))?;
+        }
     }
-    let mut sent = Vec::new();
-    server.poll_transmit(&mut sent);
+    drain(&mut server, &mut requests);
     Ok(ServerRun {
         requests: requests.into_iter().map(|(_, r)| r).collect(),
         sent,

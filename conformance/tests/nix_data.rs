@@ -11,86 +11,130 @@
 //! files nixwire has no type for are in [`NOT_DECODED`], each with the reason;
 //! a file in neither list fails the test, so new data from Nix is noticed.
 //!
-//! The expectations are plain values built by the small helpers below
-//! ([`path`], [`sig`], [`nix32`], ...), so a change of the codec's types
-//! changes the helpers and [`Value`], not the table.
+//! The expectations are nixwire's typed values built by the small helpers
+//! below ([`path`], [`sig`], [`ca`], ...) from the inputs Nix's test states,
+//! never by parsing the text on the wire, so the encoding of each type is
+//! checked against Nix's bytes.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use base64::Engine;
-use nixwire_core::serve::messages::{
-    BuildOptions, BuildResult, BuildStatus, BuiltOutputs, CLIENT_MAGIC, DEFAULT_STORE_DIR,
-    Realisation, UnkeyedValidPathInfo,
-};
+use bytes::Bytes;
+use nixwire_core::conn::Connection;
+use nixwire_core::serve::messages::{BuildOptions, CLIENT_MAGIC};
 use nixwire_core::serve::{Client, ClientConfig, ClientEvent, Server, ServerConfig, ServerEvent};
-use nixwire_core::wire::{Cx, Version, Wire, encode_u64};
+use nixwire_core::store::{
+    BuildResult, BuildStatus, ContentAddress, ContentAddressMethod, DrvOutput, Hash, HashAlgo,
+    HashFormat, NarHash, OutputName, PathInfo, Realisation, Signature, StorePath,
+};
+use nixwire_core::wire::{Cx, NixString, Serve, Version, Wire, encode_u64};
 use sha2::{Digest, Sha256};
 
 /// One expected value, of one of the types the files hold.
 #[derive(Debug, Clone, PartialEq)]
 enum Value {
-    /// A string, a store path, an optional store path or content address
-    /// (empty for none), or a content address: nixwire carries all of these
-    /// as their text.
-    Str(String),
+    /// A string (bytes).
+    Str(NixString),
+    /// A store path, which travels as its full path.
+    Path(StorePath),
+    /// An optional store path (empty for none).
+    OptPath(Option<StorePath>),
+    /// A content address, which travels as Nix's text form. nixwire has a
+    /// layout only for the optional one (empty for none); a content address
+    /// that must be there decodes through it and refuses the empty string.
+    Ca(ContentAddress),
+    /// An optional content address (empty for none).
+    OptCa(Option<ContentAddress>),
     /// A list or set of strings (a set is sent sorted).
-    Strs(Vec<String>),
+    Strs(Vec<NixString>),
     /// A list or set of lists or sets of strings.
-    StrsList(Vec<Vec<String>>),
+    StrsList(Vec<Vec<NixString>>),
     BuildOptions(BuildOptions),
     BuildResult(BuildResult),
-    PathInfo(UnkeyedValidPathInfo),
+    /// Nix's `UnkeyedValidPathInfo`.
+    PathInfo(PathInfo),
     /// Nix's `UnkeyedRealisation`.
     Realisation(Realisation),
+    /// Nix's `DrvOutput` from 2.8 on: the derivation's path and the output's
+    /// name. nixwire has no type of its own for it (no serve operation sends
+    /// one); on the wire it is exactly this pair of nixwire's types.
+    DrvOutput((StorePath, OutputName)),
+    /// Nix's (keyed) `Realisation` from 2.8 on: a `DrvOutput`, then the
+    /// unkeyed realisation.
+    KeyedRealisation(((StorePath, OutputName), Realisation)),
 }
 
 impl Value {
-    /// Decodes a value of the same type as `self` from the front of `input`.
-    fn decode_like<'a>(&self, cx: &Cx, input: &'a [u8]) -> Result<(&'a [u8], Self), String> {
-        fn go<'a, T: Wire>(
-            cx: &Cx,
-            input: &'a [u8],
+    /// Decodes a value of the same type as `self` from the front of `input`,
+    /// and says how many bytes it took.
+    fn decode_like(&self, cx: &Cx<Serve>, input: &[u8]) -> Result<(Self, usize), String> {
+        fn go<T: Wire<Serve>>(
+            cx: &Cx<Serve>,
+            input: &[u8],
             wrap: fn(T) -> Value,
-        ) -> Result<(&'a [u8], Value), String> {
-            match T::decode(cx, input) {
-                Ok((rest, v)) => Ok((rest, wrap(v))),
-                Err(e) => Err(format!("{e:?}")),
-            }
+        ) -> Result<(Value, usize), String> {
+            T::decode_exact(cx, input)
+                .map(|(v, used)| (wrap(v), used))
+                .map_err(|e| e.to_string())
         }
         match self {
             Self::Str(_) => go(cx, input, Self::Str),
+            Self::Path(_) => go(cx, input, Self::Path),
+            Self::OptPath(_) => go(cx, input, Self::OptPath),
+            Self::Ca(_) => match go(cx, input, Self::OptCa)? {
+                (Self::OptCa(Some(ca)), used) => Ok((Self::Ca(ca), used)),
+                _ => Err("the empty string (no content address) where one must be".into()),
+            },
+            Self::OptCa(_) => go(cx, input, Self::OptCa),
             Self::Strs(_) => go(cx, input, Self::Strs),
             Self::StrsList(_) => go(cx, input, Self::StrsList),
             Self::BuildOptions(_) => go(cx, input, Self::BuildOptions),
             Self::BuildResult(_) => go(cx, input, Self::BuildResult),
             Self::PathInfo(_) => go(cx, input, Self::PathInfo),
             Self::Realisation(_) => go(cx, input, Self::Realisation),
+            Self::DrvOutput(_) => go(cx, input, Self::DrvOutput),
+            Self::KeyedRealisation(_) => go(cx, input, Self::KeyedRealisation),
         }
     }
 
-    fn encode(&self, cx: &Cx, out: &mut Vec<u8>) {
+    fn encode(&self, cx: &Cx<Serve>, out: &mut Vec<u8>) {
         match self {
             Self::Str(v) => v.encode(cx, out),
+            Self::Path(v) => v.encode(cx, out),
+            Self::OptPath(v) => v.encode(cx, out),
+            Self::Ca(v) => Some(*v).encode(cx, out),
+            Self::OptCa(v) => v.encode(cx, out),
             Self::Strs(v) => v.encode(cx, out),
             Self::StrsList(v) => v.encode(cx, out),
             Self::BuildOptions(v) => v.encode(cx, out),
             Self::BuildResult(v) => v.encode(cx, out),
             Self::PathInfo(v) => v.encode(cx, out),
             Self::Realisation(v) => v.encode(cx, out),
+            Self::DrvOutput(v) => v.encode(cx, out),
+            Self::KeyedRealisation(v) => v.encode(cx, out),
         }
     }
 
     /// The value as compared with the C++ test's statement. Nix reads the
     /// `builtOutputs` of 2.6 and 2.7 (a map from `<drv hash>!<output>` to a
     /// JSON realisation) as output name and path only, and states them that
-    /// way; so both sides are compared in the 2.8 form.
+    /// way; so both sides are compared without the realisations' ids, which
+    /// [`check_ids`] checks on their own.
     fn normalised(&self) -> Self {
         match self {
             Self::BuildResult(r) => Self::BuildResult(BuildResult {
                 built_outputs: r
                     .built_outputs
-                    .for_version(Version::new(2, 8), DEFAULT_STORE_DIR),
+                    .iter()
+                    .map(|(name, realisation)| {
+                        let realisation = Realisation {
+                            id: None,
+                            ..realisation.clone()
+                        };
+                        (name.clone(), realisation)
+                    })
+                    .collect(),
                 ..r.clone()
             }),
             other => other.clone(),
@@ -124,13 +168,18 @@ const TABLE: &[Case] = &[
         version: DEFAULT,
         // The C++ literal "oh no \0\0\0 what was that!" becomes a std::string
         // through `const char *`, which stops at the first NUL.
-        values: || strs(&["", "hi", "white rabbit", "大白兔", "oh no "]),
+        values: || {
+            ["", "hi", "white rabbit", "大白兔", "oh no "]
+                .into_iter()
+                .map(|s| Value::Str(s.into()))
+                .collect()
+        },
         write: true,
     },
     Case {
         file: "store-path.bin",
         version: DEFAULT,
-        values: || vec![Value::Str(path("-foo")), Value::Str(path("-foo-bar"))],
+        values: || vec![Value::Path(path("-foo")), Value::Path(path("-foo-bar"))],
         write: true,
     },
     Case {
@@ -138,9 +187,17 @@ const TABLE: &[Case] = &[
         version: DEFAULT,
         values: || {
             vec![
-                Value::Str(format!("text:sha256:{}", nix32(&sha256(b"Derive(...)")))),
-                Value::Str(format!("fixed:sha1:{}", nix32(&sha1_blob()))),
-                Value::Str(format!("fixed:r:sha256:{}", nix32(&sha256(b"(...)")))),
+                Value::Ca(ca(
+                    ContentAddressMethod::Text,
+                    HashAlgo::Sha256,
+                    &sha256(b"Derive(...)"),
+                )),
+                Value::Ca(ca(ContentAddressMethod::Flat, HashAlgo::Sha1, &sha1_blob())),
+                Value::Ca(ca(
+                    ContentAddressMethod::Nar,
+                    HashAlgo::Sha256,
+                    &sha256(b"(...)"),
+                )),
             ]
         },
         write: true,
@@ -148,7 +205,7 @@ const TABLE: &[Case] = &[
     Case {
         file: "optional-store-path.bin",
         version: DEFAULT,
-        values: || vec![Value::Str(String::new()), Value::Str(path("-foo-bar"))],
+        values: || vec![Value::OptPath(None), Value::OptPath(Some(path("-foo-bar")))],
         write: true,
     },
     Case {
@@ -156,8 +213,12 @@ const TABLE: &[Case] = &[
         version: DEFAULT,
         values: || {
             vec![
-                Value::Str(String::new()),
-                Value::Str(format!("fixed:sha1:{}", nix32(&sha1_blob()))),
+                Value::OptCa(None),
+                Value::OptCa(Some(ca(
+                    ContentAddressMethod::Flat,
+                    HashAlgo::Sha1,
+                    &sha1_blob(),
+                ))),
             ]
         },
         write: true,
@@ -167,10 +228,10 @@ const TABLE: &[Case] = &[
         version: DEFAULT,
         values: || {
             vec![
-                Value::Strs(owned(&[])),
-                Value::Strs(owned(&[""])),
-                Value::Strs(owned(&["", "foo", "bar"])),
-                Value::StrsList(vec![owned(&[]), owned(&[""]), owned(&["", "1", "2"])]),
+                Value::Strs(strings(&[])),
+                Value::Strs(strings(&[""])),
+                Value::Strs(strings(&["", "foo", "bar"])),
+                Value::StrsList(vec![strings(&[]), strings(&[""]), strings(&["", "1", "2"])]),
             ]
         },
         write: true,
@@ -181,10 +242,21 @@ const TABLE: &[Case] = &[
         // The C++ sets {"", "foo", "bar"} and {{}, {""}, {"", "1", "2"}}, sent sorted.
         values: || {
             vec![
-                Value::Strs(owned(&[])),
-                Value::Strs(owned(&[""])),
-                Value::Strs(owned(&["", "bar", "foo"])),
-                Value::StrsList(vec![owned(&[]), owned(&[""]), owned(&["", "1", "2"])]),
+                Value::Strs(strings(&[])),
+                Value::Strs(strings(&[""])),
+                Value::Strs(strings(&["", "bar", "foo"])),
+                Value::StrsList(vec![strings(&[]), strings(&[""]), strings(&["", "1", "2"])]),
+            ]
+        },
+        write: true,
+    },
+    Case {
+        file: "drv-output-2.8.bin",
+        version: v(8),
+        values: || {
+            vec![
+                Value::DrvOutput((path("-foo.drv"), output("baz"))),
+                Value::DrvOutput((path("-foo.drv"), output("quux"))),
             ]
         },
         write: true,
@@ -192,11 +264,17 @@ const TABLE: &[Case] = &[
     Case {
         file: "unkeyed-realisation-2.8.bin",
         version: v(8),
+        values: || vec![Value::Realisation(foo_realisation())],
+        write: true,
+    },
+    Case {
+        file: "realisation-2.8.bin",
+        version: v(8),
         values: || {
-            vec![Value::Realisation(Realisation {
-                out_path: path("-foo"),
-                signatures: vec![sig("asdf"), sig("qwer")],
-            })]
+            vec![Value::KeyedRealisation((
+                (path("-foo.drv"), output("baz")),
+                foo_realisation(),
+            ))]
         },
         write: true,
     },
@@ -255,9 +333,10 @@ const TABLE: &[Case] = &[
         values: three_build_results,
         // Read-only in Nix too: written by an older Nix, whose output ids
         // carry the derivation's real hash and whose JSON has
-        // `dependentRealisations` and `signatures`; Nix (and nixwire) now write
-        // a dummy hash and only `id` and `outPath`. nixwire keeps the text, so
-        // re-encoding what it decoded still gives these bytes.
+        // `dependentRealisations` and `signatures`; Nix now writes a dummy
+        // hash and only `id` and `outPath`. nixwire keeps each output's id
+        // (checked by `check_ids`), so re-encoding what it decoded must still
+        // give these bytes.
         write: false,
     },
     Case {
@@ -278,13 +357,13 @@ const TABLE: &[Case] = &[
         // Before 2.4 no hash, content address or signatures travel.
         values: || {
             vec![
-                path_info("", &[], "", "", &[]),
+                path_info(None, vec![], None, None, vec![]),
                 path_info(
-                    &path("-bar.drv"),
-                    &[&path_with("g1w7hyyyy1w7hy3qg1w7hy3qgqqqqy3q", "-foo.drv")],
-                    "",
-                    "",
-                    &[],
+                    Some(path("-bar.drv")),
+                    vec![path_with("g1w7hyyyy1w7hy3qg1w7hy3qgqqqqy3q", "-foo.drv")],
+                    None,
+                    None,
+                    vec![],
                 ),
             ]
         },
@@ -294,27 +373,31 @@ const TABLE: &[Case] = &[
         file: "unkeyed-valid-path-info-2.4.bin",
         version: v(4),
         values: || {
-            let nar_hash = format!("sha256:{}", nix32(&sri_sha256(NAR_HASH_SRI)));
+            let nar_hash = Some(nar_hash(NAR_HASH_SRI));
             vec![
                 path_info(
-                    &path("-bar.drv"),
-                    &[&path_with("g1w7hyyyy1w7hy3qg1w7hy3qgqqqqy3q", "-foo.drv")],
-                    &nar_hash,
-                    "",
-                    &[],
+                    Some(path("-bar.drv")),
+                    vec![path_with("g1w7hyyyy1w7hy3qg1w7hy3qgqqqqy3q", "-foo.drv")],
+                    nar_hash,
+                    None,
+                    vec![],
                 ),
                 path_info(
-                    &path("-bar.drv"),
+                    Some(path("-bar.drv")),
                     // `.self = true`: the path refers to itself, the
                     // fixed-output path Nix makes for "foo" with this content
                     // address (n5wkd9…, as Nix's JSON of the same value says).
-                    &[
-                        &path("-bar"),
-                        &path_with("n5wkd9frr45pa74if5gpz9j7mifg27fh", "-foo"),
+                    vec![
+                        path("-bar"),
+                        path_with("n5wkd9frr45pa74if5gpz9j7mifg27fh", "-foo"),
                     ],
-                    &nar_hash,
-                    &format!("fixed:r:sha256:{}", nix32(&sha256(b"(...)"))),
-                    &[&sig("fake-sig-1"), &sig("fake-sig-2")],
+                    nar_hash,
+                    Some(ca(
+                        ContentAddressMethod::Nar,
+                        HashAlgo::Sha256,
+                        &sha256(b"(...)"),
+                    )),
+                    vec![sig("fake-sig-1"), sig("fake-sig-2")],
                 ),
             ]
         },
@@ -322,32 +405,44 @@ const TABLE: &[Case] = &[
     },
 ];
 
+/// The derivation hash in the output ids of each file with JSON
+/// realisations naming a real derivation (2.6), as `sha256:<base16>`;
+/// `None` for the others (at 2.8 outputs have no id, and 2.7-compat's dummy
+/// hash names none). Checked by [`check_ids`].
+fn legacy_drv_hash(file: &str) -> Option<String> {
+    match file {
+        // The real hash an older Nix wrote: the old test's
+        // `sha256-b4afnqKCO9oWXgYHb9DeQ2berSwOjS27rSd9TxXDc/U=` (6f869f9e…).
+        "build-result-2.6.bin" => Some(format!(
+            "sha256:{}",
+            hex::encode(sri_sha256(OLD_DRV_HASH_SRI))
+        )),
+        // The dummy Nix writes now for a client before 2.8 names no
+        // derivation: those realisations have no id, like 2.8's.
+        _ => None,
+    }
+}
+
 /// Files nixwire does not decode, each with the reason.
 const NOT_DECODED: &[(&str, &str)] = &[
     (
-        "drv-output-2.8.bin",
-        "DrvOutput (derivation path, output name): nixwire has no such type; no serve \
-         operation sends one",
-    ),
-    (
-        "realisation-2.8.bin",
-        "a keyed Realisation (DrvOutput, then an unkeyed realisation): nixwire has only the \
-         unkeyed one, which is what BuildResult carries; no serve operation sends a keyed one",
-    ),
-    (
         "drv-output.bin",
         "left over in Nix's tree: no longer read by Nix's test at this commit (the pre-2.8 \
-         DrvOutput `sha256:<hash>!<output>`); nixwire has no DrvOutput type",
+         DrvOutput `sha256:<hash>!<output>`, at the default version); nixwire's DrvOutput is \
+         this form, but only inside a JSON realisation of BuildResult, with no layout of its \
+         own, since no serve operation sends one",
     ),
     (
         "realisation.bin",
         "left over in Nix's tree: no longer read by Nix's test at this commit (the pre-2.8 \
-         realisation as JSON text); nixwire has no type for it outside BuiltOutputs",
+         realisation as JSON text, its second value with signatures as JSON objects); nixwire \
+         reads JSON realisations only inside BuildResult's builtOutputs",
     ),
     (
         "realisation-with-deps.bin",
         "left over in Nix's tree: no longer read by Nix's test at this commit (a JSON \
-         realisation with dependentRealisations); nixwire has no type for it",
+         realisation with dependentRealisations); nixwire reads JSON realisations only inside \
+         BuildResult's builtOutputs",
     ),
 ];
 
@@ -361,27 +456,32 @@ const HASH_PART: &str = "g1w7hy3qg1w7hy3qg1w7hy3qg1w7hy3q";
 /// The narHash of the 2.4 path infos, as the C++ test writes it.
 const NAR_HASH_SRI: &str = "sha256-FePFYIlMuycIXPZbWi7LGEiMmZSX9FMbaQenWBzm1Sc=";
 
-fn path_with(hash_part: &str, rest: &str) -> String {
-    format!("{DEFAULT_STORE_DIR}/{hash_part}{rest}")
+/// The derivation hash of the outputs in the old 2.6 test.
+const OLD_DRV_HASH_SRI: &str = "sha256-b4afnqKCO9oWXgYHb9DeQ2berSwOjS27rSd9TxXDc/U=";
+
+/// `StorePath{"<hash_part><rest>"}` (it travels in `/nix/store`).
+fn path_with(hash_part: &str, rest: &str) -> StorePath {
+    let base = format!("{hash_part}{rest}");
+    StorePath::from_base_name(base.as_bytes()).unwrap_or_else(|e| panic!("{base}: {e}"))
 }
 
-/// `StorePath{"g1w7hy3q…<rest>"}` as printed on the wire.
-fn path(rest: &str) -> String {
+/// `StorePath{"g1w7hy3q…<rest>"}`.
+fn path(rest: &str) -> StorePath {
     path_with(HASH_PART, rest)
 }
 
-fn owned(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| (*s).to_owned()).collect()
+fn output(name: &str) -> OutputName {
+    OutputName::new(name).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-fn strs(items: &[&str]) -> Vec<Value> {
-    items.iter().map(|s| Value::Str((*s).to_owned())).collect()
+fn strings(items: &[&str]) -> Vec<NixString> {
+    items.iter().map(|s| NixString::from(*s)).collect()
 }
 
 /// `Signature{.keyName = key, .sig = std::string(64, '\0')}` as Nix prints it.
-fn sig(key: &str) -> String {
+fn sig(key: &str) -> Signature {
     let zeros = base64::engine::general_purpose::STANDARD.encode([0u8; 64]);
-    format!("{key}:{zeros}")
+    Signature::new(format!("{key}:{zeros}"))
 }
 
 fn sha256(data: &[u8]) -> Vec<u8> {
@@ -401,7 +501,20 @@ fn sri_sha256(sri: &str) -> Vec<u8> {
         .expect("base64")
 }
 
+fn nar_hash(sri: &str) -> NarHash {
+    NarHash(sri_sha256(sri).try_into().expect("32 bytes"))
+}
+
+/// `ContentAddress{.method, .hash}`.
+fn ca(method: ContentAddressMethod, algo: HashAlgo, digest: &[u8]) -> ContentAddress {
+    ContentAddress {
+        method,
+        hash: Hash::new(algo, digest).expect("a digest of the algorithm's size"),
+    }
+}
+
 /// Nix's base-32 (`HashFormat::Nix32`): its own alphabet, last byte first.
+/// Written here independently of nixwire's, to check it.
 fn nix32(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
     let len = (bytes.len() * 8 - 1) / 5 + 1;
@@ -436,13 +549,11 @@ fn options(max_log_size: u64, nr_repeats: u64, enforce: bool, keep_failed: bool)
 /// A failed `BuildResult` with the message "no idea why".
 fn failure(status: BuildStatus, times: u64, nondet: bool, start: u64, stop: u64) -> Value {
     Value::BuildResult(BuildResult {
-        status,
-        error_msg: "no idea why".into(),
         times_built: times,
         is_non_deterministic: nondet,
         start_time: start,
         stop_time: stop,
-        built_outputs: BuiltOutputs::Structured(Vec::new()),
+        ..BuildResult::new(status, "no idea why")
     })
 }
 
@@ -450,24 +561,21 @@ fn failure(status: BuildStatus, times: u64, nondet: bool, start: u64, stop: u64)
 /// part), without signatures.
 fn success(times: u64, start: u64, stop: u64, outputs: &[(&str, &str)]) -> Value {
     Value::BuildResult(BuildResult {
-        status: BuildStatus::Built,
-        error_msg: String::new(),
         times_built: times,
-        is_non_deterministic: false,
         start_time: start,
         stop_time: stop,
-        built_outputs: BuiltOutputs::Structured(
-            outputs
-                .iter()
-                .map(|(name, rest)| {
-                    let realisation = Realisation {
-                        out_path: path(rest),
-                        signatures: Vec::new(),
-                    };
-                    ((*name).to_owned(), realisation)
-                })
-                .collect(),
-        ),
+        built_outputs: outputs
+            .iter()
+            .map(|(name, rest)| {
+                let realisation = Realisation {
+                    id: None,
+                    out_path: path(rest),
+                    signatures: Vec::new(),
+                };
+                (output(name), realisation)
+            })
+            .collect(),
+        ..BuildResult::new(BuildStatus::Built, "")
     })
 }
 
@@ -482,17 +590,35 @@ fn three_build_results() -> Vec<Value> {
     ]
 }
 
+/// The unkeyed realisation of the 2.8 realisation files: `H-foo`, signed by
+/// `asdf` and `qwer`.
+fn foo_realisation() -> Realisation {
+    Realisation {
+        id: None,
+        out_path: path("-foo"),
+        signatures: vec![sig("asdf"), sig("qwer")],
+    }
+}
+
 /// An `UnkeyedValidPathInfo` with narSize 34878 (sent twice: Nix sends the NAR
 /// size as the download size too).
-fn path_info(deriver: &str, refs: &[&str], nar_hash: &str, ca: &str, sigs: &[&str]) -> Value {
-    Value::PathInfo(UnkeyedValidPathInfo {
-        deriver: deriver.to_owned(),
-        references: owned(refs),
-        download_size: 34878,
+fn path_info(
+    deriver: Option<StorePath>,
+    references: Vec<StorePath>,
+    nar_hash: Option<NarHash>,
+    ca: Option<ContentAddress>,
+    sigs: Vec<Signature>,
+) -> Value {
+    Value::PathInfo(PathInfo {
+        deriver,
+        nar_hash,
+        references,
+        registration_time: 0,
         nar_size: 34878,
-        nar_hash: nar_hash.to_owned(),
-        ca: ca.to_owned(),
-        sigs: owned(sigs),
+        download_size: 34878,
+        ultimate: false,
+        sigs,
+        ca,
     })
 }
 
@@ -507,17 +633,56 @@ fn read(file: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// Where `ours` and `theirs` first differ, with what each has from there,
+/// for a person to read.
+fn difference(ours: &[u8], theirs: &[u8]) -> String {
+    let at = ours
+        .iter()
+        .zip(theirs)
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| ours.len().min(theirs.len()));
+    let from = |b: &[u8]| format!("\"{}\"", b[at..(at + 64).min(b.len())].escape_ascii());
+    format!(
+        "first difference at byte {at}: ours has {}, the file {}",
+        from(ours),
+        from(theirs)
+    )
+}
+
+/// Checks the ids of a decoded build result's outputs: at 2.6 and 2.7 each
+/// is `<the file's drv hash>!<its output name>` (see [`legacy_drv_hash`]), and
+/// from 2.8 on there is none.
+fn check_ids(case: &Case, got: &Value) -> Result<(), String> {
+    let Value::BuildResult(result) = got else {
+        return Ok(());
+    };
+    let drv_hash = legacy_drv_hash(case.file);
+    for (name, realisation) in &result.built_outputs {
+        let want = drv_hash.as_ref().map(|h| DrvOutput {
+            drv_hash: h.as_str().into(),
+            output: name.clone(),
+        });
+        if realisation.id != want {
+            return Err(format!(
+                "output {name}: id {:?}, expected {want:?}",
+                realisation.id
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks one file's bytes against its case: every value decodes at the
-/// case's version and equals the stated one, re-encodes to exactly the bytes
-/// it came from, nothing is left over, and (for write cases) the stated
-/// values encode to the file.
+/// case's version and equals the stated one (and its outputs' ids are the
+/// file's), re-encodes to exactly the bytes it came from, nothing is left
+/// over, and (for write cases) the stated values encode to the file.
 fn check(case: &Case, bytes: &[u8]) -> Result<(), String> {
-    let cx = Cx::new(case.version);
+    let cx = Cx::<Serve>::new(case.version);
     let expected = (case.values)();
-    let mut rest = bytes;
+    let mut at = 0;
     for (i, want) in expected.iter().enumerate() {
-        let at = bytes.len() - rest.len();
-        let (after, got) = want
+        let rest = &bytes[at..];
+        let (got, used) = want
             .decode_like(&cx, rest)
             .map_err(|e| format!("value {i} (byte {at}): does not decode: {e}"))?;
         if got.normalised() != want.normalised() {
@@ -525,22 +690,24 @@ fn check(case: &Case, bytes: &[u8]) -> Result<(), String> {
                 "value {i} (byte {at}): decoded {got:?}, Nix's test states {want:?}"
             ));
         }
+        check_ids(case, &got).map_err(|e| format!("value {i} (byte {at}): {e}"))?;
         let mut again = Vec::new();
         got.encode(&cx, &mut again);
-        let consumed = &rest[..rest.len() - after.len()];
+        let consumed = &rest[..used];
         if again != consumed {
             return Err(format!(
-                "value {i} (byte {at}): re-encodes to {} bytes differing from the {} read",
+                "value {i} (byte {at}): re-encodes to {} bytes differing from the {} read ({})",
                 again.len(),
-                consumed.len()
+                consumed.len(),
+                difference(&again, consumed)
             ));
         }
-        rest = after;
+        at += used;
     }
-    if !rest.is_empty() {
+    if at != bytes.len() {
         return Err(format!(
             "{} bytes left over after the {} values",
-            rest.len(),
+            bytes.len() - at,
             expected.len()
         ));
     }
@@ -550,11 +717,11 @@ fn check(case: &Case, bytes: &[u8]) -> Result<(), String> {
             value.encode(&cx, &mut written);
         }
         if written != bytes {
-            let first = written.iter().zip(bytes).position(|(a, b)| a != b);
             return Err(format!(
-                "the stated values encode to {} bytes, not the file's {} (first difference at {first:?})",
+                "the stated values encode to {} bytes, not the file's {} ({})",
                 written.len(),
-                bytes.len()
+                bytes.len(),
+                difference(&written, bytes)
             ));
         }
     }
@@ -641,38 +808,39 @@ fn a_changed_byte_in_any_file_is_noticed() {
 fn the_handshake_is_nixs() {
     let to_client = read(HANDSHAKE);
     let version = DEFAULT;
+    let now = Instant::now();
 
-    let mut server = Server::new(ServerConfig {
-        version,
-        ..ServerConfig::default()
-    });
+    let mut config = ServerConfig::default();
+    config.version = version;
+    let mut server = Server::new(config, now);
     let mut hello = Vec::new();
     encode_u64(CLIENT_MAGIC, &mut hello);
     encode_u64(version.to_wire(), &mut hello);
-    server.handle_input(&hello).expect("client hello");
-    let mut sent = Vec::new();
-    server.poll_transmit(&mut sent);
+    server
+        .handle_input(now, Bytes::from(hello))
+        .expect("client hello");
+    let sent: Vec<u8> = std::iter::from_fn(|| server.poll_transmit())
+        .flatten()
+        .collect();
     assert_eq!(sent, to_client);
     assert!(matches!(
         server.poll_event(),
         Some(ServerEvent::Connected { version: v, .. }) if v == version
     ));
 
-    let config = ClientConfig {
-        version,
-        ..ClientConfig::default()
-    };
+    let mut config = ClientConfig::default();
+    config.version = version;
     // Every proper prefix is "need more", neither an error nor a handshake.
     for len in 0..to_client.len() {
-        let mut client = Client::new(config.clone(), Instant::now());
+        let mut client = Client::new(config.clone(), now);
         client
-            .handle_input(Instant::now(), &to_client[..len])
+            .handle_input(now, Bytes::copy_from_slice(&to_client[..len]))
             .expect("a prefix is not an error");
         assert_eq!(client.version(), None, "after {len} bytes");
     }
-    let mut client = Client::new(config, Instant::now());
+    let mut client = Client::new(config, now);
     client
-        .handle_input(Instant::now(), &to_client)
+        .handle_input(now, Bytes::from(to_client))
         .expect("the handshake");
     assert_eq!(client.version(), Some(version));
     let connected = std::iter::from_fn(|| client.poll_event()).any(|e| {
@@ -684,10 +852,29 @@ fn the_handshake_is_nixs() {
 
 #[test]
 fn nix32_matches_nix() {
-    // Values Nix printed in these files, from inputs its test states.
-    assert_eq!(
-        nix32(&sri_sha256(NAR_HASH_SRI)),
-        "09ymwqf5i9q7d4dm7x4pjjcqqj0qrcp5lnznbh42gfsci5hcbqqm"
-    );
-    assert_eq!(nix32(&sha1_blob()), "1amk6n7wxjlw4qkq6dcj6mm7hw3acrw0");
+    // Values Nix printed in these files, from inputs its test states: the
+    // helper here and nixwire's own rendering both give them.
+    let cases = [
+        (
+            "unkeyed-valid-path-info-2.4.bin",
+            sri_sha256(NAR_HASH_SRI),
+            HashAlgo::Sha256,
+            "09ymwqf5i9q7d4dm7x4pjjcqqj0qrcp5lnznbh42gfsci5hcbqqm",
+        ),
+        (
+            "content-address.bin",
+            sha1_blob(),
+            HashAlgo::Sha1,
+            "1amk6n7wxjlw4qkq6dcj6mm7hw3acrw0",
+        ),
+    ];
+    for (file, digest, algo, printed) in cases {
+        let in_file = read(file)
+            .windows(printed.len())
+            .any(|w| w == printed.as_bytes());
+        assert!(in_file, "{printed} is in {file}");
+        assert_eq!(nix32(&digest), printed);
+        let hash = Hash::new(algo, &digest).expect("digest");
+        assert_eq!(hash.render(HashFormat::Nix32, false), printed);
+    }
 }

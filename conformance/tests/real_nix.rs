@@ -18,12 +18,15 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use nixwire_core::conn::{Connection, Error, ErrorKind, RequestId};
 use nixwire_core::nar::Node;
 use nixwire_core::serve::messages::*;
-use nixwire_core::serve::{
-    Client, ClientConfig, ClientEvent, Error, ImportPaths, Reply, Request, RequestId,
+use nixwire_core::serve::{Client, ClientConfig, ClientEvent, ImportPaths, Reply, Request};
+use nixwire_core::store::{
+    BasicDerivation, BuildStatus, DerivationOutput, NarHash, OutputName, StoreDir, StorePath,
 };
-use nixwire_core::wire::Version;
+use nixwire_core::wire::{NixString, Version};
 use sha2::{Digest, Sha256};
 
 /// Every test stops on its own: no single wait is longer than this.
@@ -197,10 +200,10 @@ impl Driver {
     }
 
     fn flush(&mut self) {
-        let mut out = Vec::new();
-        self.client.poll_transmit(&mut out);
-        if let (false, Some(stdin)) = (out.is_empty(), self.stdin.as_mut()) {
-            stdin.write_all(&out).expect("write to nix-store");
+        while let Some(out) = self.client.poll_transmit() {
+            if let Some(stdin) = self.stdin.as_mut() {
+                stdin.write_all(&out).expect("write to nix-store");
+            }
         }
     }
 
@@ -216,9 +219,14 @@ impl Driver {
             self.flush();
             while let Some(event) = self.client.poll_event() {
                 match event {
-                    ClientEvent::SendNar { id: body_id } => {
+                    ClientEvent::BodyWanted { id: body_id, .. } => {
                         for body in bodies {
-                            self.client.write_nar(body_id, body)?;
+                            let taken = self.client.offer_body(
+                                Instant::now(),
+                                body_id,
+                                Bytes::copy_from_slice(body),
+                            )?;
+                            assert_eq!(taken, body.len(), "the whole body is taken");
                         }
                         self.flush();
                     }
@@ -234,20 +242,27 @@ impl Driver {
                 .poll_timeout()
                 .map_or(GUARD, |t| t.saturating_duration_since(now).min(GUARD));
             match self.rx.recv_timeout(wait) {
-                Ok(Input::Stdout(b)) => self.client.handle_input(Instant::now(), &b)?,
-                Ok(Input::Stderr(b)) => self.client.handle_stderr(Instant::now(), &b),
+                Ok(Input::Stdout(b)) => self.client.handle_input(Instant::now(), Bytes::from(b))?,
+                Ok(Input::Stderr(b)) => self.client.handle_stderr(Instant::now(), Bytes::from(b)),
                 Ok(Input::Eof) => self.client.handle_eof(Instant::now())?,
                 Err(_) => self.client.handle_timeout(Instant::now())?,
             }
         }
     }
 
-    fn request(&mut self, request: Request) -> Reply {
+    fn request(&mut self, request: impl Into<Request>) -> Reply {
         self.request_with(request, &[]).0
     }
 
-    fn request_with(&mut self, request: Request, bodies: &[Vec<u8>]) -> (Reply, Vec<u8>) {
-        let id = self.client.request(request).expect("request");
+    fn request_with(
+        &mut self,
+        request: impl Into<Request>,
+        bodies: &[Vec<u8>],
+    ) -> (Reply, Vec<u8>) {
+        let id = self
+            .client
+            .request(Instant::now(), request)
+            .expect("request");
         let mut nar = Vec::new();
         let reply = self.run(id, bodies, &mut nar).expect("reply");
         (reply, nar)
@@ -273,10 +288,8 @@ impl Drop for Driver {
 fn serve(store: &Path) -> Driver {
     let mut args = nix_args(store);
     args.extend(["--serve".into(), "--write".into()]);
-    let config = ClientConfig {
-        handshake_timeout: Some(Duration::from_secs(30)),
-        ..ClientConfig::default()
-    };
+    let mut config = ClientConfig::default();
+    config.handshake_timeout = Some(Duration::from_secs(30));
     Driver::spawn("nix-store", &args, config)
 }
 
@@ -290,9 +303,28 @@ fn run_nix(program: &str, args: &[String]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
+/// A full store path as Nix prints it, as the [`StorePath`] it names.
+fn store_path(full: &str) -> StorePath {
+    StoreDir::default()
+        .parse_path(full.as_bytes())
+        .unwrap_or_else(|e| panic!("{full:?}: {e}"))
+}
+
+/// A store path's full form, as Nix prints it.
+fn full(path: &StorePath) -> String {
+    StoreDir::default().display_path(path)
+}
+
+/// The strings of a JSON array (none if it is not one).
+fn items(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect())
+        .unwrap_or_default()
+}
+
 /// Instantiates a one-line derivation in `store` and returns its path and
 /// its `BasicDerivation`, read back with `nix show-derivation`.
-fn derivation(store: &Path, name: &str, script: &str) -> (String, BasicDerivation) {
+fn derivation(store: &Path, name: &str, script: &str) -> (StorePath, BasicDerivation) {
     let expr = format!(
         "derivation {{ name = \"{name}\"; system = builtins.currentSystem; \
          builder = \"/bin/sh\"; args = [ \"-c\" \"{script}\" ]; }}"
@@ -306,41 +338,33 @@ fn derivation(store: &Path, name: &str, script: &str) -> (String, BasicDerivatio
     let json: serde_json::Value =
         serde_json::from_str(&run_nix("nix", &args)).expect("derivation JSON");
     let d = &json[&drv];
-    let strs = |v: &serde_json::Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let text = |v: &serde_json::Value| NixString::from(v.as_str().unwrap_or_default());
     let outputs = d["outputs"]
         .as_object()
         .expect("outputs")
         .iter()
         .map(|(name, o)| DerivationOutput {
-            name: name.clone(),
-            path: o["path"].as_str().unwrap_or_default().to_owned(),
-            hash_algo: String::new(),
-            hash: String::new(),
+            name: OutputName::new(name).expect("an output name"),
+            path: o["path"].as_str().map(store_path),
+            hash_algo: NixString::new(),
+            hash: NixString::new(),
         })
         .collect();
     let env = d["env"]
         .as_object()
         .expect("env")
         .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .map(|(k, v)| (NixString::from(k.as_str()), text(v)))
         .collect();
     let basic = BasicDerivation {
         outputs,
-        input_srcs: strs(&d["inputSrcs"]),
-        platform: d["system"].as_str().unwrap_or_default().to_owned(),
-        builder: d["builder"].as_str().unwrap_or_default().to_owned(),
-        args: strs(&d["args"]),
+        input_srcs: items(&d["inputSrcs"]).into_iter().map(store_path).collect(),
+        platform: text(&d["system"]),
+        builder: text(&d["builder"]),
+        args: items(&d["args"]).into_iter().map(NixString::from).collect(),
         env,
     };
-    (drv, basic)
+    (store_path(&drv), basic)
 }
 
 fn options() -> BuildOptions {
@@ -362,7 +386,10 @@ fn build_query_and_dump_against_real_nix() {
         "nixwire-ok",
         "echo hello from the builder; echo to stderr >&2; /bin/mkdir $out; echo hi > $out/file; /bin/ln -s file $out/link",
     );
-    let out = drv.outputs[0].path.clone();
+    let out = drv.outputs[0]
+        .path
+        .clone()
+        .expect("an input-addressed output");
     let mut nix = serve(&store);
 
     let reply = nix.request(Request::BuildDerivation(BuildDerivation {
@@ -378,11 +405,23 @@ fn build_query_and_dump_against_real_nix() {
     assert_eq!(result.status, BuildStatus::Built, "{}", result.error_msg);
     assert!(result.start_time > 0 && result.stop_time >= result.start_time);
     if version >= Version::new(2, 6) {
-        let outputs = result
+        let outputs: Vec<_> = result
             .built_outputs
-            .paths(DEFAULT_STORE_DIR)
-            .expect("outputs");
-        assert_eq!(outputs, vec![("out".to_owned(), out.clone())]);
+            .iter()
+            .map(|(name, r)| (name.clone(), r.out_path.clone()))
+            .collect();
+        assert_eq!(outputs, vec![(OutputName::out(), out.clone())]);
+        if version < Version::new(2, 8) {
+            // 2.6 and 2.7 name each output `<drv hash>!<output>` too.
+            for (name, r) in &result.built_outputs {
+                let id = r.id.as_ref().expect("a JSON realisation's id");
+                assert_eq!(&id.output, name, "{r:?}");
+                assert!(
+                    id.drv_hash.to_string_lossy().starts_with("sha256:"),
+                    "{r:?}"
+                );
+            }
+        }
     }
     // The builder's output came through stderr as logs, while it ran.
     let logs = String::from_utf8_lossy(&nix.logs).into_owned();
@@ -393,7 +432,7 @@ fn build_query_and_dump_against_real_nix() {
         substitute: false,
         paths: vec![
             out.clone(),
-            "/nix/store/00000000000000000000000000000000-nope".into(),
+            store_path("/nix/store/00000000000000000000000000000000-nope"),
         ],
     }));
     assert_eq!(valid, Reply::QueryValidPaths(vec![out.clone()]));
@@ -406,8 +445,9 @@ fn build_query_and_dump_against_real_nix() {
         panic!("path infos")
     };
     assert_eq!(infos.len(), 1);
+    assert_eq!(infos[0].0, out);
     let info = &infos[0].1;
-    assert!(info.nar_hash.starts_with("sha256:"), "{info:?}");
+    assert!(info.nar_hash.is_some(), "{info:?}");
 
     let (reply, nar) = nix.request_with(
         Request::DumpStorePath(DumpStorePath { path: out.clone() }),
@@ -415,15 +455,16 @@ fn build_query_and_dump_against_real_nix() {
     );
     assert_eq!(
         reply,
-        Reply::DumpStorePath {
+        Reply::DumpStorePath(NarDone {
             nar_size: nar.len() as u64
-        }
+        })
     );
     assert_eq!(nar.len() as u64, info.nar_size);
+    assert_eq!(info.nar_hash, Some(NarHash(Sha256::digest(&nar).into())));
     // Nix's own serialisation of the same path agrees byte for byte.
     // (`--dump` serialises a file-system path: the output's real location.)
     // `--store` too, or `nix-store` opens (and creates) the machine's /nix.
-    let on_disk = format!("{}{out}", store.display());
+    let on_disk = format!("{}{}", store.display(), full(&out));
     let mut args = nix_args(&store);
     args.extend(["--dump".into(), on_disk]);
     let dumped = nix_command("nix-store").args(&args).output().expect("dump");
@@ -459,7 +500,7 @@ fn a_failing_build_is_reported_not_thrown() {
     };
     assert!(!result.status.is_success(), "{result:?}");
     assert!(
-        result.error_msg.contains("exit code 3"),
+        result.error_msg.to_string_lossy().contains("exit code 3"),
         "{}",
         result.error_msg
     );
@@ -488,17 +529,22 @@ fn add_and_import_paths_into_real_nix() {
         contents: b"added by nixwire\n".to_vec(),
     }
     .to_nar();
-    let added = format!("/nix/store/{}-nixwire-added", nix32_hash(1));
+    let added = store_path(&format!("/nix/store/{}-nixwire-added", nix32_hash(1)));
     let reply = nix.request_with(
         Request::AddToStoreNar(AddToStoreNar {
             path: added.clone(),
-            nar_hash: hex::encode(Sha256::digest(&file)),
+            deriver: None,
+            nar_hash: NarHash(Sha256::digest(&file).into()),
+            references: Vec::new(),
+            registration_time: 0,
             nar_size: file.len() as u64,
-            ..AddToStoreNar::default()
+            ultimate: false,
+            sigs: Vec::new(),
+            ca: None,
         }),
         std::slice::from_ref(&file),
     );
-    assert_eq!(reply.0, Reply::AddToStoreNar);
+    assert_eq!(reply.0, Reply::AddToStoreNar(Ack));
 
     let tree = Node::Directory(vec![
         (
@@ -514,23 +560,25 @@ fn add_and_import_paths_into_real_nix() {
         (
             b"ref".to_vec(),
             Node::Symlink {
-                target: added.clone().into_bytes(),
+                target: full(&added).into_bytes(),
             },
         ),
     ])
     .to_nar();
-    let imported = format!("/nix/store/{}-nixwire-imported", nix32_hash(2));
+    let imported = store_path(&format!("/nix/store/{}-nixwire-imported", nix32_hash(2)));
     let reply = nix.request_with(
         Request::ImportPaths(ImportPaths {
             paths: vec![ExportTrailer {
+                magic: ExportMagic,
                 path: imported.clone(),
                 references: vec![added.clone()],
-                ..ExportTrailer::default()
+                deriver: None,
+                legacy_signature: LegacySignature::default(),
             }],
         }),
         std::slice::from_ref(&tree),
     );
-    assert_eq!(reply.0, Reply::ImportPaths);
+    assert_eq!(reply.0, Reply::ImportPaths(Ack));
 
     let valid = nix.request(Request::QueryValidPaths(QueryValidPaths {
         lock: false,
@@ -568,10 +616,10 @@ fn a_chatty_shell_before_nix_store_is_named_in_the_error() {
     let mut nix = Driver::spawn("sh", &["-c".into(), script], ClientConfig::default());
     let id = nix
         .client
-        .request(Request::QueryValidPaths(QueryValidPaths::default()))
+        .request(Instant::now(), QueryValidPaths::default())
         .expect("request");
     let err = nix.run(id, &[], &mut Vec::new()).expect_err("wrong magic");
-    assert!(matches!(err, Error::WrongMagic { .. }), "{err}");
+    assert!(matches!(*err.kind, ErrorKind::WrongMagic { .. }), "{err}");
     assert!(
         err.to_string().contains("Welcome to the build farm"),
         "{err}"

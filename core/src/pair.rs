@@ -84,7 +84,8 @@ impl<C: Connection, S: Connection> Pair<C, S> {
                 Err(e) => {
                     // What the client reported up to the failure (its
                     // `Broken` event among it) is the test's to look at.
-                    self.events.extend(std::iter::from_fn(|| self.client.poll_event()));
+                    self.events
+                        .extend(std::iter::from_fn(|| self.client.poll_event()));
                     return Err(e);
                 }
             }
@@ -119,7 +120,9 @@ impl<C: Connection, S: Connection> Pair<C, S> {
                     .map_err(PairError::Client)?;
             }
             if self.cut {
-                self.client.handle_eof(self.now).map_err(PairError::Client)?;
+                self.client
+                    .handle_eof(self.now)
+                    .map_err(PairError::Client)?;
             }
         }
         while let Some(event) = self.client.poll_event() {
@@ -175,5 +178,7 @@ impl<C: Connection, S: Connection> Pair<C, S> {
 fn pieces(bytes: Bytes, max: usize) -> impl Iterator<Item = Bytes> {
     let max = max.max(1);
     let len = bytes.len();
-    (0..len).step_by(max).map(move |at| bytes.slice(at..(at + max).min(len)))
+    (0..len)
+        .step_by(max)
+        .map(move |at| bytes.slice(at..(at + max).min(len)))
 }

@@ -32,16 +32,10 @@ fn pair_at(version: Version) -> ServePair {
 }
 
 fn path(n: u32) -> StorePath {
-    // 32 characters of Nix's base-32 alphabet, distinct per `n`.
-    const NIX32: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
-    let mut hash = [b'0'; 32];
-    let mut v = n;
-    for c in hash.iter_mut().rev().take(7) {
-        *c = NIX32[(v % 32) as usize];
-        v /= 32;
-    }
-    let hash = String::from_utf8_lossy(&hash).into_owned();
-    format!("{hash}-p{n}").parse().expect("a valid store path")
+    // A digest of its own per `n`; `from_digest` prints it in Nix's base 32.
+    let mut digest = [0u8; 20];
+    digest[..4].copy_from_slice(&n.to_le_bytes());
+    StorePath::from_digest(&digest, &format!("p{n}")).expect("a valid store path")
 }
 
 fn replies(pair: &mut ServePair) -> Vec<Reply> {
@@ -115,7 +109,10 @@ fn a_latin1_error_message_is_a_failed_build_not_a_broken_connection() {
             }
         })
         .expect("drive");
-        assert_eq!(env_seen.as_ref().map(NixString::as_bytes), Some(&b"caf\xe9"[..]));
+        assert_eq!(
+            env_seen.as_ref().map(NixString::as_bytes),
+            Some(&b"caf\xe9"[..])
+        );
         let got = replies(&mut pair);
         let [Reply::BuildDerivation(result)] = &got[..] else {
             panic!("expected one build result, got {got:?}");
@@ -124,9 +121,14 @@ fn a_latin1_error_message_is_a_failed_build_not_a_broken_connection() {
         assert_eq!(result.status, expected.status);
         assert!(pair.client.error().is_none());
         // The connection goes on.
-        pair.client.request(now, query(vec![path(2)])).expect("next");
+        pair.client
+            .request(now, query(vec![path(2)]))
+            .expect("next");
         pair.drive(echo).expect("drive");
-        assert_eq!(replies(&mut pair), vec![Reply::QueryValidPaths(vec![path(2)])]);
+        assert_eq!(
+            replies(&mut pair),
+            vec![Reply::QueryValidPaths(vec![path(2)])]
+        );
     }
 }
 
@@ -142,7 +144,9 @@ fn store_paths_travel_in_the_connections_store_directory() {
     s.store_dir = gnu;
     let mut pair = Pair::new(Client::new(c, now), Server::new(s, now), now);
     pair.drive(echo).expect("handshake");
-    pair.client.request(now, query(vec![path(7)])).expect("request");
+    pair.client
+        .request(now, query(vec![path(7)]))
+        .expect("request");
     let mut wire = Vec::new();
     while let Some(b) = pair.client.poll_transmit() {
         wire.extend_from_slice(&b);
@@ -151,14 +155,19 @@ fn store_paths_travel_in_the_connections_store_directory() {
     let text = String::from_utf8_lossy(&wire);
     assert!(text.contains(&format!("/gnu/store/{}", path(7))), "{text}");
     pair.drive(echo).expect("drive");
-    assert_eq!(replies(&mut pair), vec![Reply::QueryValidPaths(vec![path(7)])]);
+    assert_eq!(
+        replies(&mut pair),
+        vec![Reply::QueryValidPaths(vec![path(7)])]
+    );
 }
 
 #[test]
 fn an_invalid_store_path_in_a_reply_names_the_field_and_what_was_expected() {
     let mut pair = pair_at(Version::new(2, 7));
     let now = pair.now;
-    pair.client.request(now, query(vec![path(1)])).expect("request");
+    pair.client
+        .request(now, query(vec![path(1)]))
+        .expect("request");
     pair.drive(|server, event| {
         if let ServerEvent::Request { .. } = event {
             // A host bug or a hostile server: bytes that are no store path.
@@ -207,7 +216,10 @@ fn the_operation_table_gives_codes_names_kinds_and_typed_replies() {
 fn a_callers_mistake_is_returned_and_changes_nothing() {
     let mut pair = pair_at(Version::new(2, 7));
     let now = pair.now;
-    let id = pair.client.request(now, query(vec![path(1)])).expect("request");
+    let id = pair
+        .client
+        .request(now, query(vec![path(1)]))
+        .expect("request");
     let err = pair
         .client
         .offer_body(now, id, Bytes::from_static(b"nothing wanted"))
@@ -216,7 +228,9 @@ fn a_callers_mistake_is_returned_and_changes_nothing() {
     assert!(pair.client.error().is_none());
     // The server side: answering out of order is a mistake too.
     let mut pending = Vec::new();
-    pair.client.request(now, query(vec![path(2)])).expect("second");
+    pair.client
+        .request(now, query(vec![path(2)]))
+        .expect("second");
     pair.drive(|_, event| {
         if let ServerEvent::Request { id, request } = event {
             pending.push((id, request));
@@ -268,7 +282,10 @@ fn an_operation_the_peer_lacks_is_that_requests_failure_only() {
         ca: None,
     };
     let refused = pair.client.request(now, add).expect("request");
-    let fine = pair.client.request(now, query(vec![path(2)])).expect("request");
+    let fine = pair
+        .client
+        .request(now, query(vec![path(2)]))
+        .expect("request");
     pair.drive(echo).expect("drive");
     let mut failed = None;
     let mut answered = None;
@@ -282,15 +299,25 @@ fn an_operation_the_peer_lacks_is_that_requests_failure_only() {
     let (id, error) = failed.expect("a failed request");
     assert_eq!(id, refused);
     assert_eq!(error.class(), ErrorClass::Refused);
-    assert!(error.to_string().contains("AddToStoreNar needs serve protocol 2.5"), "{error}");
-    assert_eq!(answered, Some((fine, Reply::QueryValidPaths(vec![path(2)]))));
+    assert!(
+        error
+            .to_string()
+            .contains("AddToStoreNar needs serve protocol 2.5"),
+        "{error}"
+    );
+    assert_eq!(
+        answered,
+        Some((fine, Reply::QueryValidPaths(vec![path(2)])))
+    );
 }
 
 #[test]
 fn a_broken_connection_says_so_once_with_its_context() {
     let mut pair = pair_at(Version::new(2, 7));
     let now = pair.now;
-    pair.client.request(now, query(vec![path(1)])).expect("request");
+    pair.client
+        .request(now, query(vec![path(1)]))
+        .expect("request");
     // Flip the top byte of the reply's count: about 2^63 items.
     pair.corrupt_server_byte = Some(23);
     let err = pair.drive(echo).expect_err("broken");
@@ -301,7 +328,10 @@ fn a_broken_connection_says_so_once_with_its_context() {
         .collect();
     assert_eq!(broken.len(), 1, "{:?}", pair.events);
     let again = pair.client.request(now, query(vec![])).expect_err("broken");
-    assert_eq!(again.to_string(), pair.client.error().expect("error").to_string());
+    assert_eq!(
+        again.to_string(),
+        pair.client.error().expect("error").to_string()
+    );
     let e = pair.client.error().expect("error");
     assert_eq!(e.class(), ErrorClass::Protocol);
     assert_eq!(e.op, Some("QueryValidPaths"));
@@ -338,7 +368,12 @@ fn nar_chunks_are_slices_of_the_bytes_received() {
                 total += data.len();
             }
             ClientEvent::Reply { reply, .. } => {
-                assert_eq!(reply, Reply::DumpStorePath(NarDone { nar_size: total as u64 }));
+                assert_eq!(
+                    reply,
+                    Reply::DumpStorePath(NarDone {
+                        nar_size: total as u64
+                    })
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -382,16 +417,25 @@ fn an_offered_body_leaves_as_the_same_slices() {
     assert_eq!(wanted, (id, Some(nar.len() as u64)));
     let half = nar.len() / 2;
     assert_eq!(
-        pair.client.offer_body(now, id, nar.slice(..half)).expect("offer"),
+        pair.client
+            .offer_body(now, id, nar.slice(..half))
+            .expect("offer"),
         half
     );
     // More than the body: only the rest of it is taken.
     let mut more = nar.slice(half..).to_vec();
     more.extend_from_slice(b"not part of it");
-    let taken = pair.client.offer_body(now, id, Bytes::from(more)).expect("offer");
+    let taken = pair
+        .client
+        .offer_body(now, id, Bytes::from(more))
+        .expect("offer");
     assert_eq!(taken, nar.len() - half);
     let first = pair.client.poll_transmit().expect("bytes");
-    assert_eq!(first.as_ptr(), nar.as_ptr(), "the first half went out uncopied");
+    assert_eq!(
+        first.as_ptr(),
+        nar.as_ptr(),
+        "the first half went out uncopied"
+    );
     assert_eq!(first.len(), half);
 }
 
@@ -402,14 +446,25 @@ fn an_idle_kept_connection_does_not_time_out_on_its_next_request() {
     let now = Instant::now();
     let mut c = ClientConfig::default();
     c.stall_timeout = Some(Duration::from_secs(600));
-    let mut pair = Pair::new(Client::new(c, now), Server::new(ServerConfig::default(), now), now);
+    let mut pair = Pair::new(
+        Client::new(c, now),
+        Server::new(ServerConfig::default(), now),
+        now,
+    );
     pair.drive(echo).expect("handshake");
-    pair.advance(Duration::from_secs(3600)).expect("an idle hour");
+    pair.advance(Duration::from_secs(3600))
+        .expect("an idle hour");
     let later = pair.now;
-    pair.client.request(later, query(vec![path(1)])).expect("request");
-    assert_eq!(pair.client.poll_timeout(), Some(later + Duration::from_secs(600)));
+    pair.client
+        .request(later, query(vec![path(1)]))
+        .expect("request");
+    assert_eq!(
+        pair.client.poll_timeout(),
+        Some(later + Duration::from_secs(600))
+    );
     pair.client.handle_timeout(later).expect("not timed out");
-    pair.advance(Duration::from_secs(599)).expect("still waiting");
+    pair.advance(Duration::from_secs(599))
+        .expect("still waiting");
     let err = pair.advance(Duration::from_secs(2)).expect_err("stalled");
     let nixwire_core::pair::PairError::Client(err) = err else {
         panic!("{err}");
@@ -424,7 +479,10 @@ fn a_request_on_a_closed_connection_is_an_error_not_a_wait() {
     let now = pair.now;
     pair.drive(echo).expect("handshake");
     pair.client.handle_eof(now).expect("clean close");
-    assert!(matches!(pair.client.poll_event(), Some(ClientEvent::Closed)));
+    assert!(matches!(
+        pair.client.poll_event(),
+        Some(ClientEvent::Closed)
+    ));
     let err = pair.client.request(now, query(vec![])).expect_err("closed");
     assert!(matches!(*err.kind, ErrorKind::NotOpen));
     assert_eq!(err.class(), ErrorClass::Transport);
@@ -432,10 +490,10 @@ fn a_request_on_a_closed_connection_is_an_error_not_a_wait() {
 
 // 7. Resumable decoding; memory bounded by the limits.
 
-fn big_reply(n: u32) -> (Vec<u8>, Cx<Serve>) {
+fn big_reply(n: u32) -> Vec<u8> {
     let cx = Cx::<Serve>::new(Version::new(2, 7));
     let paths: Vec<StorePath> = (0..n).map(path).collect();
-    (paths.to_wire(&cx), cx)
+    paths.to_wire(&cx)
 }
 
 /// Time to take `bytes` as a QueryValidPaths reply, `piece` bytes at a time.
@@ -463,7 +521,7 @@ fn client_time(bytes: &[u8], piece: usize) -> Duration {
 
 #[test]
 fn a_large_reply_in_small_reads_costs_time_linear_in_its_size() {
-    let (bytes, _) = big_reply(50_000);
+    let bytes = big_reply(50_000);
     let whole = client_time(&bytes, bytes.len());
     let small = client_time(&bytes, 4096);
     // Re-parsing from the start on every read made this about
@@ -475,25 +533,36 @@ fn a_large_reply_in_small_reads_costs_time_linear_in_its_size() {
     );
 }
 
+fn server_with(limits: Limits, now: Instant) -> Server {
+    let mut config = ServerConfig::default();
+    config.limits = limits;
+    Server::new(config, now)
+}
+
+/// What a client sends to ask `request`: its hello, then the request.
+fn hello_and(request: impl Into<Request>) -> Vec<u8> {
+    let cx = Cx::<Serve>::new(LATEST);
+    let hello = ClientHello {
+        magic: CLIENT_MAGIC,
+        version: LATEST.to_wire(),
+    };
+    let mut bytes = hello.to_wire(&cx);
+    request.into().encode(&cx, &mut bytes);
+    bytes
+}
+
 #[test]
 fn decoded_memory_counts_against_the_limit() {
     // Empty strings are 8 bytes on the wire and a whole string value in
     // memory: the decoded size is what must be bounded.
     let now = Instant::now();
-    let mut s = ServerConfig::default();
     let mut limits = Limits::default();
     limits.max_decoded = 1 << 20;
-    s.limits = limits;
-    let mut server = Server::new(s, now);
-    let cx = Cx::<Serve>::new(LATEST);
-    let mut bytes = Vec::new();
-    nixwire_core::wire::encode_u64(CLIENT_MAGIC, &mut bytes);
-    nixwire_core::wire::encode_u64(LATEST.to_wire(), &mut bytes);
-    Request::from(BuildPaths {
+    let mut server = server_with(limits, now);
+    let bytes = hello_and(BuildPaths {
         paths: vec![NixString::new(); 100_000],
         options: BuildOptions::default(),
-    })
-    .encode(&cx, &mut bytes);
+    });
     assert!(bytes.len() < 1 << 20, "the wire form is under the limit");
     let err = server
         .handle_input(now, Bytes::from(bytes))
@@ -508,32 +577,31 @@ fn decoded_memory_counts_against_the_limit() {
 #[test]
 fn a_message_over_the_limit_is_refused_while_it_arrives() {
     let now = Instant::now();
-    let mut s = ServerConfig::default();
     let mut limits = Limits::default();
     limits.max_message = 1 << 20;
-    s.limits = limits;
-    let mut server = Server::new(s, now);
-    let cx = Cx::<Serve>::new(LATEST);
-    let mut bytes = Vec::new();
-    nixwire_core::wire::encode_u64(CLIENT_MAGIC, &mut bytes);
-    nixwire_core::wire::encode_u64(LATEST.to_wire(), &mut bytes);
+    let mut server = server_with(limits, now);
     let big = NixString::from(vec![b'x'; 900 << 10]);
-    Request::from(BuildPaths {
+    let bytes = hello_and(BuildPaths {
         paths: vec![big; 5],
         options: BuildOptions::default(),
-    })
-    .encode(&cx, &mut bytes);
+    });
     let mut fed = 0;
     let mut refused_at = None;
     for chunk in bytes.chunks(64 << 10) {
         fed += chunk.len();
-        if server.handle_input(now, Bytes::copy_from_slice(chunk)).is_err() {
+        if server
+            .handle_input(now, Bytes::copy_from_slice(chunk))
+            .is_err()
+        {
             refused_at = Some(fed);
             break;
         }
     }
     let at = refused_at.expect("refused");
-    assert!(at <= (1 << 20) + (64 << 10) + 16, "refused only after {at} bytes");
+    assert!(
+        at <= (1 << 20) + (64 << 10) + 16,
+        "refused only after {at} bytes"
+    );
 }
 
 // 8. NAR rules as Nix has them, on the wire.

@@ -42,7 +42,9 @@ fn path(g: &mut Gen) -> StorePath {
     let name: String = (0..len)
         .map(|_| char::from(*g.choose(&NAME[..62]).unwrap_or(&b'a')))
         .collect();
-    format!("{hash}-{name}").parse().expect("a generated store path is valid")
+    format!("{hash}-{name}")
+        .parse()
+        .expect("a generated store path is valid")
 }
 
 fn paths(g: &mut Gen) -> Vec<StorePath> {
@@ -433,7 +435,10 @@ fn the_allocation_limit_is_configurable() {
     }
     .to_wire(&tight);
     let err = DumpStorePath::decode_exact(&tight, &bytes).expect_err("over the limit");
-    assert!(matches!(err.kind, DecodeErrorKind::TooLarge { limit: 16, .. }), "{err}");
+    assert!(
+        matches!(err.kind, DecodeErrorKind::TooLarge { limit: 16, .. }),
+        "{err}"
+    );
     assert!(DumpStorePath::decode_exact(&cx(LATEST), &bytes).is_ok());
 }
 
@@ -450,7 +455,10 @@ fn fields_are_gated_by_the_version_that_introduced_them() {
     let len = |minor| options.to_wire(&cx(Version::new(2, minor))).len() / 8;
     assert_eq!([len(1), len(2), len(3), len(6), len(7)], [2, 3, 5, 5, 6]);
     assert_eq!(
-        BuildOptions::FIELDS.iter().filter(|f| f.since.is_some()).count(),
+        BuildOptions::FIELDS
+            .iter()
+            .filter(|f| f.since.is_some())
+            .count(),
         4
     );
     // Absent fields decode to what the layout says, not to a default of
@@ -492,7 +500,9 @@ fn non_zero_padding_and_bad_booleans_are_refused() {
 #[test]
 fn built_outputs_travel_as_json_before_2_8_and_structured_from_2_8() {
     let out = OutputName::new("out").expect("valid");
-    let path: StorePath = "7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-x-out".parse().expect("valid");
+    let path: StorePath = "7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-x-out"
+        .parse()
+        .expect("valid");
     let mut result = BuildResult::new(BuildStatus::Built, "");
     result.built_outputs = vec![(
         out.clone(),
@@ -507,18 +517,24 @@ fn built_outputs_travel_as_json_before_2_8_and_structured_from_2_8() {
     // As Nix writes it for old clients: a dummy derivation hash, the base name.
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.contains("!out"), "{text}");
-    assert!(text.contains("\"outPath\":\"7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-x-out\""), "{text}");
+    assert!(
+        text.contains("\"outPath\":\"7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-x-out\""),
+        "{text}"
+    );
     let (decoded, _) = BuildResult::decode_exact(&v27, &bytes).expect("decodes");
     assert_eq!(decoded.built_outputs[0].0, out);
     assert_eq!(decoded.built_outputs[0].1.out_path, path);
 
     // The base name is joined onto the connection's store directory.
-    let gnu = v27.clone().with_store_dir(
-        nixwire_core::store::StoreDir::new("/gnu/store").expect("a store dir"),
-    );
+    let gnu = v27
+        .clone()
+        .with_store_dir(nixwire_core::store::StoreDir::new("/gnu/store").expect("a store dir"));
     let (decoded, _) = BuildResult::decode_exact(&gnu, &bytes).expect("decodes");
-    assert_eq!(gnu.store_dir.display_path(&decoded.built_outputs[0].1.out_path),
-        "/gnu/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-x-out");
+    assert_eq!(
+        gnu.store_dir
+            .display_path(&decoded.built_outputs[0].1.out_path),
+        "/gnu/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-x-out"
+    );
 
     let v28 = cx(LATEST);
     let (decoded, _) = BuildResult::decode_exact(&v28, &result.to_wire(&v28)).expect("decodes");

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{Error, Outbox};
+use super::{Error, ErrorKind, Outbox, Phase};
 
 /// The bytes waiting to be sent, the events waiting to be polled, and the
 /// error that broke the connection, if one did. Every client and server
@@ -59,6 +59,24 @@ impl<E> Endpoint<E> {
         if self.broken.is_none() {
             self.events.push_back((self.broken_event)(error.clone()));
             self.broken = Some(error);
+        }
+    }
+
+    /// The peer's stream has ended: the connection breaks if something was
+    /// `owed` (in that phase), and reports `closed` otherwise.
+    pub(crate) fn end_of_stream(
+        &mut self,
+        owed: Option<(Phase, String)>,
+        closed: E,
+    ) -> Result<(), Error> {
+        match owed {
+            Some((phase, during)) => {
+                self.fail_on(Err(Error::new(ErrorKind::Closed { during }, phase)))
+            }
+            None => {
+                self.events.push_back(closed);
+                Ok(())
+            }
         }
     }
 

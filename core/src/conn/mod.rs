@@ -27,8 +27,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 pub(crate) use endpoint::Endpoint;
-pub(crate) use ops::operations;
 pub use error::{Error, ErrorClass, ErrorKind, Phase};
+pub(crate) use ops::operations;
 pub use outbox::Outbox;
 
 /// Names a request on one connection, in the order requests were made.

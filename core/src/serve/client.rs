@@ -13,9 +13,7 @@ use super::messages::{
     CLIENT_MAGIC, ClientHello, ExportTrailer, LATEST, NarDone, SERVER_MAGIC, ServerHello,
 };
 use super::{Command, Reply, ReplyPartial, Request};
-use crate::conn::{
-    BodyKind, Connection, Endpoint, Error, ErrorKind, Phase, ReplyKind, RequestId,
-};
+use crate::conn::{BodyKind, Connection, Endpoint, Error, ErrorKind, Phase, ReplyKind, RequestId};
 use crate::nar::NarFramer;
 use crate::wire::{Cx, Inbox, Limits, Protocol, Serve, Version, Wire, encode_u64, show_bytes};
 
@@ -227,7 +225,11 @@ impl Client {
     /// A request on a broken or closed connection is an error and changes
     /// nothing. A request whose operation the negotiated version lacks is
     /// answered by [`ClientEvent::Failed`].
-    pub fn request(&mut self, now: Instant, request: impl Into<Request>) -> Result<RequestId, Error> {
+    pub fn request(
+        &mut self,
+        now: Instant,
+        request: impl Into<Request>,
+    ) -> Result<RequestId, Error> {
         self.io.check()?;
         if self.state == State::Closed {
             return Err(Error::new(ErrorKind::NotOpen, Phase::Idle));
@@ -281,10 +283,12 @@ impl Client {
     fn take_body(&mut self, id: RequestId, data: Bytes) -> Result<usize, Error> {
         let op = Command::from_upload(self.upload.as_ref());
         let broken = |kind: ErrorKind| Error::new(kind, Phase::Sending).about(id, op);
-        let nar_error = |source| broken(ErrorKind::Nar {
-            what: "the request's NAR".into(),
-            source,
-        });
+        let nar_error = |source| {
+            broken(ErrorKind::Nar {
+                what: "the request's NAR".into(),
+                source,
+            })
+        };
         match &mut self.upload {
             Some(Upload::SizedNar {
                 remaining, framer, ..
@@ -348,7 +352,8 @@ impl Client {
             return;
         }
         if let Some(f) = self.in_flight.iter().find(|f| f.id == id) {
-            let error = Error::new(ErrorKind::Abandoned, Phase::Receiving).about(id, f.command.name());
+            let error =
+                Error::new(ErrorKind::Abandoned, Phase::Receiving).about(id, f.command.name());
             self.io.break_with(error);
         }
     }
@@ -445,7 +450,9 @@ impl Client {
                         framer,
                     });
                     let max = Some(m.nar_size);
-                    self.io.events.push_back(ClientEvent::BodyWanted { id, max });
+                    self.io
+                        .events
+                        .push_back(ClientEvent::BodyWanted { id, max });
                 }
                 (BodyKind::Export, Request::ImportPaths(m)) if !m.paths.is_empty() => {
                     encode_u64(1, self.io.out.buf());
@@ -454,7 +461,9 @@ impl Client {
                         trailers: m.paths.into(),
                         framer,
                     });
-                    self.io.events.push_back(ClientEvent::BodyWanted { id, max: None });
+                    self.io
+                        .events
+                        .push_back(ClientEvent::BodyWanted { id, max: None });
                 }
                 (BodyKind::Export, _) => encode_u64(0, self.io.out.buf()),
                 _ => {}
@@ -593,29 +602,29 @@ impl Connection for Client {
         } else if let Some(f) = self.in_flight.front() {
             Some((
                 Phase::Receiving,
-                format!("while waiting for the reply to {} (request {})", f.command, f.id),
+                format!(
+                    "while waiting for the reply to {} (request {})",
+                    f.command, f.id
+                ),
             ))
         } else if !self.inbox.is_empty() {
             Some((
                 Phase::Receiving,
-                format!("with {} bytes of an unfinished message", self.inbox.pending().len()),
+                format!(
+                    "with {} bytes of an unfinished message",
+                    self.inbox.pending().len()
+                ),
             ))
         } else {
             self.queued.front().map(|(id, r)| {
-                (Phase::Sending, format!("before request {id} ({}) could be sent", r.command()))
+                (
+                    Phase::Sending,
+                    format!("before request {id} ({}) could be sent", r.command()),
+                )
             })
         };
         self.state = State::Closed;
-        match owed {
-            Some((phase, during)) => {
-                let error = Error::new(ErrorKind::Closed { during }, phase);
-                self.io.fail_on(Err(error))
-            }
-            None => {
-                self.io.events.push_back(ClientEvent::Closed);
-                Ok(())
-            }
-        }
+        self.io.end_of_stream(owed, ClientEvent::Closed)
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {

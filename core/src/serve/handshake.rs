@@ -5,7 +5,11 @@ use crate::wire::{Protocol, Serve, Version};
 
 /// Checks a peer's announced version: this protocol's major, at least
 /// `minimum`.
-pub(crate) fn check_version(peer: &'static str, raw: u64, minimum: Version) -> Result<Version, Error> {
+pub(crate) fn check_version(
+    peer: &'static str,
+    raw: u64,
+    minimum: Version,
+) -> Result<Version, Error> {
     let unsupported = |found: String| {
         Error::new(
             ErrorKind::UnsupportedVersion {
@@ -29,7 +33,11 @@ pub(crate) fn check_version(peer: &'static str, raw: u64, minimum: Version) -> R
 /// Checks the first 8 bytes a peer sent against its magic: `Ok(false)` while
 /// fewer than 8 have come, and the whole of what came in the error, so that
 /// text printed by a login shell can be read there.
-pub(crate) fn check_magic(peer: &'static str, expected: u64, pending: &[u8]) -> Result<bool, Error> {
+pub(crate) fn check_magic(
+    peer: &'static str,
+    expected: u64,
+    pending: &[u8],
+) -> Result<bool, Error> {
     match pending.get(..8) {
         None => Ok(false),
         Some(magic) if magic == expected.to_le_bytes() => Ok(true),

@@ -14,8 +14,8 @@
 //! `export-import.cc` and `nix-store --serve`.
 
 use crate::store::{
-    BasicDerivation, BuildResult, ContentAddress, DerivationOutput, NarHash, OutputName,
-    PathInfo, Realisation, Signature, StorePath,
+    BasicDerivation, BuildResult, ContentAddress, DerivationOutput, NarHash, OutputName, PathInfo,
+    Realisation, Signature, StorePath,
 };
 use crate::wire::{
     Base16Hash, Codec, Cx, DecodeError, Decoded, NixString, PrefixedNix32Hash, Reader, Serve,

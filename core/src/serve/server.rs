@@ -109,7 +109,10 @@ enum State {
     ClientVersion,
     Commands,
     /// Receiving an `AddToStoreNar` body: exactly `remaining` more bytes.
-    SizedNar { id: RequestId, remaining: u64 },
+    SizedNar {
+        id: RequestId,
+        remaining: u64,
+    },
     /// `ImportPaths`: before each path a 1, or a 0 to end.
     ImportFlag(RequestId),
     /// `ImportPaths`: one path's NAR.
@@ -251,7 +254,9 @@ impl Server {
                 "request {} must be answered first (replies go in request order), not {id}",
                 front.id
             ))),
-            None => Err(Error::misuse(format!("request {id} is not waiting for a reply"))),
+            None => Err(Error::misuse(format!(
+                "request {id} is not waiting for a reply"
+            ))),
         }
     }
 
@@ -262,15 +267,17 @@ impl Server {
         decode: impl FnOnce(&Cx<Serve>, &mut Reader<'_>) -> Decoded<T>,
     ) -> Result<Option<T>, Error> {
         let cx = &self.cx;
-        self.inbox.decode(&cx.limits, |r| decode(cx, r)).map_err(|source| {
-            Error::new(
-                ErrorKind::Decode {
-                    what: what.into(),
-                    source,
-                },
-                Phase::Receiving,
-            )
-        })
+        self.inbox
+            .decode(&cx.limits, |r| decode(cx, r))
+            .map_err(|source| {
+                Error::new(
+                    ErrorKind::Decode {
+                        what: what.into(),
+                        source,
+                    },
+                    Phase::Receiving,
+                )
+            })
     }
 
     fn body_done(&mut self, id: RequestId) {
@@ -327,7 +334,8 @@ impl Server {
                     return Ok(false);
                 }
                 let mut partial = std::mem::take(&mut self.request);
-                let decoded = self.decode("a request", |cx, r| Request::decode(cx, &mut partial, r));
+                let decoded =
+                    self.decode("a request", |cx, r| Request::decode(cx, &mut partial, r));
                 self.request = partial;
                 let Some(request) = decoded? else {
                     return Ok(false);
@@ -339,9 +347,14 @@ impl Server {
                 let body_done = match (command.body(), &request) {
                     (BodyKind::SizedNar, Request::AddToStoreNar(m)) => {
                         if m.nar_size == 0 {
-                            return Err(Self::body_error(id, command, ErrorKind::Body {
-                                why: "AddToStoreNar with nar_size 0 (a NAR is never empty)".into(),
-                            }));
+                            return Err(Self::body_error(
+                                id,
+                                command,
+                                ErrorKind::Body {
+                                    why: "AddToStoreNar with nar_size 0 (a NAR is never empty)"
+                                        .into(),
+                                },
+                            ));
                         }
                         self.body_framer = NarFramer::with_limits(self.cx.limits.nar);
                         self.state = State::SizedNar {
@@ -361,7 +374,9 @@ impl Server {
                     command,
                     body_done,
                 });
-                self.io.events.push_back(ServerEvent::Request { id, request });
+                self.io
+                    .events
+                    .push_back(ServerEvent::Request { id, request });
                 Ok(true)
             }
             State::SizedNar { id, remaining } => {
@@ -372,18 +387,26 @@ impl Server {
                 let command = Command::AddToStoreNar;
                 let n = usize::try_from(remaining).map_or(pending.len(), |r| r.min(pending.len()));
                 let used = self.body_framer.feed(&pending[..n]).map_err(|source| {
-                    Self::body_error(id, command, ErrorKind::Nar {
-                        what: "the request's NAR".into(),
-                        source,
-                    })
+                    Self::body_error(
+                        id,
+                        command,
+                        ErrorKind::Nar {
+                            what: "the request's NAR".into(),
+                            source,
+                        },
+                    )
                 })?;
                 if used < n {
-                    return Err(Self::body_error(id, command, ErrorKind::Body {
-                        why: format!(
-                            "the NAR ended after {} bytes, before its nar_size",
-                            self.body_framer.position()
-                        ),
-                    }));
+                    return Err(Self::body_error(
+                        id,
+                        command,
+                        ErrorKind::Body {
+                            why: format!(
+                                "the NAR ended after {} bytes, before its nar_size",
+                                self.body_framer.position()
+                            ),
+                        },
+                    ));
                 }
                 let data = self.inbox.take(n);
                 self.io.events.push_back(ServerEvent::NarChunk { id, data });
@@ -393,9 +416,13 @@ impl Server {
                     return Ok(true);
                 }
                 if !self.body_framer.is_done() {
-                    return Err(Self::body_error(id, command, ErrorKind::Body {
-                        why: "nar_size bytes arrived but the NAR is incomplete".into(),
-                    }));
+                    return Err(Self::body_error(
+                        id,
+                        command,
+                        ErrorKind::Body {
+                            why: "nar_size bytes arrived but the NAR is incomplete".into(),
+                        },
+                    ));
                 }
                 self.io.events.push_back(ServerEvent::NarEnd { id });
                 self.body_done(id);
@@ -413,25 +440,36 @@ impl Server {
                         self.state = State::ImportNar(id);
                         Ok(true)
                     }
-                    Some(other) => Err(Self::body_error(id, Command::ImportPaths, ErrorKind::Decode {
-                        what: "the flag before a path".into(),
-                        source: DecodeError::unexpected(
-                            "1 (another path follows) or 0 (end)",
-                            other.to_string(),
-                        ),
-                    })),
+                    Some(other) => Err(Self::body_error(
+                        id,
+                        Command::ImportPaths,
+                        ErrorKind::Decode {
+                            what: "the flag before a path".into(),
+                            source: DecodeError::unexpected(
+                                "1 (another path follows) or 0 (end)",
+                                other.to_string(),
+                            ),
+                        },
+                    )),
                 }
             }
             State::ImportNar(id) => {
                 if self.inbox.is_empty() {
                     return Ok(false);
                 }
-                let used = self.body_framer.feed(self.inbox.pending()).map_err(|source| {
-                    Self::body_error(id, Command::ImportPaths, ErrorKind::Nar {
-                        what: "a NAR of the request".into(),
-                        source,
-                    })
-                })?;
+                let used = self
+                    .body_framer
+                    .feed(self.inbox.pending())
+                    .map_err(|source| {
+                        Self::body_error(
+                            id,
+                            Command::ImportPaths,
+                            ErrorKind::Nar {
+                                what: "a NAR of the request".into(),
+                                source,
+                            },
+                        )
+                    })?;
                 let data = self.inbox.take(used);
                 self.io.events.push_back(ServerEvent::NarChunk { id, data });
                 if self.body_framer.is_done() {
@@ -449,7 +487,9 @@ impl Server {
                 let Some(trailer) = decoded? else {
                     return Ok(false);
                 };
-                self.io.events.push_back(ServerEvent::ImportedPath { id, trailer });
+                self.io
+                    .events
+                    .push_back(ServerEvent::ImportedPath { id, trailer });
                 self.state = State::ImportFlag(id);
                 Ok(true)
             }
@@ -493,16 +533,7 @@ impl Connection for Server {
             _ => None,
         };
         self.state = State::Closed;
-        match owed {
-            Some((phase, during)) => {
-                let error = Error::new(ErrorKind::Closed { during }, phase);
-                self.io.fail_on(Err(error))
-            }
-            None => {
-                self.io.events.push_back(ServerEvent::Closed);
-                Ok(())
-            }
-        }
+        self.io.end_of_stream(owed, ServerEvent::Closed)
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {

@@ -27,8 +27,9 @@ pub struct Realisation {
     pub signatures: Vec<Signature>,
 }
 
-/// The JSON form Nix wrote for realisations in the serve protocol's 2.6 and
-/// 2.7, fields in the (sorted) order Nix writes them.
+/// The JSON form of a realisation in the serve protocol's 2.6 and 2.7, as
+/// Nix up to 2.34 wrote it for a real derivation hash: all four fields, in
+/// the (sorted) order Nix writes them.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LegacyJson {
@@ -38,6 +39,15 @@ struct LegacyJson {
     out_path: String,
     #[serde(default)]
     signatures: Vec<String>,
+}
+
+/// The form newer Nix writes for an old client when it only knows the
+/// output's name: the dummy id and the path, nothing else.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CompatJson<'a> {
+    id: &'a str,
+    out_path: &'a str,
 }
 
 /// The derivation hash Nix writes for an old client when it has none: the
@@ -64,11 +74,13 @@ impl Realisation {
         let out_path = store_dir
             .parse_path(full.as_bytes())
             .map_err(|e| e.to_string())?;
+        // The dummy hash names no derivation: the realisation has no id.
+        let id = (drv_hash != DUMMY_DRV_HASH).then(|| DrvOutput {
+            drv_hash: drv_hash.into(),
+            output: output.clone(),
+        });
         let realisation = Self {
-            id: Some(DrvOutput {
-                drv_hash: drv_hash.into(),
-                output: output.clone(),
-            }),
+            id,
             out_path,
             signatures: parsed.signatures.into_iter().map(Signature::new).collect(),
         };
@@ -76,22 +88,38 @@ impl Realisation {
     }
 
     /// Writes the realisation of output `name` as a 2.6/2.7 `builtOutputs`
-    /// entry: its id and its JSON, as Nix writes them. Without an id, the
-    /// derivation hash is the dummy Nix writes for old clients.
+    /// entry: its id and its JSON, as Nix writes them. With an id, all four
+    /// fields (as Nix up to 2.34 wrote them); without one, the dummy
+    /// derivation hash and the path alone (as newer Nix writes them for old
+    /// clients). `dependentRealisations` is always empty: the serve protocol
+    /// never carried any.
     pub fn to_legacy_json(&self, name: &OutputName, _store_dir: &StoreDir) -> (String, String) {
-        let drv_hash = self
-            .id
-            .as_ref()
-            .map_or_else(|| DUMMY_DRV_HASH.to_owned(), |id| id.drv_hash.to_string());
-        let id = format!("{drv_hash}!{name}");
-        let json = LegacyJson {
-            dependent_realisations: serde_json::Map::new(),
-            id: id.clone(),
-            out_path: self.out_path.base_name().to_owned(),
-            signatures: self.signatures.iter().map(|s| s.as_str().to_owned()).collect(),
-        };
         // Serialising a struct of strings cannot fail.
-        let json = serde_json::to_string(&json).unwrap_or_default();
-        (id, json)
+        match &self.id {
+            Some(drv) => {
+                let id = format!("{}!{name}", drv.drv_hash);
+                let json = LegacyJson {
+                    dependent_realisations: serde_json::Map::new(),
+                    id: id.clone(),
+                    out_path: self.out_path.base_name().to_owned(),
+                    signatures: self
+                        .signatures
+                        .iter()
+                        .map(|s| s.as_str().to_owned())
+                        .collect(),
+                };
+                let json = serde_json::to_string(&json).unwrap_or_default();
+                (id, json)
+            }
+            None => {
+                let id = format!("{DUMMY_DRV_HASH}!{name}");
+                let json = CompatJson {
+                    id: &id,
+                    out_path: self.out_path.base_name(),
+                };
+                let json = serde_json::to_string(&json).unwrap_or_default();
+                (id, json)
+            }
+        }
     }
 }

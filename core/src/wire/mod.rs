@@ -162,13 +162,7 @@ impl Features {
     /// The features both sets have.
     #[must_use]
     pub fn intersection(&self, other: &Self) -> Self {
-        Self(
-            self.0
-                .iter()
-                .filter(|f| other.has(f))
-                .cloned()
-                .collect(),
-        )
+        Self(self.0.iter().filter(|f| other.has(f)).cloned().collect())
     }
 
     /// The names, sorted.

@@ -120,8 +120,7 @@ impl<P: Protocol, T: Wire<P> + Send> Wire<P> for Vec<T> {
         };
         while (partial.items.len() as u64) < count {
             let index = partial.items.len();
-            let item = T::decode(cx, &mut partial.item, r)
-                .map_err(|e| e.within_index(index))?;
+            let item = T::decode(cx, &mut partial.item, r).map_err(|e| e.within_index(index))?;
             let Some(item) = item else {
                 return Ok(None);
             };

@@ -10,6 +10,17 @@ fn text<'a>(what: &str, bytes: &'a [u8]) -> Result<&'a str, DecodeError> {
     std::str::from_utf8(bytes).map_err(|_| DecodeError::unexpected(what, super::show_bytes(bytes)))
 }
 
+/// Takes one string whole and makes a value of it with `parse`.
+fn parsed<T>(
+    r: &mut Reader<'_>,
+    parse: impl FnOnce(&[u8]) -> Result<T, DecodeError>,
+) -> Decoded<T> {
+    r.atomic(|r| match r.bytes()? {
+        Some(bytes) => parse(bytes).map(Some),
+        None => Ok(None),
+    })
+}
+
 /// Appends a store path's full form without building it first.
 fn encode_path<P: Protocol>(path: &StorePath, cx: &Cx<P>, out: &mut Vec<u8>) {
     let dir = cx.store_dir.as_str();
@@ -39,10 +50,7 @@ impl<P: Protocol> Wire<P> for StorePath {
     }
 
     fn decode(cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
-        r.atomic(|r| match r.bytes()? {
-            Some(bytes) => decode_path(cx, bytes).map(Some),
-            None => Ok(None),
-        })
+        parsed(r, |bytes| decode_path(cx, bytes))
     }
 }
 
@@ -58,10 +66,9 @@ impl<P: Protocol> Wire<P> for Option<StorePath> {
     }
 
     fn decode(cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
-        r.atomic(|r| match r.bytes()? {
-            Some([]) => Ok(Some(None)),
-            Some(bytes) => decode_path(cx, bytes).map(|p| Some(Some(p))),
-            None => Ok(None),
+        parsed(r, |bytes| match bytes {
+            [] => Ok(None),
+            bytes => decode_path(cx, bytes).map(Some),
         })
     }
 }
@@ -75,11 +82,9 @@ impl<P: Protocol> Wire<P> for OutputName {
     }
 
     fn decode(_cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
-        r.atomic(|r| match r.bytes()? {
-            Some(bytes) => Self::from_bytes(bytes)
-                .map(Some)
-                .map_err(|e| DecodeError::unexpected("an output name", e.to_string())),
-            None => Ok(None),
+        parsed(r, |bytes| {
+            Self::from_bytes(bytes)
+                .map_err(|e| DecodeError::unexpected("an output name", e.to_string()))
         })
     }
 }
@@ -93,10 +98,7 @@ impl<P: Protocol> Wire<P> for Signature {
     }
 
     fn decode(_cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
-        r.atomic(|r| match r.bytes()? {
-            Some(bytes) => Ok(Some(Self::new(text("a signature (text)", bytes)?))),
-            None => Ok(None),
-        })
+        parsed(r, |bytes| Ok(Self::new(text("a signature (text)", bytes)?)))
     }
 }
 
@@ -109,27 +111,18 @@ impl<P: Protocol> Wire<P> for Option<ContentAddress> {
     }
 
     fn decode(_cx: &Cx<P>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
-        r.atomic(|r| match r.bytes()? {
-            Some(bytes) => {
-                let text = text("a content address (text)", bytes)?;
-                ContentAddress::parse_opt(text)
-                    .map(Some)
-                    .map_err(|e| DecodeError::unexpected("a content address", e.to_string()))
-            }
-            None => Ok(None),
+        parsed(r, |bytes| {
+            ContentAddress::parse_opt(text("a content address (text)", bytes)?)
+                .map_err(|e| DecodeError::unexpected("a content address", e.to_string()))
         })
     }
 }
 
 fn decode_hash(r: &mut Reader<'_>) -> Decoded<NarHash> {
-    r.atomic(|r| match r.bytes()? {
-        Some(bytes) => {
-            let text = text("a NAR hash (text)", bytes)?;
-            NarHash::parse(text).map(Some).map_err(|e| {
-                DecodeError::unexpected("a sha256 NAR hash", format!("{text:?} ({e})"))
-            })
-        }
-        None => Ok(None),
+    parsed(r, |bytes| {
+        let text = text("a NAR hash (text)", bytes)?;
+        NarHash::parse(text)
+            .map_err(|e| DecodeError::unexpected("a sha256 NAR hash", format!("{text:?} ({e})")))
     })
 }
 
