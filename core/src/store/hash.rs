@@ -354,7 +354,7 @@ impl Hash {
         let bytes = text.as_bytes();
         let decoded = match format {
             HashFormat::Base16 => {
-                if bytes.len() % 2 != 0 {
+                if !bytes.len().is_multiple_of(2) {
                     return Err(HashError::WrongSize {
                         input: input(),
                         format,
