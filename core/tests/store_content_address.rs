@@ -83,9 +83,16 @@ fn real_content_addresses_parse_and_render_identically() {
 fn the_fixed_output_narhash_matches_the_derivation_field() {
     // The same directory's NAR sha256, as `nix path-info` gives the ca and a
     // .drv gives the output hash (base16): the two spellings agree.
-    let ca = ContentAddress::parse("fixed:r:sha256:00a3r8cv7xaw55wjf3lb0gzmfpgsj083h29s5mslnml9k8c0w0zc").unwrap();
+    let ca = ContentAddress::parse(
+        "fixed:r:sha256:00a3r8cv7xaw55wjf3lb0gzmfpgsj083h29s5mslnml9k8c0w0zc",
+    )
+    .unwrap();
     let (method, algo) = ContentAddressMethod::parse_method_algo("r:sha256").unwrap();
-    let hash = Hash::parse_unprefixed("ec030e189a89564b752d3a09381090fa5d57ff038b0e2779295cf5b319ca4301", algo).unwrap();
+    let hash = Hash::parse_unprefixed(
+        "ec030e189a89564b752d3a09381090fa5d57ff038b0e2779295cf5b319ca4301",
+        algo,
+    )
+    .unwrap();
     assert_eq!(ContentAddress { method, hash }, ca);
     assert_eq!(ca.method_algo(), "r:sha256");
     // And the narHash Nix reported for that path is the same digest.
@@ -95,7 +102,10 @@ fn the_fixed_output_narhash_matches_the_derivation_field() {
 
 #[test]
 fn hashes_in_a_content_address_may_be_base16_nix32_or_base64() {
-    let expected = ContentAddress::parse("fixed:r:sha256:0sg9f58l1jj88w6pdrfdpj5x9b1zrwszk84j81zvby36q9whhhqa").unwrap();
+    let expected = ContentAddress::parse(
+        "fixed:r:sha256:0sg9f58l1jj88w6pdrfdpj5x9b1zrwszk84j81zvby36q9whhhqa",
+    )
+    .unwrap();
     for format in [HashFormat::Base16, HashFormat::Nix32, HashFormat::Base64] {
         let text = format!("fixed:r:sha256:{}", expected.hash.render(format, false));
         let ca = ContentAddress::parse(&text).unwrap();
@@ -118,7 +128,10 @@ fn git_content_addresses() {
 #[test]
 fn text_accepts_any_algorithm_as_newer_nix_does() {
     let ca = ContentAddress::parse("text:sha1:9m1skbnr5i43n3yypvda5s65vhfwdx5a").unwrap();
-    assert_eq!((ca.method, ca.hash.algo()), (ContentAddressMethod::Text, HashAlgo::Sha1));
+    assert_eq!(
+        (ca.method, ca.hash.algo()),
+        (ContentAddressMethod::Text, HashAlgo::Sha1)
+    );
     assert_eq!(ca.method_algo(), "text:sha1");
 }
 
@@ -126,7 +139,10 @@ fn text_accepts_any_algorithm_as_newer_nix_does() {
 fn the_empty_string_is_no_content_address() {
     assert_eq!(ContentAddress::parse_opt("").unwrap(), None);
     assert_eq!(ContentAddress::render_opt(None), "");
-    assert!(matches!(ContentAddress::parse(""), Err(ContentAddressError::NoPrefix { .. })));
+    assert!(matches!(
+        ContentAddress::parse(""),
+        Err(ContentAddressError::NoPrefix { .. })
+    ));
 }
 
 #[test]
@@ -139,14 +155,19 @@ fn refusals_say_what_was_expected() {
     let text = format!("source:sha256:{h}");
     assert_eq!(
         ContentAddress::parse(&text),
-        Err(ContentAddressError::UnknownPrefix { input: text.clone(), prefix: "source".into() })
+        Err(ContentAddressError::UnknownPrefix {
+            input: text.clone(),
+            prefix: "source".into()
+        })
     );
     let e = ContentAddress::parse(&text).unwrap_err().to_string();
     assert!(e.contains("expected 'text' or 'fixed'"), "{e}");
     let text = format!("fixed:r:{h}");
     assert_eq!(
         ContentAddress::parse(&text),
-        Err(ContentAddressError::NoHashAlgo { input: text.clone() })
+        Err(ContentAddressError::NoHashAlgo {
+            input: text.clone()
+        })
     );
     let text = format!("fixed:nar:sha256:{h}");
     assert!(matches!(
@@ -157,12 +178,22 @@ fn refusals_say_what_was_expected() {
     let text = format!("fixed:sha1:{h}");
     assert!(matches!(
         ContentAddress::parse(&text),
-        Err(ContentAddressError::Hash { source: HashError::WrongLength { algo: HashAlgo::Sha1, len: 52, .. }, .. })
+        Err(ContentAddressError::Hash {
+            source: HashError::WrongLength {
+                algo: HashAlgo::Sha1,
+                len: 52,
+                ..
+            },
+            ..
+        })
     ));
     let text = format!("fixed:sha256:sha256:{h}");
     assert!(matches!(
         ContentAddress::parse(&text),
-        Err(ContentAddressError::Hash { source: HashError::WrongLength { .. }, .. })
+        Err(ContentAddressError::Hash {
+            source: HashError::WrongLength { .. },
+            ..
+        })
     ));
     // SRI is not a content-address hash.
     let text = "fixed:sha256:sha256-LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=";
@@ -184,15 +215,32 @@ fn method_names_and_prefixes() {
         assert_eq!(name.parse::<ContentAddressMethod>().unwrap(), m);
         assert_eq!(m.prefix(), prefix);
         assert_eq!(m.long_prefix(), long);
-        assert_eq!(ContentAddressMethod::split_prefix(&format!("{prefix}sha256")), (m, "sha256"));
-        assert_eq!(m.render_method_algo(HashAlgo::Sha256), format!("{prefix}sha256"));
-        assert_eq!(m.render_with_algo(HashAlgo::Sha256), format!("{long}sha256"));
-        assert_eq!(ContentAddressMethod::parse_with_algo(&format!("{long}sha256")).unwrap(), (m, HashAlgo::Sha256));
-        assert_eq!(ContentAddressMethod::parse_method_algo(&format!("{prefix}sha256")).unwrap(), (m, HashAlgo::Sha256));
+        assert_eq!(
+            ContentAddressMethod::split_prefix(&format!("{prefix}sha256")),
+            (m, "sha256")
+        );
+        assert_eq!(
+            m.render_method_algo(HashAlgo::Sha256),
+            format!("{prefix}sha256")
+        );
+        assert_eq!(
+            m.render_with_algo(HashAlgo::Sha256),
+            format!("{long}sha256")
+        );
+        assert_eq!(
+            ContentAddressMethod::parse_with_algo(&format!("{long}sha256")).unwrap(),
+            (m, HashAlgo::Sha256)
+        );
+        assert_eq!(
+            ContentAddressMethod::parse_method_algo(&format!("{prefix}sha256")).unwrap(),
+            (m, HashAlgo::Sha256)
+        );
     }
     assert_eq!(
         ContentAddressMethod::parse("recursive"),
-        Err(ContentAddressError::UnknownMethod { name: "recursive".into() })
+        Err(ContentAddressError::UnknownMethod {
+            name: "recursive".into()
+        })
     );
 }
 
@@ -210,7 +258,10 @@ fn derivation_output_hash_algo_fields() {
     // The long form is not a hash algo field.
     assert!(matches!(
         ContentAddressMethod::parse_method_algo("fixed:r:sha256"),
-        Err(ContentAddressError::Hash { source: HashError::UnknownAlgo { .. }, .. })
+        Err(ContentAddressError::Hash {
+            source: HashError::UnknownAlgo { .. },
+            ..
+        })
     ));
     assert!(ContentAddressMethod::parse_method_algo("r:").is_err());
 }
@@ -219,7 +270,10 @@ fn derivation_output_hash_algo_fields() {
 fn parse_with_algo_refuses_what_follows_the_algorithm() {
     assert_eq!(
         ContentAddressMethod::parse_with_algo("fixed:r:sha256:extra"),
-        Err(ContentAddressError::Trailing { input: "fixed:r:sha256:extra".into(), rest: "extra".into() })
+        Err(ContentAddressError::Trailing {
+            input: "fixed:r:sha256:extra".into(),
+            rest: "extra".into()
+        })
     );
     assert!(matches!(
         ContentAddressMethod::parse_with_algo("r:sha256"),
@@ -236,10 +290,13 @@ struct AnyCa(ContentAddress);
 
 impl Arbitrary for AnyCa {
     fn arbitrary(g: &mut Gen) -> Self {
-        let method = *g.choose(&ContentAddressMethod::ALL).unwrap();
-        let algo = *g.choose(&HashAlgo::ALL).unwrap();
+        let method = *g.choose(&ContentAddressMethod::ALL).expect("non-empty");
+        let algo = *g.choose(&HashAlgo::ALL).expect("non-empty");
         let digest: Vec<u8> = (0..algo.size()).map(|_| u8::arbitrary(g)).collect();
-        Self(ContentAddress { method, hash: Hash::new(algo, &digest).unwrap() })
+        Self(ContentAddress {
+            method,
+            hash: Hash::new(algo, &digest).expect("right size"),
+        })
     }
 }
 
@@ -255,7 +312,9 @@ fn quickcheck_content_addresses_round_trip() {
             && (m, a) == (ca.method, ca.hash.algo())
             && ContentAddressMethod::parse_with_algo(&ca.method.render_with_algo(a)) == Ok((m, a))
     }
-    QuickCheck::new().tests(500).quickcheck(prop as fn(AnyCa) -> bool);
+    QuickCheck::new()
+        .tests(500)
+        .quickcheck(prop as fn(AnyCa) -> bool);
 }
 
 #[test]
@@ -267,5 +326,7 @@ fn quickcheck_parsers_never_panic() {
         let _ = ContentAddressMethod::parse_with_algo(&text);
         true
     }
-    QuickCheck::new().tests(1000).quickcheck(prop as fn(String) -> bool);
+    QuickCheck::new()
+        .tests(1000)
+        .quickcheck(prop as fn(String) -> bool);
 }

@@ -16,28 +16,154 @@ use quickcheck::{Arbitrary, Gen, QuickCheck};
 /// base16 column.
 const VECTORS: &[(&str, &str, &str, &str, &str)] = &[
     // The hashes of "hello".
-    ("md5", "5d41402abc4b2a76b9719d911017c592", "4jqlbi14cxf6wpcajbphm40hax", "XUFAKrxLKna5cZ2REBfFkg==", "md5-XUFAKrxLKna5cZ2REBfFkg=="),
-    ("sha1", "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d", "9m1skbnr5i43n3yypvda5s65vhfwdx5a", "qvTGHdzF6KLavt4PO0gs2a6pQ00=", "sha1-qvTGHdzF6KLavt4PO0gs2a6pQ00="),
-    ("sha256", "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", "094qif9n4cq4fdg459qzbhg1c6wywawwaaivx0k0x8xhbyx4vwic", "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=", "sha256-LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ="),
-    ("sha512", "9b71d224bd62f3785d96d46ad3ea3d73319bfbc2890caadae2dff72519673ca72323c3d99ba5c11d7c7acc6e14b8c5da0c4663475c2e5c3adef46f73bcdec043", "11w1pmwfdpz9pisbhp5qiv38q6dmidq2ipcqykw3p0sb6yrqcij79rwcwcjbxyzwbdal349qbxrncbk7pmd6snljrfpiwv2pljd4wcv", "m3HSJL1i83hdltRq0+o9czGb+8KJDKra4t/3JRlnPKcjI8PZm6XBHXx6zG4UuMXaDEZjR1wuXDre9G9zvN7AQw==", "sha512-m3HSJL1i83hdltRq0+o9czGb+8KJDKra4t/3JRlnPKcjI8PZm6XBHXx6zG4UuMXaDEZjR1wuXDre9G9zvN7AQw=="),
+    (
+        "md5",
+        "5d41402abc4b2a76b9719d911017c592",
+        "4jqlbi14cxf6wpcajbphm40hax",
+        "XUFAKrxLKna5cZ2REBfFkg==",
+        "md5-XUFAKrxLKna5cZ2REBfFkg==",
+    ),
+    (
+        "sha1",
+        "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d",
+        "9m1skbnr5i43n3yypvda5s65vhfwdx5a",
+        "qvTGHdzF6KLavt4PO0gs2a6pQ00=",
+        "sha1-qvTGHdzF6KLavt4PO0gs2a6pQ00=",
+    ),
+    (
+        "sha256",
+        "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+        "094qif9n4cq4fdg459qzbhg1c6wywawwaaivx0k0x8xhbyx4vwic",
+        "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=",
+        "sha256-LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=",
+    ),
+    (
+        "sha512",
+        "9b71d224bd62f3785d96d46ad3ea3d73319bfbc2890caadae2dff72519673ca72323c3d99ba5c11d7c7acc6e14b8c5da0c4663475c2e5c3adef46f73bcdec043",
+        "11w1pmwfdpz9pisbhp5qiv38q6dmidq2ipcqykw3p0sb6yrqcij79rwcwcjbxyzwbdal349qbxrncbk7pmd6snljrfpiwv2pljd4wcv",
+        "m3HSJL1i83hdltRq0+o9czGb+8KJDKra4t/3JRlnPKcjI8PZm6XBHXx6zG4UuMXaDEZjR1wuXDre9G9zvN7AQw==",
+        "sha512-m3HSJL1i83hdltRq0+o9czGb+8KJDKra4t/3JRlnPKcjI8PZm6XBHXx6zG4UuMXaDEZjR1wuXDre9G9zvN7AQw==",
+    ),
     // All zeros, all ones, a single 1 in byte 0, random.
-    ("md5", "00000000000000000000000000000000", "00000000000000000000000000", "AAAAAAAAAAAAAAAAAAAAAA==", "md5-AAAAAAAAAAAAAAAAAAAAAA=="),
-    ("md5", "ffffffffffffffffffffffffffffffff", "7zzzzzzzzzzzzzzzzzzzzzzzzz", "/////////////////////w==", "md5-/////////////////////w=="),
-    ("md5", "01000000000000000000000000000000", "00000000000000000000000001", "AQAAAAAAAAAAAAAAAAAAAA==", "md5-AQAAAAAAAAAAAAAAAAAAAA=="),
-    ("md5", "043761d3c07e58b996b22b84c8f20322", "120grci11bnabbjn3yq39n2dq4", "BDdh08B+WLmWsiuEyPIDIg==", "md5-BDdh08B+WLmWsiuEyPIDIg=="),
-    ("sha1", "0000000000000000000000000000000000000000", "00000000000000000000000000000000", "AAAAAAAAAAAAAAAAAAAAAAAAAAA=", "sha1-AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
-    ("sha1", "ffffffffffffffffffffffffffffffffffffffff", "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", "//////////////////////////8=", "sha1-//////////////////////////8="),
-    ("sha1", "0100000000000000000000000000000000000000", "00000000000000000000000000000001", "AQAAAAAAAAAAAAAAAAAAAAAAAAA=", "sha1-AQAAAAAAAAAAAAAAAAAAAAAAAAA="),
-    ("sha1", "d031bce5279f66e2613c725910c05c9aae653ded", "xlynbblsbk010nbj7ihy4rlz4zjvqcfh", "0DG85SefZuJhPHJZEMBcmq5lPe0=", "sha1-0DG85SefZuJhPHJZEMBcmq5lPe0="),
-    ("sha256", "0000000000000000000000000000000000000000000000000000000000000000", "0000000000000000000000000000000000000000000000000000", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
-    ("sha256", "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", "1zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", "//////////////////////////////////////////8=", "sha256-//////////////////////////////////////////8="),
-    ("sha256", "0100000000000000000000000000000000000000000000000000000000000000", "0000000000000000000000000000000000000000000000000001", "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "sha256-AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
-    ("sha256", "59ae5e8076e1f821914393c24342aa1d71d4259f57ce2fbed8cc24087f6c443e", "0gj4dizhh96cv2z2zkjpkwjx8w8xm9147hlk8f8j3y71fs05xbjr", "Wa5egHbh+CGRQ5PCQ0KqHXHUJZ9Xzi++2MwkCH9sRD4=", "sha256-Wa5egHbh+CGRQ5PCQ0KqHXHUJZ9Xzi++2MwkCH9sRD4="),
-    ("sha256", "a2c1f1be51284edee11415f1e060d1b75757800d144c24c90423cd790106aadf", "1pxa0q0pkk930k4j8k0l1n05fmxps5hf1w8m2khxwki8a6zg3hd2", "osHxvlEoTt7hFBXx4GDRt1dXgA0UTCTJBCPNeQEGqt8=", "sha256-osHxvlEoTt7hFBXx4GDRt1dXgA0UTCTJBCPNeQEGqt8="),
-    ("sha512", "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000", "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==", "sha512-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="),
-    ("sha512", "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", "3zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", "/////////////////////////////////////////////////////////////////////////////////////w==", "sha512-/////////////////////////////////////////////////////////////////////////////////////w=="),
-    ("sha512", "01000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000", "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001", "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==", "sha512-AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="),
-    ("sha512", "3b060e85b9a35b05f5f3fc80c529940de750dfb84944cbdee0f6df7d6bbcbead16ec74e076d6c82f6164c2057365b818b273f866fa6dff60094cc427e99f4d19", "0clv7z94z24q2b0zxnzlrpqffr1if35fc2w4r315z4dcxp0fkn1dbdypimpvpznw3gcni29p3gm1rqdjhlwb07wygshanx3p62hw1iv", "OwYOhbmjWwX18/yAxSmUDedQ37hJRMve4PbffWu8vq0W7HTgdtbIL2FkwgVzZbgYsnP4Zvpt/2AJTMQn6Z9NGQ==", "sha512-OwYOhbmjWwX18/yAxSmUDedQ37hJRMve4PbffWu8vq0W7HTgdtbIL2FkwgVzZbgYsnP4Zvpt/2AJTMQn6Z9NGQ=="),
+    (
+        "md5",
+        "00000000000000000000000000000000",
+        "00000000000000000000000000",
+        "AAAAAAAAAAAAAAAAAAAAAA==",
+        "md5-AAAAAAAAAAAAAAAAAAAAAA==",
+    ),
+    (
+        "md5",
+        "ffffffffffffffffffffffffffffffff",
+        "7zzzzzzzzzzzzzzzzzzzzzzzzz",
+        "/////////////////////w==",
+        "md5-/////////////////////w==",
+    ),
+    (
+        "md5",
+        "01000000000000000000000000000000",
+        "00000000000000000000000001",
+        "AQAAAAAAAAAAAAAAAAAAAA==",
+        "md5-AQAAAAAAAAAAAAAAAAAAAA==",
+    ),
+    (
+        "md5",
+        "043761d3c07e58b996b22b84c8f20322",
+        "120grci11bnabbjn3yq39n2dq4",
+        "BDdh08B+WLmWsiuEyPIDIg==",
+        "md5-BDdh08B+WLmWsiuEyPIDIg==",
+    ),
+    (
+        "sha1",
+        "0000000000000000000000000000000000000000",
+        "00000000000000000000000000000000",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        "sha1-AAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    ),
+    (
+        "sha1",
+        "ffffffffffffffffffffffffffffffffffffffff",
+        "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+        "//////////////////////////8=",
+        "sha1-//////////////////////////8=",
+    ),
+    (
+        "sha1",
+        "0100000000000000000000000000000000000000",
+        "00000000000000000000000000000001",
+        "AQAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        "sha1-AQAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    ),
+    (
+        "sha1",
+        "d031bce5279f66e2613c725910c05c9aae653ded",
+        "xlynbblsbk010nbj7ihy4rlz4zjvqcfh",
+        "0DG85SefZuJhPHJZEMBcmq5lPe0=",
+        "sha1-0DG85SefZuJhPHJZEMBcmq5lPe0=",
+    ),
+    (
+        "sha256",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    ),
+    (
+        "sha256",
+        "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "1zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+        "//////////////////////////////////////////8=",
+        "sha256-//////////////////////////////////////////8=",
+    ),
+    (
+        "sha256",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000001",
+        "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        "sha256-AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    ),
+    (
+        "sha256",
+        "59ae5e8076e1f821914393c24342aa1d71d4259f57ce2fbed8cc24087f6c443e",
+        "0gj4dizhh96cv2z2zkjpkwjx8w8xm9147hlk8f8j3y71fs05xbjr",
+        "Wa5egHbh+CGRQ5PCQ0KqHXHUJZ9Xzi++2MwkCH9sRD4=",
+        "sha256-Wa5egHbh+CGRQ5PCQ0KqHXHUJZ9Xzi++2MwkCH9sRD4=",
+    ),
+    (
+        "sha256",
+        "a2c1f1be51284edee11415f1e060d1b75757800d144c24c90423cd790106aadf",
+        "1pxa0q0pkk930k4j8k0l1n05fmxps5hf1w8m2khxwki8a6zg3hd2",
+        "osHxvlEoTt7hFBXx4GDRt1dXgA0UTCTJBCPNeQEGqt8=",
+        "sha256-osHxvlEoTt7hFBXx4GDRt1dXgA0UTCTJBCPNeQEGqt8=",
+    ),
+    (
+        "sha512",
+        "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",
+        "sha512-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",
+    ),
+    (
+        "sha512",
+        "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "3zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+        "/////////////////////////////////////////////////////////////////////////////////////w==",
+        "sha512-/////////////////////////////////////////////////////////////////////////////////////w==",
+    ),
+    (
+        "sha512",
+        "01000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001",
+        "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",
+        "sha512-AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",
+    ),
+    (
+        "sha512",
+        "3b060e85b9a35b05f5f3fc80c529940de750dfb84944cbdee0f6df7d6bbcbead16ec74e076d6c82f6164c2057365b818b273f866fa6dff60094cc427e99f4d19",
+        "0clv7z94z24q2b0zxnzlrpqffr1if35fc2w4r315z4dcxp0fkn1dbdypimpvpznw3gcni29p3gm1rqdjhlwb07wygshanx3p62hw1iv",
+        "OwYOhbmjWwX18/yAxSmUDedQ37hJRMve4PbffWu8vq0W7HTgdtbIL2FkwgVzZbgYsnP4Zvpt/2AJTMQn6Z9NGQ==",
+        "sha512-OwYOhbmjWwX18/yAxSmUDedQ37hJRMve4PbffWu8vq0W7HTgdtbIL2FkwgVzZbgYsnP4Zvpt/2AJTMQn6Z9NGQ==",
+    ),
 ];
 
 const HELLO_16: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
@@ -47,12 +173,12 @@ const HELLO_64: &str = "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=";
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
         .collect()
 }
 
 fn hello() -> Hash {
-    Hash::new(HashAlgo::Sha256, &hex(HELLO_16)).unwrap()
+    Hash::new(HashAlgo::Sha256, &hex(HELLO_16)).expect("32 bytes")
 }
 
 #[test]
@@ -75,7 +201,9 @@ fn algorithms_and_sizes() {
     }
     assert_eq!(
         "SHA256".parse::<HashAlgo>(),
-        Err(HashError::UnknownAlgo { name: "SHA256".into() })
+        Err(HashError::UnknownAlgo {
+            name: "SHA256".into()
+        })
     );
 }
 
@@ -104,9 +232,16 @@ fn every_form_parses_as_nix_does() {
     for &(algo_name, b16, b32, b64, sri) in VECTORS {
         let algo: HashAlgo = algo_name.parse().unwrap();
         let h = Hash::new(algo, &hex(b16)).unwrap();
-        for (text, format) in [(b16, HashFormat::Base16), (b32, HashFormat::Nix32), (b64, HashFormat::Base64)] {
+        for (text, format) in [
+            (b16, HashFormat::Base16),
+            (b32, HashFormat::Nix32),
+            (b64, HashFormat::Base64),
+        ] {
             let prefixed = format!("{algo_name}:{text}");
-            assert_eq!(Hash::parse_any_with_format(&prefixed, None).unwrap(), (h, format));
+            assert_eq!(
+                Hash::parse_any_with_format(&prefixed, None).unwrap(),
+                (h, format)
+            );
             assert_eq!(Hash::parse_any(&prefixed, Some(algo)).unwrap(), h);
             assert_eq!(Hash::parse_any(text, Some(algo)).unwrap(), h);
             assert_eq!(Hash::parse_prefixed(&prefixed).unwrap(), h);
@@ -114,7 +249,10 @@ fn every_form_parses_as_nix_does() {
             assert_eq!(Hash::parse_unprefixed(text, algo).unwrap(), h);
             assert_eq!(Hash::parse_explicit(text, algo, format).unwrap(), h);
         }
-        assert_eq!(Hash::parse_any_with_format(sri, None).unwrap(), (h, HashFormat::Sri));
+        assert_eq!(
+            Hash::parse_any_with_format(sri, None).unwrap(),
+            (h, HashFormat::Sri)
+        );
         assert_eq!(Hash::parse_sri(sri).unwrap(), h);
         assert_eq!(sri.parse::<Hash>().unwrap(), h);
     }
@@ -125,7 +263,11 @@ fn base16_accepts_upper_case() {
     // nix hash to-base16 sha256:2CF24DBA... gives the lowercase digest.
     let upper = format!("sha256:{}", HELLO_16.to_uppercase());
     assert_eq!(Hash::parse_any(&upper, None).unwrap(), hello());
-    let mixed = format!("sha256:{}{}", &HELLO_16[..10].to_uppercase(), &HELLO_16[10..]);
+    let mixed = format!(
+        "sha256:{}{}",
+        &HELLO_16[..10].to_uppercase(),
+        &HELLO_16[10..]
+    );
     assert_eq!(Hash::parse_any(&mixed, None).unwrap(), hello());
 }
 
@@ -149,14 +291,24 @@ fn base64_is_read_leniently_like_nix() {
 fn nix32_first_digit_carries_the_top_bits() {
     // `nix hash to-base16 sha256:194qif...` changes the last byte 0x24 to
     // 0xa4: the first digit holds the digest's top bit.
-    let h = Hash::parse_any("sha256:194qif9n4cq4fdg459qzbhg1c6wywawwaaivx0k0x8xhbyx4vwic", None).unwrap();
-    assert_eq!(h.to_base16(), "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b98a4");
+    let h = Hash::parse_any(
+        "sha256:194qif9n4cq4fdg459qzbhg1c6wywawwaaivx0k0x8xhbyx4vwic",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        h.to_base16(),
+        "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b98a4"
+    );
     // A first digit of 2 or more sets a bit past the 256th: refused.
     for first in ['2', 'z'] {
         let text = format!("{first}{}", &HELLO_32[1..]);
         assert_eq!(
             Hash::parse_any(&text, Some(HashAlgo::Sha256)),
-            Err(HashError::Nix32Overflow { input: text.clone(), algo: HashAlgo::Sha256 })
+            Err(HashError::Nix32Overflow {
+                input: text.clone(),
+                algo: HashAlgo::Sha256
+            })
         );
     }
     // sha1 has no spare bits: 'z' first is fine.
@@ -174,9 +326,15 @@ fn refusals_say_what_was_expected() {
     let short = &HELLO_32[..51];
     assert_eq!(
         Hash::parse_any(&format!("sha256:{short}"), None),
-        Err(HashError::WrongLength { input: short.into(), algo: HashAlgo::Sha256, len: 51 })
+        Err(HashError::WrongLength {
+            input: short.into(),
+            algo: HashAlgo::Sha256,
+            len: 51
+        })
     );
-    let e = Hash::parse_any(&format!("sha256:{short}"), None).unwrap_err().to_string();
+    let e = Hash::parse_any(&format!("sha256:{short}"), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("64 (base16), 52 (nix32) or 44 (base64)"), "{e}");
     // Unpadded base64 without SRI has the wrong length (Nix refuses it too).
     assert!(matches!(
@@ -184,55 +342,110 @@ fn refusals_say_what_was_expected() {
         Err(HashError::WrongLength { len: 43, .. })
     ));
     // An empty hash.
-    assert!(matches!(Hash::parse_any("sha256:", None), Err(HashError::WrongLength { len: 0, .. })));
+    assert!(matches!(
+        Hash::parse_any("sha256:", None),
+        Err(HashError::WrongLength { len: 0, .. })
+    ));
     // Digits outside the alphabet.
     let bad = format!("z{}", &HELLO_32[1..]).replace('9', "e");
     assert_eq!(
         Hash::parse_any(&format!("sha256:{bad}"), None),
-        Err(HashError::InvalidChar { input: bad.clone(), format: HashFormat::Nix32, position: 1, found: b'e' })
+        Err(HashError::InvalidChar {
+            input: bad.clone(),
+            format: HashFormat::Nix32,
+            position: 1,
+            found: b'e'
+        })
     );
     let bad16 = HELLO_16.replacen('c', "g", 1);
     assert_eq!(
         Hash::parse_any(&format!("sha256:{bad16}"), None),
-        Err(HashError::InvalidChar { input: bad16.clone(), format: HashFormat::Base16, position: 1, found: b'g' })
+        Err(HashError::InvalidChar {
+            input: bad16.clone(),
+            format: HashFormat::Base16,
+            position: 1,
+            found: b'g'
+        })
     );
     let bad64 = HELLO_64.replacen('+', "-", 1);
     assert!(matches!(
         Hash::parse_any(&format!("sha256:{bad64}"), None),
-        Err(HashError::InvalidChar { format: HashFormat::Base64, found: b'-', .. })
+        Err(HashError::InvalidChar {
+            format: HashFormat::Base64,
+            found: b'-',
+            ..
+        })
     ));
     // Algorithm names: unknown, upper case, missing, mismatched.
     assert_eq!(
         Hash::parse_any(&format!("SHA256:{HELLO_32}"), None),
-        Err(HashError::UnknownAlgo { name: "SHA256".into() })
+        Err(HashError::UnknownAlgo {
+            name: "SHA256".into()
+        })
     );
     assert_eq!(
         Hash::parse_any(HELLO_32, None),
-        Err(HashError::MissingAlgo { input: HELLO_32.into() })
+        Err(HashError::MissingAlgo {
+            input: HELLO_32.into()
+        })
     );
     assert_eq!(
         Hash::parse_prefixed(HELLO_32),
-        Err(HashError::MissingAlgo { input: HELLO_32.into() })
+        Err(HashError::MissingAlgo {
+            input: HELLO_32.into()
+        })
     );
     let e = Hash::parse_any(HELLO_32, None).unwrap_err().to_string();
-    assert!(e.contains("expected '<algo>:<hash>' or '<algo>-<base64>'"), "{e}");
+    assert!(
+        e.contains("expected '<algo>:<hash>' or '<algo>-<base64>'"),
+        "{e}"
+    );
     let text = format!("sha256:{HELLO_32}");
     assert_eq!(
         Hash::parse_any(&text, Some(HashAlgo::Sha1)),
-        Err(HashError::AlgoMismatch { input: text.clone(), expected: HashAlgo::Sha1, found: HashAlgo::Sha256 })
+        Err(HashError::AlgoMismatch {
+            input: text.clone(),
+            expected: HashAlgo::Sha1,
+            found: HashAlgo::Sha256
+        })
     );
     // SRI: always base64, whatever the length; nix32 there is refused.
     assert!(matches!(
         Hash::parse_any(&format!("sha256-{HELLO_32}"), None),
-        Err(HashError::WrongSize { format: HashFormat::Sri, expected: 32, found: 39, .. })
+        Err(HashError::WrongSize {
+            format: HashFormat::Sri,
+            expected: 32,
+            found: 39,
+            ..
+        })
     ));
     assert!(matches!(
         Hash::parse_sri("sha256-LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmC"),
-        Err(HashError::WrongSize { format: HashFormat::Sri, expected: 32, found: 31, .. })
+        Err(HashError::WrongSize {
+            format: HashFormat::Sri,
+            expected: 32,
+            found: 31,
+            ..
+        })
     ));
-    assert!(matches!(Hash::parse_sri("sha256-"), Err(HashError::WrongSize { found: 0, .. })));
-    assert_eq!(Hash::parse_sri(HELLO_64), Err(HashError::NotSri { input: HELLO_64.into() }));
-    assert!(matches!(Hash::new(HashAlgo::Sha1, &[0; 32]), Err(HashError::WrongSize { expected: 20, found: 32, .. })));
+    assert!(matches!(
+        Hash::parse_sri("sha256-"),
+        Err(HashError::WrongSize { found: 0, .. })
+    ));
+    assert_eq!(
+        Hash::parse_sri(HELLO_64),
+        Err(HashError::NotSri {
+            input: HELLO_64.into()
+        })
+    );
+    assert!(matches!(
+        Hash::new(HashAlgo::Sha1, &[0; 32]),
+        Err(HashError::WrongSize {
+            expected: 20,
+            found: 32,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -252,8 +465,16 @@ fn nar_hash() {
     assert_eq!(n.to_nix32(), HELLO_32);
     assert_eq!(n.to_sri(), format!("sha256-{HELLO_64}"));
     assert_eq!(n.to_string(), format!("sha256-{HELLO_64}"));
-    assert_eq!(n.render(HashFormat::Nix32, true), format!("sha256:{HELLO_32}"));
-    for text in [HELLO_32, HELLO_64, &format!("sha256:{HELLO_32}"), &format!("sha256-{HELLO_64}")] {
+    assert_eq!(
+        n.render(HashFormat::Nix32, true),
+        format!("sha256:{HELLO_32}")
+    );
+    for text in [
+        HELLO_32,
+        HELLO_64,
+        &format!("sha256:{HELLO_32}"),
+        &format!("sha256-{HELLO_64}"),
+    ] {
         assert_eq!(NarHash::parse(text).unwrap(), n, "{text}");
     }
     assert_eq!(Hash::from(n), hello());
@@ -261,15 +482,26 @@ fn nar_hash() {
     let md5 = Hash::parse_any("md5:4jqlbi14cxf6wpcajbphm40hax", None).unwrap();
     assert!(matches!(
         NarHash::try_from(md5),
-        Err(HashError::AlgoMismatch { expected: HashAlgo::Sha256, found: HashAlgo::Md5, .. })
+        Err(HashError::AlgoMismatch {
+            expected: HashAlgo::Sha256,
+            found: HashAlgo::Md5,
+            ..
+        })
     ));
     assert!(matches!(
         NarHash::parse("md5:4jqlbi14cxf6wpcajbphm40hax"),
-        Err(HashError::AlgoMismatch { expected: HashAlgo::Sha256, found: HashAlgo::Md5, .. })
+        Err(HashError::AlgoMismatch {
+            expected: HashAlgo::Sha256,
+            found: HashAlgo::Md5,
+            ..
+        })
     ));
     // A real narHash from `nix path-info --json` (a file containing "hello").
     let real = NarHash::parse("sha256-CkMIecJm+LV/QJKg+TXPP6zUi7zN5XYNR0jKQFFx6Wk=").unwrap();
-    assert_eq!(real.to_sri(), "sha256-CkMIecJm+LV/QJKg+TXPP6zUi7zN5XYNR0jKQFFx6Wk=");
+    assert_eq!(
+        real.to_sri(),
+        "sha256-CkMIecJm+LV/QJKg+TXPP6zUi7zN5XYNR0jKQFFx6Wk="
+    );
 }
 
 // ---- properties ----
@@ -279,9 +511,9 @@ struct AnyHash(Hash);
 
 impl Arbitrary for AnyHash {
     fn arbitrary(g: &mut Gen) -> Self {
-        let algo = *g.choose(&HashAlgo::ALL).unwrap();
+        let algo = *g.choose(&HashAlgo::ALL).expect("non-empty");
         let digest: Vec<u8> = (0..algo.size()).map(|_| u8::arbitrary(g)).collect();
-        Self(Hash::new(algo, &digest).unwrap())
+        Self(Hash::new(algo, &digest).expect("right size"))
     }
 }
 
@@ -290,16 +522,26 @@ fn quickcheck_every_rendering_parses_back() {
     fn prop(h: AnyHash) -> bool {
         let h = h.0;
         let algo = Some(h.algo());
-        [HashFormat::Base16, HashFormat::Nix32, HashFormat::Base64, HashFormat::Sri]
-            .into_iter()
-            .all(|f| {
-                Hash::parse_any_with_format(&h.render(f, true), None) == Ok((h, f))
-                    && Hash::parse_explicit(&h.render(f, false).replace(&format!("{}-", h.algo()), ""), h.algo(), f) == Ok(h)
-                    && (f == HashFormat::Sri || Hash::parse_any(&h.render(f, false), algo) == Ok(h))
-            })
-            && h.to_string().parse::<Hash>() == Ok(h)
+        [
+            HashFormat::Base16,
+            HashFormat::Nix32,
+            HashFormat::Base64,
+            HashFormat::Sri,
+        ]
+        .into_iter()
+        .all(|f| {
+            Hash::parse_any_with_format(&h.render(f, true), None) == Ok((h, f))
+                && Hash::parse_explicit(
+                    &h.render(f, false).replace(&format!("{}-", h.algo()), ""),
+                    h.algo(),
+                    f,
+                ) == Ok(h)
+                && (f == HashFormat::Sri || Hash::parse_any(&h.render(f, false), algo) == Ok(h))
+        }) && h.to_string().parse::<Hash>() == Ok(h)
     }
-    QuickCheck::new().tests(1000).quickcheck(prop as fn(AnyHash) -> bool);
+    QuickCheck::new()
+        .tests(1000)
+        .quickcheck(prop as fn(AnyHash) -> bool);
 }
 
 /// Nix32 written independently: the digest as a little-endian number, in
@@ -317,7 +559,7 @@ fn reference_nix32(bytes: &[u8]) -> String {
         digits.push(nix32::ALPHABET[rem as usize]);
     }
     digits.reverse();
-    String::from_utf8(digits).unwrap()
+    String::from_utf8(digits).expect("ASCII")
 }
 
 #[test]
@@ -328,7 +570,9 @@ fn quickcheck_nix32_is_little_endian_base_32() {
             && text.len() == nix32::encoded_len(bytes.len())
             && nix32::decode(text.as_bytes()).unwrap() == bytes
     }
-    QuickCheck::new().tests(1000).quickcheck(prop as fn(Vec<u8>) -> bool);
+    QuickCheck::new()
+        .tests(1000)
+        .quickcheck(prop as fn(Vec<u8>) -> bool);
 }
 
 #[test]
@@ -340,13 +584,20 @@ fn quickcheck_parsers_never_panic() {
         let _ = NarHash::parse(&text);
         let _ = nix32::decode(text.as_bytes());
         if let Some(a) = algo {
-            for f in [HashFormat::Base16, HashFormat::Nix32, HashFormat::Base64, HashFormat::Sri] {
+            for f in [
+                HashFormat::Base16,
+                HashFormat::Nix32,
+                HashFormat::Base64,
+                HashFormat::Sri,
+            ] {
                 let _ = Hash::parse_explicit(&text, a, f);
             }
         }
         true
     }
-    QuickCheck::new().tests(2000).quickcheck(prop as fn(String, Option<u8>) -> bool);
+    QuickCheck::new()
+        .tests(2000)
+        .quickcheck(prop as fn(String, Option<u8>) -> bool);
 }
 
 // ---- against the real Nix, when it is here ----
@@ -357,8 +608,18 @@ fn nix_hash(args: &[String]) -> Option<Vec<String>> {
         .args(args)
         .output()
         .ok()?;
-    assert!(out.status.success(), "nix hash {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    Some(String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect())
+    assert!(
+        out.status.success(),
+        "nix hash {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8(out.stdout)
+            .expect("UTF-8")
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    )
 }
 
 #[test]
@@ -372,7 +633,12 @@ fn live_nix_agrees_on_random_digests() {
         return;
     }
     let mut g = Gen::new(64);
-    for algo in [HashAlgo::Md5, HashAlgo::Sha1, HashAlgo::Sha256, HashAlgo::Sha512] {
+    for algo in [
+        HashAlgo::Md5,
+        HashAlgo::Sha1,
+        HashAlgo::Sha256,
+        HashAlgo::Sha512,
+    ] {
         let hashes: Vec<Hash> = (0..16)
             .map(|_| {
                 let digest: Vec<u8> = (0..algo.size()).map(|_| u8::arbitrary(&mut g)).collect();
@@ -399,7 +665,10 @@ fn live_nix_agrees_on_random_digests() {
             args.push(h.to_sri());
         }
         let theirs = nix_hash(&args).unwrap();
-        let ours: Vec<String> = hashes.iter().flat_map(|h| [h.to_base16(), h.to_base16(), h.to_base16()]).collect();
+        let ours: Vec<String> = hashes
+            .iter()
+            .flat_map(|h| [h.to_base16(), h.to_base16(), h.to_base16()])
+            .collect();
         assert_eq!(theirs, ours, "to-base16 {algo}");
     }
 }

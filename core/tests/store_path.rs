@@ -91,7 +91,14 @@ fn dot_and_dot_dot_are_not_names() {
 
 #[test]
 fn first_component_must_not_be_dot_or_dot_dot() {
-    for (name, component) in [(".-1", "."), (".-a", "."), (".-", "."), ("..-1", ".."), ("..-a", ".."), ("..-", "..")] {
+    for (name, component) in [
+        (".-1", "."),
+        (".-a", "."),
+        (".-", "."),
+        ("..-1", ".."),
+        ("..-a", ".."),
+        ("..-", ".."),
+    ] {
         assert_eq!(
             name_error(name),
             NameError::DotComponent {
@@ -131,7 +138,11 @@ fn characters_outside_the_name_alphabet() {
     assert!(matches!(
         StorePath::from_base_name(&bytes),
         Err(StorePathError::InvalidName {
-            source: NameError::InvalidChar { position: 1, found: 0, .. },
+            source: NameError::InvalidChar {
+                position: 1,
+                found: 0,
+                ..
+            },
             ..
         })
     ));
@@ -140,10 +151,16 @@ fn characters_outside_the_name_alphabet() {
 #[test]
 fn the_leading_dot_rules_come_before_the_character_check() {
     // Nix checks "." and ".-" before the characters: ".-!" reports the dot.
-    assert!(matches!(name_error(".-!"), NameError::DotComponent { component: ".", .. }));
+    assert!(matches!(
+        name_error(".-!"),
+        NameError::DotComponent { component: ".", .. }
+    ));
     // And the length before everything else.
     let long = format!("!{}", "a".repeat(MAX_NAME_LEN));
-    assert!(matches!(name_error(&long), NameError::TooLong { len: 212, .. }));
+    assert!(matches!(
+        name_error(&long),
+        NameError::TooLong { len: 212, .. }
+    ));
 }
 
 #[test]
@@ -160,7 +177,10 @@ fn too_short() {
     // A hash and a dash is long enough to be looked at, and has an empty name.
     assert!(matches!(
         StorePath::from_base_name(format!("{HASH}-").as_bytes()),
-        Err(StorePathError::InvalidName { source: NameError::Empty, .. })
+        Err(StorePathError::InvalidName {
+            source: NameError::Empty,
+            ..
+        })
     ));
 }
 
@@ -185,7 +205,15 @@ fn the_hash_part_is_followed_by_a_dash() {
 #[test]
 fn the_hash_part_is_nix32() {
     // e, o, u and t are not Nix32 digits, nor is upper case or punctuation.
-    for (bad, found) in [('e', b'e'), ('o', b'o'), ('u', b'u'), ('t', b't'), ('A', b'A'), ('-', b'-'), ('.', b'.')] {
+    for (bad, found) in [
+        ('e', b'e'),
+        ('o', b'o'),
+        ('u', b'u'),
+        ('t', b't'),
+        ('A', b'A'),
+        ('-', b'-'),
+        ('.', b'.'),
+    ] {
         let mut hash = HASH.to_owned();
         hash.replace_range(5..6, &bad.to_string());
         let base = format!("{hash}-foo");
@@ -208,24 +236,40 @@ fn the_hash_part_is_nix32() {
 #[test]
 fn errors_say_what_was_expected() {
     let e = path("foo!o").unwrap_err().to_string();
-    assert!(e.contains("'!'") && e.contains("expected only letters, digits"), "{e}");
-    let e = StorePath::from_base_name(b"tooshort").unwrap_err().to_string();
-    assert!(e.contains("expected a 32-character hash, '-' and a name"), "{e}");
+    assert!(
+        e.contains("'!'") && e.contains("expected only letters, digits"),
+        "{e}"
+    );
+    let e = StorePath::from_base_name(b"tooshort")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("expected a 32-character hash, '-' and a name"),
+        "{e}"
+    );
     let e = StorePath::from_base_name(format!("{}e-x", &HASH[..31]).as_bytes())
         .unwrap_err()
         .to_string();
-    assert!(e.contains("'e'") && e.contains("0123456789abcdfghijklmnpqrsvwxyz"), "{e}");
+    assert!(
+        e.contains("'e'") && e.contains("0123456789abcdfghijklmnpqrsvwxyz"),
+        "{e}"
+    );
 }
 
 #[test]
 fn accessors_and_derivations() {
-    let p: StorePath = "7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-hello-2.12.drv".parse().unwrap();
+    let p: StorePath = "7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-hello-2.12.drv"
+        .parse()
+        .unwrap();
     assert_eq!(p.hash_part(), "7h7qgvs4kgzsn8a6rb273saxyqh4jxlz");
     assert_eq!(p.name(), "hello-2.12.drv");
     assert!(p.is_derivation());
     assert!(!path("hello").unwrap().is_derivation());
     assert!(!path("hello.drvx").unwrap().is_derivation());
-    assert_eq!(format!("{p:?}"), "StorePath(\"7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-hello-2.12.drv\")");
+    assert_eq!(
+        format!("{p:?}"),
+        "StorePath(\"7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-hello-2.12.drv\")"
+    );
 }
 
 #[test]
@@ -248,7 +292,7 @@ fn from_digest_and_back() {
 
 #[test]
 fn ordering_is_by_base_name() {
-    let mut paths = vec![path("b").unwrap(), path("a").unwrap(), path("B").unwrap()];
+    let mut paths = [path("b").unwrap(), path("a").unwrap(), path("B").unwrap()];
     paths.sort();
     let names: Vec<_> = paths.iter().map(StorePath::name).collect();
     assert_eq!(names, ["B", "a", "b"]);
@@ -261,11 +305,25 @@ fn output_names_use_the_name_rules() {
     }
     assert_eq!(OutputName::out().to_string(), "out");
     assert_eq!(OutputName::new(""), Err(NameError::Empty));
-    assert!(matches!(OutputName::new(".."), Err(NameError::DotOrDotDot { .. })));
-    assert!(matches!(OutputName::new("a,b"), Err(NameError::InvalidChar { position: 1, found: b',', .. })));
+    assert!(matches!(
+        OutputName::new(".."),
+        Err(NameError::DotOrDotDot { .. })
+    ));
+    assert!(matches!(
+        OutputName::new("a,b"),
+        Err(NameError::InvalidChar {
+            position: 1,
+            found: b',',
+            ..
+        })
+    ));
     assert!(matches!(
         OutputName::from_bytes(b"\xffout"),
-        Err(NameError::InvalidChar { position: 0, found: 0xff, .. })
+        Err(NameError::InvalidChar {
+            position: 0,
+            found: 0xff,
+            ..
+        })
     ));
 }
 
@@ -274,30 +332,51 @@ fn output_names_use_the_name_rules() {
 #[test]
 fn store_dir_default_and_validation() {
     assert_eq!(StoreDir::default().as_str(), "/nix/store");
-    assert_eq!(StoreDir::new("/gnu/store").unwrap().to_string(), "/gnu/store");
+    assert_eq!(
+        StoreDir::new("/gnu/store").unwrap().to_string(),
+        "/gnu/store"
+    );
     assert_eq!(
         StoreDir::new("nix/store"),
-        Err(StoreDirError::NotAbsolute { dir: "nix/store".into() })
+        Err(StoreDirError::NotAbsolute {
+            dir: "nix/store".into()
+        })
     );
-    assert_eq!(StoreDir::new(""), Err(StoreDirError::NotAbsolute { dir: String::new() }));
+    assert_eq!(
+        StoreDir::new(""),
+        Err(StoreDirError::NotAbsolute { dir: String::new() })
+    );
     assert_eq!(StoreDir::new("/"), Err(StoreDirError::Root));
     assert_eq!(
         StoreDir::new("/nix/store/"),
-        Err(StoreDirError::TrailingSlash { dir: "/nix/store/".into() })
+        Err(StoreDirError::TrailingSlash {
+            dir: "/nix/store/".into()
+        })
     );
     assert_eq!(
         StoreDir::new("/nix//store"),
-        Err(StoreDirError::EmptyComponent { dir: "/nix//store".into() })
+        Err(StoreDirError::EmptyComponent {
+            dir: "/nix//store".into()
+        })
     );
     assert_eq!(
         StoreDir::new("/nix/./store"),
-        Err(StoreDirError::DotComponent { dir: "/nix/./store".into(), component: "." })
+        Err(StoreDirError::DotComponent {
+            dir: "/nix/./store".into(),
+            component: "."
+        })
     );
     assert_eq!(
         StoreDir::new("/nix/../store"),
-        Err(StoreDirError::DotComponent { dir: "/nix/../store".into(), component: ".." })
+        Err(StoreDirError::DotComponent {
+            dir: "/nix/../store".into(),
+            component: ".."
+        })
     );
-    assert!(matches!(StoreDir::new("/nix\0/store"), Err(StoreDirError::Nul { .. })));
+    assert!(matches!(
+        StoreDir::new("/nix\0/store"),
+        Err(StoreDirError::Nul { .. })
+    ));
 }
 
 #[test]
@@ -337,7 +416,10 @@ fn parse_path_refuses_paths_outside_the_store() {
         );
     }
     let e = dir.parse_path(b"/tmp/x").unwrap_err().to_string();
-    assert_eq!(e, "path '/tmp/x' is not in the store: expected '/nix/store/<hash>-<name>'");
+    assert_eq!(
+        e,
+        "path '/tmp/x' is not in the store: expected '/nix/store/<hash>-<name>'"
+    );
 }
 
 #[test]
@@ -345,7 +427,12 @@ fn parse_path_refuses_subpaths() {
     let dir = StoreDir::default();
     let full = format!("/nix/store/{HASH}-foo/bin/sh");
     match dir.parse_path(full.as_bytes()) {
-        Err(StoreDirError::Subpath { path, store_path, rest, .. }) => {
+        Err(StoreDirError::Subpath {
+            path,
+            store_path,
+            rest,
+            ..
+        }) => {
             assert_eq!(path, full);
             assert_eq!(store_path.name(), "foo");
             assert_eq!(rest, "/bin/sh");
@@ -354,12 +441,17 @@ fn parse_path_refuses_subpaths() {
     }
     // Trailing slash: non-canonical, refused as Nix's canonical reader does.
     let full = format!("/nix/store/{HASH}-foo/");
-    assert!(matches!(dir.parse_path(full.as_bytes()), Err(StoreDirError::Subpath { rest, .. }) if rest == "/"));
+    assert!(
+        matches!(dir.parse_path(full.as_bytes()), Err(StoreDirError::Subpath { rest, .. }) if rest == "/")
+    );
     // split_path gives both parts.
     let full = format!("/nix/store/{HASH}-bash/bin/sh");
     let (p, rest) = dir.split_path(full.as_bytes()).unwrap();
     assert_eq!((p.name(), rest), ("bash", &b"/bin/sh"[..]));
-    let e = dir.parse_path(format!("/nix/store/{HASH}-foo/bin").as_bytes()).unwrap_err().to_string();
+    let e = dir
+        .parse_path(format!("/nix/store/{HASH}-foo/bin").as_bytes())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("found '/bin' after it"), "{e}");
 }
 
@@ -392,7 +484,10 @@ fn parse_path_reports_bad_base_names() {
     );
     assert!(matches!(
         dir.parse_path(b"/nix/store/"),
-        Err(StoreDirError::InvalidStorePath { source: StorePathError::TooShort { len: 0, .. }, .. })
+        Err(StoreDirError::InvalidStorePath {
+            source: StorePathError::TooShort { len: 0, .. },
+            ..
+        })
     ));
 }
 
@@ -403,7 +498,10 @@ fn another_store_dir() {
     let p = dir.parse_path(full.as_bytes()).unwrap();
     assert_eq!(dir.display_path(&p), full);
     assert!(StoreDir::default().parse_path(full.as_bytes()).is_err());
-    assert!(dir.parse_path(format!("/nix/store/{HASH}-foo").as_bytes()).is_err());
+    assert!(
+        dir.parse_path(format!("/nix/store/{HASH}-foo").as_bytes())
+            .is_err()
+    );
 }
 
 // ---- properties ----
@@ -417,9 +515,13 @@ const NAME_CHARS: &[u8] = b"abcXYZ019+-._?=";
 
 impl Arbitrary for ValidBase {
     fn arbitrary(g: &mut Gen) -> Self {
-        let hash: String = (0..32).map(|_| char::from(*g.choose(NIX32).unwrap())).collect();
+        let hash: String = (0..32)
+            .map(|_| char::from(*g.choose(NIX32).expect("non-empty")))
+            .collect();
         let len = 1 + usize::arbitrary(g) % MAX_NAME_LEN;
-        let mut name: String = (0..len).map(|_| char::from(*g.choose(NAME_CHARS).unwrap())).collect();
+        let mut name: String = (0..len)
+            .map(|_| char::from(*g.choose(NAME_CHARS).expect("non-empty")))
+            .collect();
         if name == "." || name == ".." || name.starts_with(".-") || name.starts_with("..-") {
             name.insert(0, 'x');
             name.truncate(MAX_NAME_LEN);
@@ -435,12 +537,14 @@ fn reference_valid(base: &[u8]) -> bool {
         return false;
     }
     let name = &base[33..];
-    let reserved = [&b"."[..], b".."].iter().any(|d| {
-        name.starts_with(d) && (name.len() == d.len() || name[d.len()] == b'-')
-    });
+    let reserved = [&b"."[..], b".."]
+        .iter()
+        .any(|d| name.starts_with(d) && (name.len() == d.len() || name[d.len()] == b'-'));
     name.len() <= 211
         && !reserved
-        && name.iter().all(|&c| c.is_ascii_alphanumeric() || b"+-._?=".contains(&c))
+        && name
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b"+-._?=".contains(&c))
 }
 
 #[test]
@@ -453,7 +557,9 @@ fn quickcheck_valid_paths_round_trip_through_the_store_dir() {
         let digest_again = StorePath::from_digest(&p.digest(), p.name()).unwrap();
         again == p && p.base_name() == base.0 && digest_again == p
     }
-    QuickCheck::new().tests(500).quickcheck(prop as fn(ValidBase) -> bool);
+    QuickCheck::new()
+        .tests(500)
+        .quickcheck(prop as fn(ValidBase) -> bool);
 }
 
 #[test]
@@ -466,13 +572,17 @@ fn quickcheck_acceptance_matches_the_rules() {
             let byte = match byte % 4 {
                 0 => byte,
                 1 => b".-"[usize::from(byte) % 2],
-                _ => *NAME_CHARS.get(usize::from(byte) % NAME_CHARS.len()).unwrap(),
+                _ => *NAME_CHARS
+                    .get(usize::from(byte) % NAME_CHARS.len())
+                    .unwrap(),
             };
             bytes[at] = byte;
         }
         TestResult::from_bool(StorePath::from_base_name(&bytes).is_ok() == reference_valid(&bytes))
     }
-    QuickCheck::new().tests(2000).quickcheck(prop as fn(ValidBase, Vec<(u8, u8)>) -> TestResult);
+    QuickCheck::new()
+        .tests(2000)
+        .quickcheck(prop as fn(ValidBase, Vec<(u8, u8)>) -> TestResult);
 }
 
 #[test]
@@ -482,5 +592,7 @@ fn quickcheck_no_input_panics() {
         let _ = StoreDir::default().parse_path(&bytes);
         ok == reference_valid(&bytes)
     }
-    QuickCheck::new().tests(1000).quickcheck(prop as fn(Vec<u8>) -> bool);
+    QuickCheck::new()
+        .tests(1000)
+        .quickcheck(prop as fn(Vec<u8>) -> bool);
 }

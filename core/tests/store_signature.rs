@@ -27,17 +27,32 @@ fn real_signatures() {
 
 #[test]
 fn any_text_is_kept_exactly() {
-    for text in ["", "no colon", ":empty-name", "k:", "k:not base64!", "k:YQ", "a:b:c", "ünï:cødé"] {
+    for text in [
+        "",
+        "no colon",
+        ":empty-name",
+        "k:",
+        "k:not base64!",
+        "k:YQ",
+        "a:b:c",
+        "ünï:cødé",
+    ] {
         let sig = Signature::new(text);
         assert_eq!(sig.as_str(), text);
         assert_eq!(text.parse::<Signature>().unwrap(), sig);
         assert_eq!(Signature::from(text), sig);
         assert_eq!(Signature::from(text.to_owned()), sig);
-        assert_eq!(Signature::from_bytes(text.as_bytes().to_vec()).unwrap(), sig);
+        assert_eq!(
+            Signature::from_bytes(text.as_bytes().to_vec()).unwrap(),
+            sig
+        );
     }
     assert_eq!(
         Signature::from_bytes(b"k:\xffx".to_vec()),
-        Err(SignatureError::NotUtf8 { position: 2, found: 0xff })
+        Err(SignatureError::NotUtf8 {
+            position: 2,
+            found: 0xff
+        })
     );
 }
 
@@ -45,19 +60,38 @@ fn any_text_is_kept_exactly() {
 fn what_nix_2_34_refuses() {
     assert_eq!(
         Signature::parse("no colon"),
-        Err(SignatureError::NoColon { text: "no colon".into() })
+        Err(SignatureError::NoColon {
+            text: "no colon".into()
+        })
     );
     assert_eq!(
         Signature::parse(":YWJj"),
-        Err(SignatureError::EmptyKeyName { text: ":YWJj".into() })
+        Err(SignatureError::EmptyKeyName {
+            text: ":YWJj".into()
+        })
     );
-    assert_eq!(Signature::parse("k:"), Err(SignatureError::Empty { text: "k:".into() }));
+    assert_eq!(
+        Signature::parse("k:"),
+        Err(SignatureError::Empty { text: "k:".into() })
+    );
     // One base64 digit is 6 bits: no whole byte.
-    assert_eq!(Signature::parse("k:Y"), Err(SignatureError::Empty { text: "k:Y".into() }));
-    assert_eq!(Signature::parse("k:=YWJj"), Err(SignatureError::Empty { text: "k:=YWJj".into() }));
+    assert_eq!(
+        Signature::parse("k:Y"),
+        Err(SignatureError::Empty { text: "k:Y".into() })
+    );
+    assert_eq!(
+        Signature::parse("k:=YWJj"),
+        Err(SignatureError::Empty {
+            text: "k:=YWJj".into()
+        })
+    );
     assert_eq!(
         Signature::parse("k:YW!j"),
-        Err(SignatureError::InvalidBase64 { text: "k:YW!j".into(), position: 2, found: b'!' })
+        Err(SignatureError::InvalidBase64 {
+            text: "k:YW!j".into(),
+            position: 2,
+            found: b'!'
+        })
     );
     let e = Signature::parse("no colon").unwrap_err().to_string();
     assert!(e.contains("expected '<key-name>:<base64>'"), "{e}");
@@ -75,7 +109,14 @@ fn accessors_on_odd_signatures() {
     let sig = Signature::new("a:b:c");
     assert_eq!(sig.key_name(), Some("a"));
     assert_eq!(sig.encoded(), Some("b:c"));
-    assert!(matches!(sig.bytes(), Err(SignatureError::InvalidBase64 { position: 1, found: b':', .. })));
+    assert!(matches!(
+        sig.bytes(),
+        Err(SignatureError::InvalidBase64 {
+            position: 1,
+            found: b':',
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -92,7 +133,11 @@ fn lenient_base64_and_the_canonical_form() {
 
 #[test]
 fn ordering_is_the_texts() {
-    let mut sigs = vec![Signature::new("b:AA=="), Signature::new("a-b:AA=="), Signature::new("a:AA==")];
+    let mut sigs = [
+        Signature::new("b:AA=="),
+        Signature::new("a-b:AA=="),
+        Signature::new("a:AA=="),
+    ];
     sigs.sort();
     let texts: Vec<_> = sigs.iter().map(Signature::as_str).collect();
     assert_eq!(texts, ["a-b:AA==", "a:AA==", "b:AA=="]);

@@ -38,7 +38,9 @@ use super::hash::{Hash, HashAlgo, HashError, HashFormat};
 #[non_exhaustive]
 pub enum ContentAddressError {
     /// No `<prefix>:` at the start.
-    #[error("'{input}' is not a content address: expected '<prefix>:<rest>' with prefix 'text' or 'fixed'")]
+    #[error(
+        "'{input}' is not a content address: expected '<prefix>:<rest>' with prefix 'text' or 'fixed'"
+    )]
     NoPrefix {
         /// The text.
         input: String,

@@ -48,7 +48,9 @@ pub enum StoreDirError {
         dir: String,
     },
     /// The store directory has a `.` or `..` component.
-    #[error("store directory '{dir}' is not valid: expected a canonical path, found a '{component}' component")]
+    #[error(
+        "store directory '{dir}' is not valid: expected a canonical path, found a '{component}' component"
+    )]
     DotComponent {
         /// The directory given.
         dir: String,
@@ -173,7 +175,10 @@ impl StoreDir {
             .strip_prefix(self.0.as_bytes())
             .and_then(|rest| rest.strip_prefix(b"/"))
             .ok_or_else(not_in_store)?;
-        let end = inside.iter().position(|&c| c == b'/').unwrap_or(inside.len());
+        let end = inside
+            .iter()
+            .position(|&c| c == b'/')
+            .unwrap_or(inside.len());
         let (base_name, rest) = inside.split_at(end);
         let store_path = StorePath::from_base_name(base_name).map_err(|source| {
             StoreDirError::InvalidStorePath {

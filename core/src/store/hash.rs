@@ -55,7 +55,13 @@ pub enum HashAlgo {
 
 impl HashAlgo {
     /// Every algorithm, in the order above.
-    pub const ALL: [Self; 5] = [Self::Md5, Self::Sha1, Self::Sha256, Self::Sha512, Self::Blake3];
+    pub const ALL: [Self; 5] = [
+        Self::Md5,
+        Self::Sha1,
+        Self::Sha256,
+        Self::Sha512,
+        Self::Blake3,
+    ];
 
     /// The digest size in bytes.
     pub const fn size(self) -> usize {
@@ -150,14 +156,18 @@ impl fmt::Display for HashFormat {
 #[non_exhaustive]
 pub enum HashError {
     /// The algorithm name is not one Nix knows.
-    #[error("unknown hash algorithm '{name}': expected 'md5', 'sha1', 'sha256', 'sha512' or 'blake3'")]
+    #[error(
+        "unknown hash algorithm '{name}': expected 'md5', 'sha1', 'sha256', 'sha512' or 'blake3'"
+    )]
     UnknownAlgo {
         /// The name found.
         name: String,
     },
     /// The text has no `<algo>:` or `<algo>-` prefix and the algorithm is
     /// not otherwise known.
-    #[error("hash '{input}' does not say its algorithm: expected '<algo>:<hash>' or '<algo>-<base64>'")]
+    #[error(
+        "hash '{input}' does not say its algorithm: expected '<algo>:<hash>' or '<algo>-<base64>'"
+    )]
     MissingAlgo {
         /// The text.
         input: String,
@@ -218,7 +228,9 @@ pub enum HashError {
         algo: HashAlgo,
     },
     /// The text decodes to the wrong number of bytes for the algorithm.
-    #[error("invalid {format} hash '{input}': it decodes to {found} bytes, expected {expected} for {algo}")]
+    #[error(
+        "invalid {format} hash '{input}': it decodes to {found} bytes, expected {expected} for {algo}"
+    )]
     WrongSize {
         /// The text, without any prefix.
         input: String,
@@ -345,7 +357,11 @@ impl Hash {
     /// Reads an unprefixed digest of `algo` in the given form (Nix's
     /// `Hash::parseExplicitFormatUnprefixed`). [`HashFormat::Sri`] here means
     /// base64 text without the `<algo>-`.
-    pub fn parse_explicit(text: &str, algo: HashAlgo, format: HashFormat) -> Result<Self, HashError> {
+    pub fn parse_explicit(
+        text: &str,
+        algo: HashAlgo,
+        format: HashFormat,
+    ) -> Result<Self, HashError> {
         Self::decode(text, algo, format)
     }
 

@@ -118,7 +118,10 @@ impl Signature {
     /// The key name: the text before the first `:`, if there is a `:` and
     /// the name is not empty.
     pub fn key_name(&self) -> Option<&str> {
-        self.0.split_once(':').map(|(name, _)| name).filter(|n| !n.is_empty())
+        self.0
+            .split_once(':')
+            .map(|(name, _)| name)
+            .filter(|n| !n.is_empty())
     }
 
     /// The text after the first `:`, if any (the base64 signature).
