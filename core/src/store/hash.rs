@@ -2,7 +2,7 @@
 //! (`src/libutil/hash.cc`, `src/libutil/base-n.cc`,
 //! `src/libutil/base-nix-32.cc`).
 //!
-//! A [`Hash`] is an algorithm and a digest of that algorithm's size. Its text
+//! A [`Hash`](struct@Hash) is an algorithm and a digest of that algorithm's size. Its text
 //! forms ([`HashFormat`]):
 //!
 //! | form | sha256 of `hello` |
@@ -125,7 +125,7 @@ impl FromStr for HashAlgo {
 pub enum HashFormat {
     /// Lowercase hexadecimal (upper case is accepted when reading).
     Base16,
-    /// Nix's own base-32 ([`nix32`](super::nix32)).
+    /// Nix's own base-32 ([`nix32`]).
     Nix32,
     /// Standard base64, padded.
     Base64,
@@ -465,7 +465,9 @@ impl Hash {
         match format {
             HashFormat::Base16 => data_encoding::HEXLOWER.encode_append(self.digest(), out),
             HashFormat::Nix32 => nix32::encode_to(self.digest(), out),
-            HashFormat::Base64 | HashFormat::Sri => out.push_str(&base64::encode(self.digest())),
+            HashFormat::Base64 | HashFormat::Sri => {
+                data_encoding::BASE64.encode_append(self.digest(), out);
+            }
         }
     }
 }
@@ -522,7 +524,7 @@ impl FromStr for Hash {
 
 /// The sha256 of a NAR, which every path info carries.
 ///
-/// Any 32 bytes are one. `Display` writes SRI, like [`Hash`].
+/// Any 32 bytes are one. `Display` writes SRI, like [`Hash`](struct@Hash).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NarHash(pub [u8; 32]);
 
@@ -537,7 +539,7 @@ impl NarHash {
         &self.0
     }
 
-    /// As a general [`Hash`] (algorithm sha256).
+    /// As a general [`Hash`](struct@Hash) (algorithm sha256).
     pub fn to_hash(&self) -> Hash {
         let mut bytes = [0u8; MAX_SIZE];
         bytes[..32].copy_from_slice(&self.0);

@@ -15,13 +15,13 @@
 //! - [`dir`]: a [`StoreDir`] (`/nix/store` by default) turns full paths into
 //!   [`StorePath`]s and back. A store path only becomes a full path through
 //!   the store directory it belongs to.
-//! - [`hash`]: [`Hash`] is a digest with its [`HashAlgo`], readable and
+//! - [`hash`]: [`Hash`](struct@Hash) is a digest with its [`HashAlgo`], readable and
 //!   writable in each of Nix's text forms ([`HashFormat`]); [`NarHash`] is
 //!   the sha256 of a NAR, the one hash every path info has.
 //! - [`nix32`]: Nix's own base-32 encoding, used by hashes and by the hash
 //!   part of store paths.
 //! - [`content_address`]: a [`ContentAddress`] (`fixed:r:sha256:…`) is a
-//!   [`ContentAddressMethod`] and a [`Hash`]; the method alone, with its
+//!   [`ContentAddressMethod`] and a [`Hash`](struct@Hash); the method alone, with its
 //!   prefixes, also appears in derivation outputs (`r:sha256`).
 //! - [`signature`]: a [`Signature`] on a path info, `<key-name>:<base64>`,
 //!   kept as the exact text that came so that it re-encodes byte for byte.

@@ -102,12 +102,17 @@ pub fn encode_to(bytes: &[u8], out: &mut String) {
 /// [`encoded_len(n)`](encoded_len) digits must check the length, and a
 /// longer result means the first digit was too large.
 pub fn decode(text: &[u8]) -> Result<Vec<u8>, Nix32Error> {
+    // Report the leftmost bad character (Nix, decoding from the end, reports
+    // the rightmost).
+    if let Some(position) = text.iter().position(|&c| !is_digit(c)) {
+        return Err(Nix32Error::InvalidChar {
+            position,
+            found: text[position],
+        });
+    }
     let mut out = Vec::with_capacity((text.len() * 5).div_ceil(8));
     for (n, &c) in text.iter().rev().enumerate() {
-        let digit = digit_value(c).ok_or(Nix32Error::InvalidChar {
-            position: text.len() - 1 - n,
-            found: c,
-        })?;
+        let digit = REVERSE[usize::from(c)];
         let b = n * 5;
         let (i, j) = (b / 8, b % 8);
         if out.len() < i + 1 {

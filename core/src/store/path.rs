@@ -4,7 +4,7 @@
 //! `StorePath::StorePath`):
 //!
 //! - the hash part is exactly [`HASH_PART_LEN`] (32) characters of the
-//!   [`nix32`](super::nix32) alphabet `0123456789abcdfghijklmnpqrsvwxyz`;
+//!   [`nix32`] alphabet `0123456789abcdfghijklmnpqrsvwxyz`;
 //! - a `-` follows it (Nix only checks this since a 2026 commit; older Nix
 //!   accepted any byte there, but no Nix ever made such a path);
 //! - the name is 1 to [`MAX_NAME_LEN`] (211) bytes of `[A-Za-z0-9+-._?=]`;
