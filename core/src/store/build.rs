@@ -4,7 +4,9 @@ use super::{OutputName, Realisation};
 use crate::wire::NixString;
 
 crate::wire_enum! {
-    /// What happened to a build. The same codes in both protocols.
+    /// What happened to a build. The same codes in both protocols; Nix adds
+    /// statuses now and then, hence `non_exhaustive`.
+    #[non_exhaustive]
     pub enum BuildStatus ("a build status") {
         /// Built now.
         Built = 0,
