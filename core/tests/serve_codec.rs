@@ -540,3 +540,94 @@ fn built_outputs_travel_as_json_before_2_8_and_structured_from_2_8() {
     let (decoded, _) = BuildResult::decode_exact(&v28, &result.to_wire(&v28)).expect("decodes");
     assert_eq!(decoded, result);
 }
+
+/// A layout of the worker protocol, to exercise the gates serve messages do
+/// not use: `until` and `feature`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gated {
+    pub always: u64,
+    pub old: u64,
+    pub featured: u64,
+}
+
+nixwire_core::wire_layout! {
+    impl Wire<nixwire_core::wire::Worker> for Gated {
+        always,
+        #[until(1, 30)]
+        old = 7,
+        #[since(1, 38)]
+        #[feature("provenance")]
+        featured = 9,
+    }
+}
+
+#[test]
+fn until_and_feature_gates() {
+    use nixwire_core::wire::{Features, Worker};
+    let value = Gated {
+        always: 1,
+        old: 2,
+        featured: 3,
+    };
+    let at = |minor: u8, features: &[&str]| {
+        let mut cx = Cx::<Worker>::new(Version::new(1, minor));
+        cx.features = Features::new(features.iter().copied());
+        let bytes = value.to_wire(&cx);
+        let (decoded, _) = Gated::decode_exact(&cx, &bytes).expect("decodes");
+        (bytes.len() / 8, decoded)
+    };
+    assert_eq!(
+        at(21, &[]),
+        (
+            2,
+            Gated {
+                featured: 9,
+                ..value.clone()
+            }
+        )
+    );
+    assert_eq!(
+        at(30, &[]),
+        (
+            1,
+            Gated {
+                old: 7,
+                featured: 9,
+                ..value.clone()
+            }
+        )
+    );
+    assert_eq!(
+        at(38, &[]),
+        (
+            1,
+            Gated {
+                old: 7,
+                featured: 9,
+                ..value.clone()
+            }
+        )
+    );
+    assert_eq!(
+        at(38, &["provenance"]),
+        (
+            2,
+            Gated {
+                old: 7,
+                ..value.clone()
+            }
+        )
+    );
+    let gates: Vec<_> = Gated::FIELDS
+        .iter()
+        .map(|f| (f.name, f.until, f.feature))
+        .collect();
+    assert_eq!(
+        gates,
+        vec![
+            ("always", None, None),
+            ("old", Some(Version::new(1, 30)), None),
+            ("featured", None, Some("provenance")),
+        ]
+    );
+}

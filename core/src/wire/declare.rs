@@ -203,6 +203,30 @@ pub struct FieldInfo {
 /// A gated field without a value for when it is absent does not compile: no
 /// field silently decodes to a default.
 ///
+/// ```compile_fail
+/// # use nixwire_core::wire::Serve;
+/// pub struct NoAbsentValue { pub a: u64 }
+/// nixwire_core::wire_layout! {
+///     impl Wire<Serve> for NoAbsentValue {
+///         #[since(2, 4)] a,
+///     }
+/// }
+/// ```
+///
+/// Nor does a gate of another protocol's major version (a worker version
+/// in a serve layout):
+///
+/// ```compile_fail
+/// # use nixwire_core::wire::{Cx, Serve, Version, Wire};
+/// pub struct WrongProtocol { pub a: u64 }
+/// nixwire_core::wire_layout! {
+///     impl Wire<Serve> for WrongProtocol {
+///         #[since(1, 38)] a = 0,
+///     }
+/// }
+/// let _ = WrongProtocol { a: 1 }.to_wire(&Cx::<Serve>::new(Version::new(2, 8)));
+/// ```
+///
 /// ```
 /// use nixwire_core::wire::{Cx, Serve, Version, Wire};
 /// #[derive(Debug, PartialEq)]
