@@ -545,8 +545,11 @@ fn built_outputs_travel_as_json_before_2_8_and_structured_from_2_8() {
 /// not use: `until` and `feature`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gated {
+    /// On the wire in every version.
     pub always: u64,
+    /// Only before 1.30.
     pub old: u64,
+    /// Only from 1.38 on, with the `provenance` feature.
     pub featured: u64,
 }
 

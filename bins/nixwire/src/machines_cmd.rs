@@ -1,7 +1,7 @@
 //! `nixwire machines`: check a machines file, or show which machine a step
 //! would go to.
 //!
-//! The file is read with [`nixwire_core::machines::parse`], the same code a
+//! The file is read with [`nixwire_core::machines::parse()`], the same code a
 //! dispatcher uses; this module only supplies file access and prints.
 
 use std::io::{self, Write as _};

@@ -22,7 +22,7 @@
 //! [`Wire<Worker>`](Wire) are different traits to the compiler, so a serve
 //! layout can never be used at a worker version. The [`Cx`] a layout is
 //! encoded and decoded with carries that protocol's negotiated [`Version`],
-//! the negotiated [`Features`], the peer's [`StoreDir`](crate::store::StoreDir)
+//! the negotiated [`Features`], the peer's [`StoreDir`]
 //! and the [`Limits`].
 //!
 //! # Decoding is resumable
