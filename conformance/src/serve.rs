@@ -391,7 +391,7 @@ pub fn run_client(t: &Transcript, walk: &CodecWalk) -> Result<ClientRun, String>
                     let nar = std::mem::take(&mut nar);
                     run.replies.push(RecordedReply { reply, nar });
                 }
-                ClientEvent::Log(data) => run.logs.extend_from_slice(&data),
+                ClientEvent::Log(log) => run.logs.extend_from_slice(&log.text),
                 _ => {}
             }
         }

@@ -231,7 +231,7 @@ impl Driver {
                         self.flush();
                     }
                     ClientEvent::NarChunk { data, .. } => nar_out.extend_from_slice(&data),
-                    ClientEvent::Log(data) => self.logs.extend_from_slice(&data),
+                    ClientEvent::Log(log) => self.logs.extend_from_slice(&log.text),
                     ClientEvent::Reply { id: done, reply } if done == id => return Ok(reply),
                     _ => {}
                 }

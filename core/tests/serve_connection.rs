@@ -573,7 +573,7 @@ fn stderr_becomes_logs_even_after_an_error() {
     let logs: Vec<_> = events(&mut client)
         .into_iter()
         .filter_map(|e| match e {
-            ClientEvent::Log(b) => Some(b),
+            ClientEvent::Log(b) => Some(b.text),
             _ => None,
         })
         .collect();

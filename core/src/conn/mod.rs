@@ -41,6 +41,38 @@ impl std::fmt::Display for RequestId {
     }
 }
 
+/// A piece of log, from either protocol, with the request it belongs to, so
+/// that a host handles the logs of `ssh://` and `ssh-ng://` builds alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// The request under way when it came, if one was.
+    pub request: Option<RequestId>,
+    /// Where it came from.
+    pub source: LogSource,
+    /// The text, as it came (bytes: a builder may print anything).
+    pub text: Bytes,
+}
+
+/// Where a [`Log`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogSource {
+    /// The peer's stderr (the serve protocol's build logs).
+    Stderr,
+    /// A log message of the worker protocol (`STDERR_NEXT`).
+    Message,
+    /// A line of a build's output (a worker `BuildLogLine` result).
+    Build {
+        /// The build's activity.
+        activity: u64,
+    },
+    /// A line of the post-build hook's output.
+    PostBuild {
+        /// The hook's activity.
+        activity: u64,
+    },
+}
+
 /// What follows a request's header on the wire, as an operation table says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

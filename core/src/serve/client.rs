@@ -13,7 +13,9 @@ use super::messages::{
     CLIENT_MAGIC, ClientHello, ExportTrailer, LATEST, NarDone, SERVER_MAGIC, ServerHello,
 };
 use super::{Command, Reply, ReplyPartial, Request};
-use crate::conn::{BodyKind, Connection, Endpoint, Error, ErrorKind, Phase, ReplyKind, RequestId};
+use crate::conn::{
+    BodyKind, Connection, Endpoint, Error, ErrorKind, Log, LogSource, Phase, ReplyKind, RequestId,
+};
 use crate::nar::NarFramer;
 use crate::wire::{Cx, Inbox, Limits, Protocol, Serve, Version, Wire, encode_u64, show_bytes};
 
@@ -97,8 +99,9 @@ pub enum ClientEvent {
         /// Why.
         error: Error,
     },
-    /// Bytes from the server's stderr: build logs, passed on as they came.
-    Log(Bytes),
+    /// Bytes from the server's stderr: build logs, passed on as they came,
+    /// with the request under way.
+    Log(Log),
     /// The server closed the stream with nothing owed.
     Closed,
     /// The connection broke; every later call returns this error.
@@ -585,7 +588,14 @@ impl Connection for Client {
     fn handle_stderr(&mut self, now: Instant, data: Bytes) {
         self.last_input = now;
         if !data.is_empty() {
-            self.io.events.push_back(ClientEvent::Log(data));
+            let request = self.in_flight.front().map(|f| f.id);
+            let source = LogSource::Stderr;
+            let log = Log {
+                request,
+                source,
+                text: data,
+            };
+            self.io.events.push_back(ClientEvent::Log(log));
         }
     }
 
