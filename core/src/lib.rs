@@ -174,3 +174,4 @@ pub mod pair;
 pub mod serve;
 pub mod store;
 pub mod wire;
+pub mod worker;

@@ -1,0 +1,196 @@
+//! The worker handshake's messages and checks, shared by both ends.
+//!
+//! ```text
+//! client                                  server
+//! ClientHello (magic 1, version)    →
+//!                                   ←     ServerHello (magic 2, version)
+//! both speak min(client, server) from here; at 1.38 and later:
+//! the client's features             →
+//!                                   ←     the server's features (both keep the intersection)
+//! ClientOptions (CPU affinity ≥ 1.14,
+//!   reserve space ≥ 1.11: obsolete) →
+//!                                   ←     HandshakeInfo (daemon version ≥ 1.33, trust ≥ 1.35)
+//!                                   ←     STDERR messages of the startup, then STDERR_LAST
+//! ```
+//!
+//! Facts from Nix's `worker-protocol-connection.cc` (`handshake`,
+//! `postHandshake`) and `daemon.cc` (`processConnection`).
+
+use crate::conn::{Error, ErrorKind, Phase};
+use crate::wire::{
+    Cx, DecodeError, Decoded, NixString, Protocol, Reader, Version, Wire, Worker, encode_u64,
+};
+use crate::{wire_enum, wire_message};
+
+/// The magic a client sends first (`WORKER_MAGIC_1`, "cxin").
+pub const CLIENT_MAGIC: u64 = 0x6e69_7863;
+
+/// The magic a server answers with (`WORKER_MAGIC_2`, "oixd").
+pub const SERVER_MAGIC: u64 = 0x6478_696f;
+
+wire_message! {
+    /// The client's first message.
+    pub struct ClientHello in Worker {
+        /// [`CLIENT_MAGIC`].
+        pub magic: u64,
+        /// The client's version, `major << 8 | minor`.
+        pub version: u64,
+    }
+}
+
+wire_message! {
+    /// The server's answer to the client's magic.
+    pub struct ServerHello in Worker {
+        /// [`SERVER_MAGIC`].
+        pub magic: u64,
+        /// The server's version, `major << 8 | minor`.
+        pub version: u64,
+    }
+}
+
+/// The obsolete CPU affinity a client sends from 1.14: 0 for none, or 1 and
+/// the CPU. Its shape depends on its first word, so it is written by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuAffinity(pub Option<u64>);
+
+impl Wire<Worker> for CpuAffinity {
+    type Partial = ();
+
+    fn encode(&self, _cx: &Cx<Worker>, out: &mut Vec<u8>) {
+        match self.0 {
+            None => encode_u64(0, out),
+            Some(cpu) => {
+                encode_u64(1, out);
+                encode_u64(cpu, out);
+            }
+        }
+    }
+
+    fn decode(_cx: &Cx<Worker>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
+        r.atomic(|r| match r.u64() {
+            None => Ok(None),
+            Some(0) => Ok(Some(Self(None))),
+            Some(_) => Ok(r.u64().map(|cpu| Self(Some(cpu)))),
+        })
+    }
+}
+
+wire_message! {
+    /// What the client sends after the versions (and features): two
+    /// settings Nix no longer uses.
+    #[derive(Default)]
+    pub struct ClientOptions in Worker {
+        /// The CPU the daemon should run on (ignored by every Nix since 2.0).
+        #[since(1, 14)]
+        pub cpu_affinity: CpuAffinity = CpuAffinity(None),
+        /// Whether to reserve disk space (ignored).
+        #[since(1, 11)]
+        pub reserve_space: bool = false,
+    }
+}
+
+wire_enum! {
+    /// Whether the daemon trusts the client (sent from 1.35).
+    #[derive(Default)]
+    pub enum Trust ("a trust flag (0 unknown, 1 trusted, 2 not trusted)") {
+        /// Not said (also the value before 1.35).
+        #[default]
+        Unknown = 0,
+        /// The client is trusted.
+        Trusted = 1,
+        /// The client is not trusted.
+        NotTrusted = 2,
+    }
+}
+
+wire_message! {
+    /// What the daemon says about itself after the options.
+    #[derive(Default)]
+    pub struct HandshakeInfo in Worker {
+        /// The daemon's Nix version (`2.26.3`); empty before 1.33.
+        #[since(1, 33)]
+        pub daemon_version: NixString = NixString::new(),
+        /// Whether it trusts the client; unknown before 1.35.
+        #[since(1, 35)]
+        pub trust: Trust = Trust::Unknown,
+    }
+}
+
+/// Checks a peer's announced version: this protocol's major, at least
+/// `minimum`.
+pub(crate) fn check_version(
+    peer: &'static str,
+    raw: u64,
+    minimum: Version,
+) -> Result<Version, Error> {
+    let unsupported = |found: String| {
+        Error::new(
+            ErrorKind::UnsupportedVersion {
+                protocol: Worker::NAME,
+                peer,
+                found,
+                expected: format!("major version {} and at least {minimum}", Worker::MAJOR),
+            },
+            Phase::Handshake,
+        )
+    };
+    let Some(version) = Version::from_wire(raw) else {
+        return Err(unsupported(format!("{raw:#x}")));
+    };
+    if version.major != Worker::MAJOR || version < minimum {
+        return Err(unsupported(version.to_string()));
+    }
+    Ok(version)
+}
+
+/// Checks the first 8 bytes a peer sent against its magic: `Ok(false)` while
+/// fewer than 8 have come, and the whole of what came in the error, so that
+/// text printed by a login shell can be read there.
+pub(crate) fn check_magic(
+    peer: &'static str,
+    expected: u64,
+    pending: &[u8],
+) -> Result<bool, Error> {
+    match pending.get(..8) {
+        None => Ok(false),
+        Some(magic) if magic == expected.to_le_bytes() => Ok(true),
+        Some(_) => Err(Error::new(
+            ErrorKind::WrongMagic {
+                protocol: Worker::NAME,
+                peer,
+                expected,
+                found: crate::wire::show_bytes(pending),
+            },
+            Phase::Handshake,
+        )),
+    }
+}
+
+/// A feature list: strings, each a feature name.
+pub(crate) fn decode_features(cx: &Cx<Worker>, r: &mut Reader<'_>) -> Decoded<Vec<String>> {
+    let Some(names) = Vec::<NixString>::decode(cx, &mut Default::default(), r)? else {
+        return Ok(None);
+    };
+    names
+        .iter()
+        .map(|n| {
+            n.to_str().map(str::to_owned).map_err(|_| {
+                DecodeError::unexpected(
+                    "a feature name (text)",
+                    crate::wire::show_bytes(n.as_bytes()),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Appends a feature list.
+pub(crate) fn encode_features(
+    features: &crate::wire::Features,
+    cx: &Cx<Worker>,
+    out: &mut Vec<u8>,
+) {
+    let names: Vec<NixString> = features.iter().map(NixString::from).collect();
+    names.encode(cx, out);
+}
