@@ -1,10 +1,12 @@
 //! What every client and server keeps besides its protocol state.
 
 use std::collections::VecDeque;
+use std::fmt::Display;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Error, ErrorKind, Outbox, Phase};
+use super::{Error, ErrorKind, Outbox, Phase, RequestId};
 
 /// The bytes waiting to be sent, the events waiting to be polled, and the
 /// error that broke the connection, if one did. Every client and server
@@ -80,11 +82,75 @@ impl<E> Endpoint<E> {
         }
     }
 
+    /// Breaks the connection if `deadline` has passed at `now`; the error
+    /// names the request under way (`front`: its id, operation and when it
+    /// was sent), if one is.
+    pub(crate) fn check_deadline(
+        &mut self,
+        now: Instant,
+        deadline: Option<Deadline>,
+        front: Option<(RequestId, &'static str, Instant)>,
+    ) -> Result<(), Error> {
+        self.check()?;
+        let Some(deadline) = deadline.filter(|d| now >= d.at) else {
+            return Ok(());
+        };
+        let kind = ErrorKind::TimedOut {
+            during: deadline.during,
+            after: deadline.after,
+        };
+        let mut error = Error::new(kind, deadline.phase);
+        if let Some((id, op, sent_at)) = front {
+            error = error
+                .about(id, op)
+                .after(now.saturating_duration_since(sent_at));
+        }
+        self.fail_on(Err(error))
+    }
+
     /// Passes `result` through, breaking the connection if it is an error.
     pub(crate) fn fail_on<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
         if let Err(e) = &result {
             self.break_with(e.clone());
         }
         result
+    }
+}
+
+/// A deadline a connection has armed: when, what it is waiting for, the
+/// limit, and the phase it is in.
+#[derive(Debug)]
+pub(crate) struct Deadline {
+    pub(crate) at: Instant,
+    pub(crate) during: String,
+    pub(crate) after: Duration,
+    pub(crate) phase: Phase,
+}
+
+/// What a client that completed its handshake still owes when the peer's
+/// stream ends: the answer to the request under way, the rest of a message,
+/// or the sending of a queued request; `None` if nothing.
+pub(crate) fn owed_when_ready(
+    in_flight: Option<(RequestId, impl Display)>,
+    pending: usize,
+    queued: Option<(RequestId, impl Display)>,
+) -> Option<(Phase, String)> {
+    if let Some((id, op)) = in_flight {
+        Some((
+            Phase::Receiving,
+            format!("while waiting for the reply to {op} (request {id})"),
+        ))
+    } else if pending > 0 {
+        Some((
+            Phase::Receiving,
+            format!("with {pending} bytes of an unfinished message"),
+        ))
+    } else {
+        queued.map(|(id, op)| {
+            (
+                Phase::Sending,
+                format!("before request {id} ({op}) could be sent"),
+            )
+        })
     }
 }

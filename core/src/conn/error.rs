@@ -200,6 +200,21 @@ impl Error {
         Self::new(ErrorKind::Misuse(why.into()), Phase::Idle)
     }
 
+    /// The refusal of an operation the negotiated version does not have.
+    pub fn unsupported<P: crate::wire::Protocol>(
+        op: &'static str,
+        since: crate::wire::Version,
+        version: crate::wire::Version,
+    ) -> Self {
+        let kind = ErrorKind::Unsupported {
+            protocol: P::NAME,
+            op,
+            needs: format!("{since} or later"),
+            version: version.to_string(),
+        };
+        Self::new(kind, Phase::Sending)
+    }
+
     /// The same error, about request `id` of operation `op`.
     #[must_use]
     pub fn about(mut self, id: RequestId, op: &'static str) -> Self {

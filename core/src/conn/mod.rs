@@ -19,6 +19,7 @@
 
 mod endpoint;
 mod error;
+mod handshake;
 mod ops;
 mod outbox;
 
@@ -26,8 +27,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-pub(crate) use endpoint::Endpoint;
+pub(crate) use endpoint::{Deadline, Endpoint, owed_when_ready};
 pub use error::{Error, ErrorClass, ErrorKind, Phase};
+pub(crate) use handshake::{check_magic, check_version};
 pub(crate) use ops::operations;
 pub use outbox::Outbox;
 

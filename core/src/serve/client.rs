@@ -8,16 +8,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::handshake::{check_magic, check_version};
 use super::messages::{
     CLIENT_MAGIC, ClientHello, ExportTrailer, LATEST, NarDone, SERVER_MAGIC, ServerHello,
 };
 use super::{Command, Reply, ReplyPartial, Request};
 use crate::conn::{
-    BodyKind, Connection, Endpoint, Error, ErrorKind, Log, LogSource, Phase, ReplyKind, RequestId,
+    BodyKind, Connection, Deadline, Endpoint, Error, ErrorKind, Log, LogSource, Phase, ReplyKind,
+    RequestId, check_magic, check_version, owed_when_ready,
 };
 use crate::nar::NarFramer;
-use crate::wire::{Cx, Inbox, Limits, Protocol, Serve, Version, Wire, encode_u64, show_bytes};
+use crate::wire::{Cx, Inbox, Limits, Serve, Version, Wire, encode_u64, show_bytes};
 
 /// How a [`Client`] behaves.
 #[derive(Debug, Clone, PartialEq)]
@@ -381,7 +381,7 @@ impl Client {
 
     /// Reads the server's magic and version; `false` if more bytes are needed.
     fn handshake(&mut self, now: Instant) -> Result<bool, Error> {
-        if !check_magic("server", SERVER_MAGIC, self.inbox.pending())? {
+        if !check_magic::<Serve>("server", SERVER_MAGIC, self.inbox.pending())? {
             return Ok(false);
         }
         let cx = &self.cx;
@@ -399,7 +399,8 @@ impl Client {
         let Some(hello) = hello else {
             return Ok(false);
         };
-        let server_version = check_version("server", hello.version, self.config.minimum_version)?;
+        let server_version =
+            check_version::<Serve>("server", hello.version, self.config.minimum_version)?;
         self.cx.version = server_version.min(self.config.version);
         self.state = State::Ready;
         self.io.events.push_back(ClientEvent::Connected {
@@ -421,16 +422,9 @@ impl Client {
             };
             let command = request.command();
             if self.cx.version < command.since() {
-                let error = Error::new(
-                    ErrorKind::Unsupported {
-                        protocol: Serve::NAME,
-                        op: command.name(),
-                        needs: format!("{} or later", command.since()),
-                        version: self.cx.version.to_string(),
-                    },
-                    Phase::Sending,
-                )
-                .about(id, command.name());
+                let error =
+                    Error::unsupported::<Serve>(command.name(), command.since(), self.cx.version)
+                        .about(id, command.name());
                 self.io.events.push_back(ClientEvent::Failed { id, error });
                 continue;
             }
@@ -538,17 +532,16 @@ impl Client {
         Ok(true)
     }
 
-    fn deadline(&self) -> Option<(Instant, String, Duration)> {
+    fn deadline(&self) -> Option<Deadline> {
         if self.io.is_broken() {
             return None;
         }
         match self.state {
-            State::Handshake => self.config.handshake_timeout.map(|t| {
-                (
-                    self.started + t,
-                    "waiting for the server's handshake".into(),
-                    t,
-                )
+            State::Handshake => self.config.handshake_timeout.map(|t| Deadline {
+                at: self.started + t,
+                during: "waiting for the server's handshake".into(),
+                after: t,
+                phase: Phase::Handshake,
             }),
             State::Ready => {
                 let f = self.in_flight.front()?;
@@ -557,7 +550,12 @@ impl Client {
                     "with nothing received while waiting for the reply to {} (request {})",
                     f.command, f.id
                 );
-                Some((self.last_input.max(f.sent_at) + t, during, t))
+                Some(Deadline {
+                    at: self.last_input.max(f.sent_at) + t,
+                    during,
+                    after: t,
+                    phase: Phase::Receiving,
+                })
             }
             State::Closed => None,
         }
@@ -609,53 +607,24 @@ impl Connection for Client {
                     show_bytes(self.inbox.pending())
                 ),
             ))
-        } else if let Some(f) = self.in_flight.front() {
-            Some((
-                Phase::Receiving,
-                format!(
-                    "while waiting for the reply to {} (request {})",
-                    f.command, f.id
-                ),
-            ))
-        } else if !self.inbox.is_empty() {
-            Some((
-                Phase::Receiving,
-                format!(
-                    "with {} bytes of an unfinished message",
-                    self.inbox.pending().len()
-                ),
-            ))
         } else {
-            self.queued.front().map(|(id, r)| {
-                (
-                    Phase::Sending,
-                    format!("before request {id} ({}) could be sent", r.command()),
-                )
-            })
+            owed_when_ready(
+                self.in_flight.front().map(|f| (f.id, f.command)),
+                self.inbox.pending().len(),
+                self.queued.front().map(|(id, r)| (*id, r.command())),
+            )
         };
         self.state = State::Closed;
         self.io.end_of_stream(owed, ClientEvent::Closed)
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
-        self.io.check()?;
-        match self.deadline() {
-            Some((deadline, during, after)) if now >= deadline => {
-                let phase = if self.state == State::Handshake {
-                    Phase::Handshake
-                } else {
-                    Phase::Receiving
-                };
-                let mut error = Error::new(ErrorKind::TimedOut { during, after }, phase);
-                if let Some(f) = self.in_flight.front() {
-                    error = error
-                        .about(f.id, f.command.name())
-                        .after(now.saturating_duration_since(f.sent_at));
-                }
-                self.io.fail_on(Err(error))
-            }
-            _ => Ok(()),
-        }
+        let front = self
+            .in_flight
+            .front()
+            .map(|f| (f.id, f.command.name(), f.sent_at));
+        let deadline = self.deadline();
+        self.io.check_deadline(now, deadline, front)
     }
 
     fn poll_transmit(&mut self) -> Option<Bytes> {
@@ -667,6 +636,6 @@ impl Connection for Client {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline().map(|(d, _, _)| d)
+        self.deadline().map(|d| d.at)
     }
 }

@@ -18,7 +18,6 @@
 //! stderr, which a client takes through `handle_stderr`.
 
 mod client;
-mod handshake;
 pub mod messages;
 mod server;
 

@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::handshake::{check_magic, check_version};
 use super::messages::{
     CLIENT_MAGIC, ClientHello, ExportTrailer, LATEST, SERVER_MAGIC, ServerHello,
 };
 use super::{Command, Reply, Request, RequestPartial};
-use crate::conn::{BodyKind, Connection, Endpoint, Error, ErrorKind, Phase, ReplyKind, RequestId};
+use crate::conn::{
+    BodyKind, Connection, Endpoint, Error, ErrorKind, Phase, ReplyKind, RequestId, check_magic,
+    check_version,
+};
 use crate::nar::NarFramer;
 use crate::store::StoreDir;
 use crate::wire::{
@@ -301,7 +303,7 @@ impl Server {
     fn step(&mut self) -> Result<bool, Error> {
         match self.state {
             State::Magic => {
-                if !check_magic("client", CLIENT_MAGIC, self.inbox.pending())? {
+                if !check_magic::<Serve>("client", CLIENT_MAGIC, self.inbox.pending())? {
                     return Ok(false);
                 }
                 self.state = State::ClientVersion;
@@ -320,7 +322,7 @@ impl Server {
                 };
                 answer.encode(&self.cx, self.io.out.buf());
                 let client_version =
-                    check_version("client", hello.version, self.config.minimum_version)?;
+                    check_version::<Serve>("client", hello.version, self.config.minimum_version)?;
                 self.cx.version = client_version.min(self.config.version);
                 self.io.events.push_back(ServerEvent::Connected {
                     client_version,

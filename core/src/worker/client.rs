@@ -11,18 +11,18 @@ use bytes::Bytes;
 
 use super::handshake::{
     CLIENT_MAGIC, ClientHello, ClientOptions, HandshakeInfo, SERVER_MAGIC, ServerHello, Trust,
-    check_magic, check_version, decode_features, encode_features,
+    decode_features, encode_features,
 };
 use super::stderr::{RemoteError, ResultType, Stderr};
 use super::{Command, LATEST, MINIMUM, Reply, ReplyPartial, Request, body_at};
 use crate::conn::{
-    BodyKind, Connection, Endpoint, Error, ErrorKind, Log, LogSource, Phase, ReplyKind, RequestId,
+    BodyKind, Connection, Deadline, Endpoint, Error, ErrorKind, Log, LogSource, Phase, ReplyKind,
+    RequestId, check_magic, check_version, owed_when_ready,
 };
 use crate::nar::NarFramer;
 use crate::store::StoreDir;
 use crate::wire::{
-    Cx, Features, Inbox, Limits, NixString, Protocol, Reader, Version, Wire, Worker, encode_u64,
-    show_bytes,
+    Cx, Features, Inbox, Limits, NixString, Reader, Version, Wire, Worker, encode_u64, show_bytes,
 };
 
 /// How a worker [`Client`] behaves.
@@ -405,16 +405,9 @@ impl Client {
             };
             let command = request.command();
             if self.cx.version < command.since() {
-                let error = Error::new(
-                    ErrorKind::Unsupported {
-                        protocol: Worker::NAME,
-                        op: command.name(),
-                        needs: format!("{} or later", command.since()),
-                        version: self.cx.version.to_string(),
-                    },
-                    Phase::Sending,
-                )
-                .about(id, command.name());
+                let error =
+                    Error::unsupported::<Worker>(command.name(), command.since(), self.cx.version)
+                        .about(id, command.name());
                 self.io.events.push_back(ClientEvent::Failed { id, error });
                 continue;
             }
@@ -478,7 +471,7 @@ impl Client {
     }
 
     fn read_hello(&mut self, _now: Instant) -> Result<bool, Error> {
-        if !check_magic("daemon", SERVER_MAGIC, self.inbox.pending())? {
+        if !check_magic::<Worker>("daemon", SERVER_MAGIC, self.inbox.pending())? {
             return Ok(false);
         }
         let Some(hello) = self.handshake_decode("the daemon's handshake", |cx, r| {
@@ -487,7 +480,8 @@ impl Client {
         else {
             return Ok(false);
         };
-        let server_version = check_version("daemon", hello.version, self.config.minimum_version)?;
+        let server_version =
+            check_version::<Worker>("daemon", hello.version, self.config.minimum_version)?;
         self.cx.version = server_version.min(self.config.version);
         if self.cx.since(1, 38) {
             encode_features(&self.config.features, &self.cx, self.io.out.buf());
@@ -746,7 +740,7 @@ impl Client {
         }
     }
 
-    fn deadline(&self) -> Option<(Instant, String, Duration)> {
+    fn deadline(&self) -> Option<Deadline> {
         if self.io.is_broken() {
             return None;
         }
@@ -758,15 +752,19 @@ impl Client {
                     "with nothing received while waiting for the answer to {} (request {})",
                     f.command, f.id
                 );
-                Some((self.last_input.max(f.sent_at) + t, during, t))
+                Some(Deadline {
+                    at: self.last_input.max(f.sent_at) + t,
+                    during,
+                    after: t,
+                    phase: Phase::Receiving,
+                })
             }
             State::Closed => None,
-            _ => self.config.handshake_timeout.map(|t| {
-                (
-                    self.started + t,
-                    "waiting for the daemon's handshake".into(),
-                    t,
-                )
+            _ => self.config.handshake_timeout.map(|t| Deadline {
+                at: self.started + t,
+                during: "waiting for the daemon's handshake".into(),
+                after: t,
+                phase: Phase::Handshake,
             }),
         }
     }
@@ -832,32 +830,11 @@ impl Connection for Client {
     fn handle_eof(&mut self, _now: Instant) -> Result<(), Error> {
         self.io.check()?;
         let owed = match self.state {
-            State::Ready | State::Closed => {
-                if let Some(f) = self.in_flight.front() {
-                    Some((
-                        Phase::Receiving,
-                        format!(
-                            "while waiting for the answer to {} (request {})",
-                            f.command, f.id
-                        ),
-                    ))
-                } else if !self.inbox.is_empty() {
-                    Some((
-                        Phase::Receiving,
-                        format!(
-                            "with {} bytes of an unfinished message",
-                            self.inbox.pending().len()
-                        ),
-                    ))
-                } else {
-                    self.queued.front().map(|(id, r)| {
-                        (
-                            Phase::Sending,
-                            format!("before request {id} ({}) could be sent", r.command()),
-                        )
-                    })
-                }
-            }
+            State::Ready | State::Closed => owed_when_ready(
+                self.in_flight.front().map(|f| (f.id, f.command)),
+                self.inbox.pending().len(),
+                self.queued.front().map(|(id, r)| (*id, r.command())),
+            ),
             _ => Some((
                 Phase::Handshake,
                 format!(
@@ -871,24 +848,12 @@ impl Connection for Client {
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
-        self.io.check()?;
-        match self.deadline() {
-            Some((deadline, during, after)) if now >= deadline => {
-                let phase = if self.state == State::Ready {
-                    Phase::Receiving
-                } else {
-                    Phase::Handshake
-                };
-                let mut error = Error::new(ErrorKind::TimedOut { during, after }, phase);
-                if let Some(f) = self.in_flight.front() {
-                    error = error
-                        .about(f.id, f.command.name())
-                        .after(now.saturating_duration_since(f.sent_at));
-                }
-                self.io.fail_on(Err(error))
-            }
-            _ => Ok(()),
-        }
+        let front = self
+            .in_flight
+            .front()
+            .map(|f| (f.id, f.command.name(), f.sent_at));
+        let deadline = self.deadline();
+        self.io.check_deadline(now, deadline, front)
     }
 
     fn poll_transmit(&mut self) -> Option<Bytes> {
@@ -900,7 +865,7 @@ impl Connection for Client {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline().map(|(d, _, _)| d)
+        self.deadline().map(|d| d.at)
     }
 }
 

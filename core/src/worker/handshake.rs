@@ -16,10 +16,7 @@
 //! Facts from Nix's `worker-protocol-connection.cc` (`handshake`,
 //! `postHandshake`) and `daemon.cc` (`processConnection`).
 
-use crate::conn::{Error, ErrorKind, Phase};
-use crate::wire::{
-    Cx, DecodeError, Decoded, NixString, Protocol, Reader, Version, Wire, Worker, encode_u64,
-};
+use crate::wire::{Cx, DecodeError, Decoded, NixString, Reader, Wire, Worker, encode_u64};
 use crate::{wire_enum, wire_message};
 
 /// The magic a client sends first (`WORKER_MAGIC_1`, "cxin").
@@ -113,56 +110,6 @@ wire_message! {
         /// Whether it trusts the client; unknown before 1.35.
         #[since(1, 35)]
         pub trust: Trust = Trust::Unknown,
-    }
-}
-
-/// Checks a peer's announced version: this protocol's major, at least
-/// `minimum`.
-pub(crate) fn check_version(
-    peer: &'static str,
-    raw: u64,
-    minimum: Version,
-) -> Result<Version, Error> {
-    let unsupported = |found: String| {
-        Error::new(
-            ErrorKind::UnsupportedVersion {
-                protocol: Worker::NAME,
-                peer,
-                found,
-                expected: format!("major version {} and at least {minimum}", Worker::MAJOR),
-            },
-            Phase::Handshake,
-        )
-    };
-    let Some(version) = Version::from_wire(raw) else {
-        return Err(unsupported(format!("{raw:#x}")));
-    };
-    if version.major != Worker::MAJOR || version < minimum {
-        return Err(unsupported(version.to_string()));
-    }
-    Ok(version)
-}
-
-/// Checks the first 8 bytes a peer sent against its magic: `Ok(false)` while
-/// fewer than 8 have come, and the whole of what came in the error, so that
-/// text printed by a login shell can be read there.
-pub(crate) fn check_magic(
-    peer: &'static str,
-    expected: u64,
-    pending: &[u8],
-) -> Result<bool, Error> {
-    match pending.get(..8) {
-        None => Ok(false),
-        Some(magic) if magic == expected.to_le_bytes() => Ok(true),
-        Some(_) => Err(Error::new(
-            ErrorKind::WrongMagic {
-                protocol: Worker::NAME,
-                peer,
-                expected,
-                found: crate::wire::show_bytes(pending),
-            },
-            Phase::Handshake,
-        )),
     }
 }
 

@@ -12,12 +12,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::handshake::{
-    CLIENT_MAGIC, ClientOptions, HandshakeInfo, SERVER_MAGIC, ServerHello, check_magic,
-    check_version, decode_features, encode_features,
+    CLIENT_MAGIC, ClientOptions, HandshakeInfo, SERVER_MAGIC, ServerHello, decode_features,
+    encode_features,
 };
 use super::stderr::{RemoteError, Stderr};
 use super::{Command, LATEST, MINIMUM, Reply, Request, RequestPartial, body_at};
-use crate::conn::{BodyKind, Connection, Endpoint, Error, ErrorKind, Phase, ReplyKind, RequestId};
+use crate::conn::{
+    BodyKind, Connection, Endpoint, Error, ErrorKind, Phase, ReplyKind, RequestId, check_magic,
+    check_version,
+};
 use crate::nar::NarFramer;
 use crate::store::StoreDir;
 use crate::wire::{Cx, Decoded, Features, Inbox, Limits, Reader, Version, Wire, Worker};
@@ -385,7 +388,7 @@ impl Server {
     fn step(&mut self) -> Result<bool, Error> {
         match self.state {
             State::Magic => {
-                if !check_magic("client", CLIENT_MAGIC, self.inbox.pending())? {
+                if !check_magic::<Worker>("client", CLIENT_MAGIC, self.inbox.pending())? {
                     return Ok(false);
                 }
                 self.inbox.advance(8);
@@ -401,7 +404,8 @@ impl Server {
                 let Some(raw) = self.decode("the client's version", |_, r| Ok(r.u64()))? else {
                     return Ok(false);
                 };
-                self.client_version = check_version("client", raw, self.config.minimum_version)?;
+                self.client_version =
+                    check_version::<Worker>("client", raw, self.config.minimum_version)?;
                 self.cx.version = self.client_version.min(self.config.version);
                 self.state = if self.cx.since(1, 38) {
                     State::Features

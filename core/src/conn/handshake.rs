@@ -1,11 +1,11 @@
-//! The serve handshake's checks, shared by both ends.
+//! The checks every handshake makes, for either protocol.
 
-use crate::conn::{Error, ErrorKind, Phase};
-use crate::wire::{Protocol, Serve, Version};
+use super::{Error, ErrorKind, Phase};
+use crate::wire::{Protocol, Version};
 
-/// Checks a peer's announced version: this protocol's major, at least
+/// Checks a peer's announced version: protocol `P`'s major, at least
 /// `minimum`.
-pub(crate) fn check_version(
+pub(crate) fn check_version<P: Protocol>(
     peer: &'static str,
     raw: u64,
     minimum: Version,
@@ -13,10 +13,10 @@ pub(crate) fn check_version(
     let unsupported = |found: String| {
         Error::new(
             ErrorKind::UnsupportedVersion {
-                protocol: Serve::NAME,
+                protocol: P::NAME,
                 peer,
                 found,
-                expected: format!("major version {} and at least {minimum}", Serve::MAJOR),
+                expected: format!("major version {} and at least {minimum}", P::MAJOR),
             },
             Phase::Handshake,
         )
@@ -24,16 +24,16 @@ pub(crate) fn check_version(
     let Some(version) = Version::from_wire(raw) else {
         return Err(unsupported(format!("{raw:#x}")));
     };
-    if version.major != Serve::MAJOR || version < minimum {
+    if version.major != P::MAJOR || version < minimum {
         return Err(unsupported(version.to_string()));
     }
     Ok(version)
 }
 
-/// Checks the first 8 bytes a peer sent against its magic: `Ok(false)` while
-/// fewer than 8 have come, and the whole of what came in the error, so that
-/// text printed by a login shell can be read there.
-pub(crate) fn check_magic(
+/// Checks the first 8 bytes a peer sent against protocol `P`'s magic:
+/// `Ok(false)` while fewer than 8 have come, and the whole of what came in
+/// the error, so that text printed by a login shell can be read there.
+pub(crate) fn check_magic<P: Protocol>(
     peer: &'static str,
     expected: u64,
     pending: &[u8],
@@ -43,7 +43,7 @@ pub(crate) fn check_magic(
         Some(magic) if magic == expected.to_le_bytes() => Ok(true),
         Some(_) => Err(Error::new(
             ErrorKind::WrongMagic {
-                protocol: Serve::NAME,
+                protocol: P::NAME,
                 peer,
                 expected,
                 found: crate::wire::show_bytes(pending),
