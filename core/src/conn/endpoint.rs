@@ -127,6 +127,19 @@ pub(crate) struct Deadline {
     pub(crate) phase: Phase,
 }
 
+impl Deadline {
+    /// The deadline of a handshake that started at `started`, if there is
+    /// a `limit`: waiting for the `peer`'s side of it.
+    pub(crate) fn handshake(peer: &str, started: Instant, limit: Option<Duration>) -> Option<Self> {
+        limit.map(|after| Self {
+            at: started + after,
+            during: format!("waiting for the {peer}'s handshake"),
+            after,
+            phase: Phase::Handshake,
+        })
+    }
+}
+
 /// What a client that completed its handshake still owes when the peer's
 /// stream ends: the answer to the request under way, the rest of a message,
 /// or the sending of a queued request; `None` if nothing.

@@ -537,12 +537,9 @@ impl Client {
             return None;
         }
         match self.state {
-            State::Handshake => self.config.handshake_timeout.map(|t| Deadline {
-                at: self.started + t,
-                during: "waiting for the server's handshake".into(),
-                after: t,
-                phase: Phase::Handshake,
-            }),
+            State::Handshake => {
+                Deadline::handshake("server", self.started, self.config.handshake_timeout)
+            }
             State::Ready => {
                 let f = self.in_flight.front()?;
                 let t = self.config.stall_timeout?;

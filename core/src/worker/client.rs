@@ -760,12 +760,7 @@ impl Client {
                 })
             }
             State::Closed => None,
-            _ => self.config.handshake_timeout.map(|t| Deadline {
-                at: self.started + t,
-                during: "waiting for the daemon's handshake".into(),
-                after: t,
-                phase: Phase::Handshake,
-            }),
+            _ => Deadline::handshake("daemon", self.started, self.config.handshake_timeout),
         }
     }
 }

@@ -18,8 +18,8 @@ use super::handshake::{
 use super::stderr::{RemoteError, Stderr};
 use super::{Command, LATEST, MINIMUM, Reply, Request, RequestPartial, body_at};
 use crate::conn::{
-    BodyKind, Connection, Endpoint, Error, ErrorKind, Phase, ReplyKind, RequestId, check_magic,
-    check_version,
+    BodyKind, Connection, Deadline, Endpoint, Error, ErrorKind, Phase, ReplyKind, RequestId,
+    check_magic, check_version,
 };
 use crate::nar::NarFramer;
 use crate::store::StoreDir;
@@ -580,6 +580,16 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The handshake's deadline, while it runs.
+    fn deadline(&self) -> Option<Deadline> {
+        if self.io.is_broken() || self.version().is_some() {
+            return None;
+        }
+        Deadline::handshake("client", self.started, self.config.handshake_timeout)
+    }
+}
+
 impl Connection for Server {
     type Event = ServerEvent;
 
@@ -616,16 +626,8 @@ impl Connection for Server {
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
-        self.io.check()?;
-        match self.poll_timeout() {
-            Some(deadline) if now >= deadline => {
-                let after = now.saturating_duration_since(self.started);
-                let during = "waiting for the client's handshake".to_owned();
-                let error = Error::new(ErrorKind::TimedOut { during, after }, Phase::Handshake);
-                self.io.fail_on(Err(error))
-            }
-            _ => Ok(()),
-        }
+        let deadline = self.deadline();
+        self.io.check_deadline(now, deadline, None)
     }
 
     fn poll_transmit(&mut self) -> Option<Bytes> {
@@ -637,9 +639,6 @@ impl Connection for Server {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        if self.io.is_broken() || self.version().is_some() {
-            return None;
-        }
-        self.config.handshake_timeout.map(|t| self.started + t)
+        self.deadline().map(|d| d.at)
     }
 }
