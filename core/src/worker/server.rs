@@ -25,9 +25,9 @@ use crate::nar::NarFramer;
 use crate::store::StoreDir;
 use crate::wire::{Cx, Decoded, Features, Inbox, Limits, Reader, Version, Wire, Worker};
 
-/// The most a pulled body is asked for at a time (Nix's daemon asks for
-/// what its reader wants, at most its buffer).
-const PULL: u64 = 64 * 1024;
+/// How much of a pulled body is asked for at a time: what every recorded
+/// Nix daemon asks for (2.3 to 2.34: its reader's 32 KiB buffer).
+const PULL: u64 = 32 * 1024;
 
 /// How a worker [`Server`] behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
