@@ -1,24 +1,32 @@
 //! Replays sessions captured between real Nix versions against nixwire's core.
 //!
 //! A transcript (format: `captures/README.md`) holds every byte a real client
-//! and a real server exchanged. For each serve transcript, [`serve::check`]:
-//! 1. walks both streams with the codec alone and re-encodes every message at
-//!    the negotiated version, which must give the recorded bytes;
-//! 2. drives the core's [`Client`](nixwire_core::serve::Client), announcing the
-//!    recorded client's version and asked for the requests found in step 1,
-//!    against the recorded server bytes and stderr: it must send exactly the
-//!    recorded client bytes, consume exactly the server's, and surface the
-//!    stderr as logs;
-//! 3. feeds the recorded client bytes to the core's
-//!    [`Server`](nixwire_core::serve::Server), which must yield the same
-//!    requests, and has it answer with the recorded replies, which must
-//!    encode to the recorded server bytes.
+//! and a real server exchanged. For each transcript, of the serve protocol
+//! ([`serve::check`]) or the worker protocol ([`worker::check`]):
+//! 1. **codec**: both streams are walked with the codec alone and every
+//!    message re-encoded at the negotiated version (and, in the worker
+//!    protocol, the agreed features) must give the recorded bytes;
+//! 2. **client role**: the core's client, announcing what the recorded client
+//!    announced and asked for the requests found in step 1 (offered the same
+//!    bodies, in the same pieces), is fed the recorded server bytes and
+//!    stderr chunk by chunk: it must send exactly the recorded client bytes,
+//!    consume exactly the server's, and surface what the server said (serve:
+//!    its stderr as logs; worker: the STDERR stream's logs and activities,
+//!    and the replies and refusals the codec decoded);
+//! 3. **server role**: the core's server, announcing what the recorded
+//!    server announced, is fed the recorded client bytes: it must yield the
+//!    same requests and bodies, and its encoding of the recorded answers
+//!    (replayed by a host: logs, activities, replies, NARs, refusals) must
+//!    equal the recorded server bytes.
 //!
-//! A transcript whose client failed is checked for that failure: the core
-//! must report the same failed build, or fail on the same bytes.
+//! A transcript whose client failed is checked for that failure, read from
+//! the recorded client's own account (its stderr): the core must report the
+//! same failed build, the same refusal, or fail on the same bytes.
 
+mod cursor;
 pub mod serve;
 pub mod transcript;
+pub mod worker;
 
 use std::path::Path;
 
@@ -29,7 +37,7 @@ pub enum Verdict {
     Ok(String),
     /// A check failed; the text says which and how.
     Fail(String),
-    /// The transcript's protocol is not implemented yet.
+    /// The transcript's protocol is not one the suite knows.
     Skip(String),
 }
 
@@ -40,6 +48,10 @@ pub fn check_file(path: &Path) -> (String, Verdict) {
         Ok(t) => {
             let verdict = match t.protocol.as_str() {
                 "serve" => match serve::check(&t) {
+                    Ok(s) => Verdict::Ok(s),
+                    Err(e) => Verdict::Fail(e),
+                },
+                "worker" => match worker::check(&t) {
                     Ok(s) => Verdict::Ok(s),
                     Err(e) => Verdict::Fail(e),
                 },

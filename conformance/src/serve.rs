@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use nixwire_core::conn::{Connection, RequestId};
-use nixwire_core::nar::NarFramer;
 use nixwire_core::serve::messages::{
     AddToStoreNar, CLIENT_MAGIC, ExportTrailer, NarDone, SERVER_MAGIC,
 };
@@ -13,8 +12,9 @@ use nixwire_core::serve::{
     Client, ClientConfig, ClientEvent, Command, ImportPaths, Reply, ReplyPartial, Request,
     RequestPartial, Server, ServerConfig, ServerEvent,
 };
-use nixwire_core::wire::{Cx, Decoded, Limits, Protocol, Reader, Serve, Version, Wire, encode_u64};
+use nixwire_core::wire::{Cx, Decoded, Protocol, Reader, Serve, Version, Wire, encode_u64};
 
+use crate::cursor::{Cursor, same};
 use crate::transcript::{From, Transcript};
 
 /// A request as recorded: the request and its NAR bodies (one for
@@ -60,82 +60,19 @@ impl CodecWalk {
     }
 }
 
-/// A cursor over one recorded stream, decoding with [`Wire`] alone (no state
-/// machine), so that the codec is checked independently of the connections.
-/// Each value is decoded from all the bytes after the cursor with a fresh
-/// partial state: `Ok(None)` then means the stream ends inside it.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    limits: Limits,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self {
-            bytes,
-            pos: 0,
-            limits: Limits::default(),
-        }
+/// A peer's magic and serve version.
+fn hello(c: &mut Cursor<'_>, magic: u64, who: &str) -> Result<Version, String> {
+    let m = c.u64("magic")?;
+    if m != magic {
+        return Err(format!("{who} magic {m:#x}, expected {magic:#x}"));
     }
-
-    fn rest(&self) -> &'a [u8] {
-        &self.bytes[self.pos..]
-    }
-
-    fn is_done(&self) -> bool {
-        self.pos == self.bytes.len()
-    }
-
-    fn take<T>(
-        &mut self,
-        what: &str,
-        f: impl FnOnce(&mut Reader<'_>) -> Decoded<T>,
-    ) -> Result<T, String> {
-        let mut r = Reader::new(self.rest(), &self.limits);
-        match f(&mut r) {
-            Ok(Some(v)) => {
-                self.pos += r.position();
-                Ok(v)
-            }
-            Ok(None) => Err(format!(
-                "{what} at byte {}: the stream ends inside it",
-                self.pos
-            )),
-            Err(e) => Err(format!("{what} at byte {}: {e}", self.pos)),
-        }
-    }
-
-    fn u64(&mut self, what: &str) -> Result<u64, String> {
-        self.take(what, |r| Ok(r.u64()))
-    }
-
-    fn hello(&mut self, magic: u64, who: &str) -> Result<Version, String> {
-        let m = self.u64("magic")?;
-        if m != magic {
-            return Err(format!("{who} magic {m:#x}, expected {magic:#x}"));
-        }
-        let v = self.u64("version")?;
-        match Version::from_wire(v) {
-            Some(version) if version.major == Serve::MAJOR => Ok(version),
-            _ => Err(format!(
-                "{who} version {v:#x}, not a serve protocol version (major {})",
-                Serve::MAJOR
-            )),
-        }
-    }
-
-    fn nar(&mut self, what: &str) -> Result<Vec<u8>, String> {
-        let mut framer = NarFramer::new();
-        let used = framer
-            .feed(self.rest())
-            .map_err(|e| format!("{what}: {e}"))?;
-        if !framer.is_done() {
-            return Err(format!("{what}: the stream ends inside the NAR"));
-        }
-        let nar = self.rest()[..used].to_vec();
-        self.pos += used;
-        Ok(nar)
+    let v = c.u64("version")?;
+    match Version::from_wire(v) {
+        Some(version) if version.major == Serve::MAJOR => Ok(version),
+        _ => Err(format!(
+            "{who} version {v:#x}, not a serve protocol version (major {})",
+            Serve::MAJOR
+        )),
     }
 }
 
@@ -160,11 +97,11 @@ pub fn codec_walk(t: &Transcript) -> CodecWalk {
 
 fn walk_client(client: &[u8], server: &[u8], walk: &mut CodecWalk) -> Result<(), String> {
     let mut c = Cursor::new(client);
-    walk.client_version = Some(c.hello(CLIENT_MAGIC, "client")?);
+    walk.client_version = Some(hello(&mut c, CLIENT_MAGIC, "client")?);
     // The client's requests are encoded at the negotiated version, which needs
     // the server's announcement too.
     let mut s = Cursor::new(server);
-    walk.server_version = Some(s.hello(SERVER_MAGIC, "server")?);
+    walk.server_version = Some(hello(&mut s, SERVER_MAGIC, "server")?);
     let cx = Cx::<Serve>::new(walk.version().ok_or("no version")?);
     while !c.is_done() {
         let n = walk.requests.len();
@@ -201,7 +138,7 @@ fn walk_client(client: &[u8], server: &[u8], walk: &mut CodecWalk) -> Result<(),
 
 fn walk_server(server: &[u8], walk: &mut CodecWalk) -> Result<(), String> {
     let mut s = Cursor::new(server);
-    s.hello(SERVER_MAGIC, "server")?;
+    hello(&mut s, SERVER_MAGIC, "server")?;
     let cx = Cx::<Serve>::new(walk.version().ok_or("no version")?);
     for (n, r) in walk.requests.iter().enumerate() {
         if s.is_done() {
@@ -514,25 +451,6 @@ pub fn run_server(t: &Transcript, walk: &CodecWalk) -> Result<ServerRun, String>
         requests: requests.into_iter().map(|(_, r)| r).collect(),
         sent,
     })
-}
-
-/// The first offset where two byte strings differ, for messages.
-fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
-    a.iter()
-        .zip(b)
-        .position(|(x, y)| x != y)
-        .or_else(|| (a.len() != b.len()).then(|| a.len().min(b.len())))
-}
-
-fn same(what: &str, ours: &[u8], recorded: &[u8]) -> Result<(), String> {
-    match first_difference(ours, recorded) {
-        None => Ok(()),
-        Some(at) => Err(format!(
-            "{what}: ours ({} bytes) differs from the recording ({} bytes) at byte {at}",
-            ours.len(),
-            recorded.len()
-        )),
-    }
 }
 
 /// Compares how the core's client ended with how the recorded session did.
