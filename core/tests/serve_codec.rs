@@ -103,7 +103,7 @@ fn build_result(g: &mut Gen, v: Version) -> BuildResult {
             .map(|_| {
                 let name = output_name(g);
                 // 2.6 and 2.7 name outputs by derivation hash; 2.8 does not.
-                let id = (!at(8)).then(|| DrvOutput {
+                let id = (!at(8)).then(|| DrvOutput::Hash {
                     drv_hash: format!("sha256:{}", u64::arbitrary(g)).into(),
                     output: name.clone(),
                 });
@@ -143,6 +143,7 @@ fn path_info(g: &mut Gen, v: Version) -> PathInfo {
         sigs: if new { sigs(g) } else { Vec::new() },
         registration_time: 0,
         ultimate: false,
+        provenance: None,
     }
 }
 
