@@ -469,7 +469,7 @@ fn fields_are_gated_by_the_version_that_introduced_them() {
     let (decoded, _) = BuildResult::decode_exact(&old, &result.to_wire(&old)).expect("decodes");
     assert_eq!(decoded, result);
     assert!(
-        BuildResult::FIELDS
+        <BuildResult as Wire<Serve>>::FIELDS
             .iter()
             .any(|f| f.name == "cpu_user" && !f.on_wire)
     );

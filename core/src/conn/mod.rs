@@ -28,7 +28,7 @@ use bytes::Bytes;
 
 pub(crate) use endpoint::Endpoint;
 pub use error::{Error, ErrorClass, ErrorKind, Phase};
-pub(crate) use ops::operations;
+pub(crate) use ops::{feature_of, operations};
 pub use outbox::Outbox;
 
 /// Names a request on one connection, in the order requests were made.

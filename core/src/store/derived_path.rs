@@ -39,7 +39,7 @@ pub enum SingleDerivedPath {
     /// One output of a derivation.
     Built {
         /// The derivation (an output of another one, for dynamic derivations).
-        drv_path: Box<SingleDerivedPath>,
+        drv_path: Box<Self>,
         /// The output.
         output: OutputName,
     },

@@ -1,0 +1,159 @@
+//! The worker protocol's operation table: one row per operation, from which
+//! [`Command`], [`Request`], [`Reply`], the typed [`Op`] and each
+//! operation's version, feature, body and reply kind come.
+//!
+//! `since` is the first version a client may use the operation at; for
+//! operations older than the oldest version this crate speaks (1.21) it is
+//! 1.21. Daemons do not check versions per operation: a client that uses
+//! one too early is answered with an error, or misread.
+//!
+//! A row's body kind is the body at the newest version; [`body_at`] gives
+//! it at any version (two operations changed how their data travels).
+
+use crate::conn::{BodyKind, operations};
+use crate::store::{BuildResult, NarHash, OutputName, PathInfo, Realisation, StorePath};
+use crate::wire::{NixString, Version, Worker};
+
+use super::messages::{
+    Ack, AddBuildLog, AddMultipleToStore, AddSignatures, AddTempRoot, AddTempRoots, AddTextToStore,
+    AddToStore, AddToStoreNar, AddToStoreResult, BuildDerivation, BuildPaths,
+    BuildPathsWithResults, Done, EnsurePath, HasSubstitutes, IsValidPath, KeyedBuildResult,
+    Missing, NarDone, NarFromPath, QueryActiveBuilds, QueryDerivationOutputMap, QueryMissing,
+    QueryPathHash, QueryPathInfo, QueryPathInfos, QueryRealisation, QueryReferences,
+    QueryReferrers, QueryValidDerivers, QueryValidPaths, RegisterDrvOutput, SetOptions,
+    ValidPathInfo,
+};
+
+operations! {
+    protocol Worker;
+    /// The operation code at the start of every request. Codes Nix no
+    /// longer answers, or whose shapes this crate does not model, are in
+    /// [`REMOVED`]; an unknown code does not decode.
+    pub enum Command ("a worker operation");
+
+    /// Whether a path is valid.
+    1 IsValidPath(IsValidPath) -> bool,
+        since (1, 21), body None, reply Message;
+    /// Whether a substitute exists (refused by daemons from Nix 2.34).
+    3 HasSubstitutes(HasSubstitutes) -> bool,
+        since (1, 21), body None, reply Message;
+    /// A path's NAR hash (refused by daemons from Nix 2.34).
+    4 QueryPathHash(QueryPathHash) -> NarHash,
+        since (1, 21), body None, reply Message;
+    /// A path's references (refused by daemons from Nix 2.34).
+    5 QueryReferences(QueryReferences) -> Vec<StorePath>,
+        since (1, 21), body None, reply Message;
+    /// The paths referring to a path.
+    6 QueryReferrers(QueryReferrers) -> Vec<StorePath>,
+        since (1, 21), body None, reply Message;
+    /// Add a path from data, named by its content (two forms; see
+    /// [`AddToStore`] and [`body_at`]).
+    7 AddToStore(AddToStore) -> AddToStoreResult,
+        since (1, 21), body Framed, reply Message;
+    /// Add a text file (obsolete since 1.25; Nix 2.3's client uses it).
+    8 AddTextToStore(AddTextToStore) -> StorePath,
+        since (1, 21), body None, reply Message;
+    /// Build or substitute derived paths.
+    9 BuildPaths(BuildPaths) -> Ack,
+        since (1, 21), body None, reply Message;
+    /// Make a path valid, substituting it if needed.
+    10 EnsurePath(EnsurePath) -> Ack,
+        since (1, 21), body None, reply Message;
+    /// Protect a path from garbage collection for the connection's life.
+    11 AddTempRoot(AddTempRoot) -> Ack,
+        since (1, 21), body None, reply Message;
+    /// The client's settings.
+    19 SetOptions(SetOptions) -> Done,
+        since (1, 21), body None, reply Message;
+    /// A path's metadata, if it is valid.
+    26 QueryPathInfo(QueryPathInfo) -> Option<PathInfo>,
+        since (1, 21), body None, reply Message;
+    /// Which paths are valid.
+    31 QueryValidPaths(QueryValidPaths) -> Vec<StorePath>,
+        since (1, 21), body None, reply Message;
+    /// The derivations known to produce a path.
+    33 QueryValidDerivers(QueryValidDerivers) -> Vec<StorePath>,
+        since (1, 21), body None, reply Message;
+    /// Build a derivation sent inline.
+    36 BuildDerivation(BuildDerivation) -> BuildResult,
+        since (1, 21), body None, reply Message;
+    /// Add signatures to a path.
+    37 AddSignatures(AddSignatures) -> Ack,
+        since (1, 21), body None, reply Message;
+    /// A path's NAR, after the log stream.
+    38 NarFromPath(NarFromPath) -> NarDone,
+        since (1, 21), body None, reply BareNar;
+    /// Add a path with its metadata and NAR (pulled before 1.23, framed
+    /// from 1.23; see [`body_at`]).
+    39 AddToStoreNar(AddToStoreNar) -> Done,
+        since (1, 21), body Framed, reply Message;
+    /// What realising derived paths would do.
+    40 QueryMissing(QueryMissing) -> Missing,
+        since (1, 21), body None, reply Message;
+    /// A derivation's outputs and their paths where known.
+    41 QueryDerivationOutputMap(QueryDerivationOutputMap) -> Vec<(OutputName, Option<StorePath>)>,
+        since (1, 22), body None, reply Message;
+    /// Record a derivation output's realisation.
+    42 RegisterDrvOutput(RegisterDrvOutput) -> Done,
+        since (1, 27), body None, reply Message;
+    /// A derivation output's realisation, if known.
+    43 QueryRealisation(QueryRealisation) -> Option<Realisation>,
+        since (1, 27), body None, reply Message;
+    /// Add many paths in one framed body.
+    44 AddMultipleToStore(AddMultipleToStore) -> Done,
+        since (1, 32), body Framed, reply Message;
+    /// Store a derivation's build log, sent framed.
+    45 AddBuildLog(AddBuildLog) -> Ack,
+        since (1, 32), body Framed, reply Message;
+    /// Build derived paths, with a result for each.
+    46 BuildPathsWithResults(BuildPathsWithResults) -> Vec<KeyedBuildResult>,
+        since (1, 34), body None, reply Message;
+    /// The builds under way (Determinate Nix).
+    48 QueryActiveBuilds(QueryActiveBuilds) -> NixString,
+        since (1, 38), feature "queryActiveBuilds", body None, reply Message;
+    /// Protect many paths from garbage collection (Determinate Nix).
+    49 AddTempRoots(AddTempRoots) -> Ack,
+        since (1, 38), feature "addTempRoots", body None, reply Message;
+    /// Metadata of many paths (Determinate Nix).
+    50 QueryPathInfos(QueryPathInfos) -> Vec<ValidPathInfo>,
+        since (1, 38), feature "queryPathInfos", body None, reply Message;
+}
+
+/// What follows `command`'s request header at `version`:
+/// - `AddToStoreNar`: before 1.23 [`BodyKind::Pulled`] (the daemon asks for
+///   the NAR piece by piece with `STDERR_READ`), from 1.23
+///   [`BodyKind::Framed`];
+/// - `AddToStore`: before 1.25 [`BodyKind::BareNar`] (the NAR with no
+///   length in front, right after the header), from 1.25
+///   [`BodyKind::Framed`];
+/// - `AddMultipleToStore` and `AddBuildLog`: [`BodyKind::Framed`];
+/// - every other operation: what its row says ([`Command::body`]).
+pub fn body_at(command: Command, version: Version) -> BodyKind {
+    match command {
+        Command::AddToStoreNar if version < Version::new(1, 23) => BodyKind::Pulled,
+        Command::AddToStore if version < Version::new(1, 25) => BodyKind::BareNar,
+        other => other.body(),
+    }
+}
+
+/// Operation codes that are not in the table, with why. A request with one
+/// of these codes does not decode.
+pub const REMOVED: &[(u64, &str)] = &[
+    (2, "never assigned (a gap since the protocol's beginning)"),
+    (
+        16,
+        "ExportPath: removed from Nix after 2.3; its data travelled as STDERR_WRITE messages in the log stream",
+    ),
+    (
+        24,
+        "QueryFailedPaths: no daemon from Nix 2.3 on answers it (the failed-paths cache is gone)",
+    ),
+    (
+        25,
+        "ClearFailedPaths: no daemon from Nix 2.3 on answers it (the failed-paths cache is gone)",
+    ),
+    (
+        27,
+        "ImportPaths: removed from Nix after 2.3 (AddMultipleToStore replaced it); its data was pulled with STDERR_READ in the export format",
+    ),
+];
