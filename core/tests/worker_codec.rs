@@ -8,7 +8,7 @@
 use nixwire_core::conn::BodyKind;
 use nixwire_core::store::{
     BasicDerivation, BuildResult, BuildStatus, ContentAddress, DerivationOutput, DerivedPath,
-    DrvOutput, NarHash, OutputName, OutputsSpec, PathInfo, Realisation, Signature,
+    DrvOutput, MAX_NESTING, NarHash, OutputName, OutputsSpec, PathInfo, Realisation, Signature,
     SingleDerivedPath, StorePath,
 };
 use nixwire_core::wire::{
@@ -29,6 +29,9 @@ fn versions() -> impl Iterator<Item = Version> {
 /// The features that change shapes or add operations.
 const SHAPING: &[&str] = &[
     features::REALISATION_WITH_PATH_NOT_HASH,
+    features::DELETE_DEAD_SPECIFIC_REFERRERS,
+    features::SUBMIT_OUTPUT,
+    features::ADD_TO_STORE_SCANNING,
     features::PROVENANCE,
     features::VERSIONED_ADD_TO_STORE_MULTIPLE,
     features::QUERY_ACTIVE_BUILDS,
@@ -532,6 +535,107 @@ fn exchange(g: &mut Gen, command: Command, cx: &Cx<Worker>) -> (Request, Reply) 
             AddTempRoots { paths: paths(g) }.into(),
             Reply::AddTempRoots(Ack),
         ),
+        Command::AddIndirectRoot => (
+            AddIndirectRoot { path: s(g) }.into(),
+            Reply::AddIndirectRoot(Ack),
+        ),
+        Command::SyncWithGC => (SyncWithGC.into(), Reply::SyncWithGC(Ack)),
+        Command::FindRoots => (
+            FindRoots.into(),
+            Reply::FindRoots((0..u8::arbitrary(g) % 4).map(|_| (s(g), path(g))).collect()),
+        ),
+        Command::QueryDeriver => (
+            QueryDeriver { path: path(g) }.into(),
+            Reply::QueryDeriver(opt_path(g)),
+        ),
+        Command::CollectGarbage => (
+            collect_garbage(g, cx).into(),
+            Reply::CollectGarbage(GcResults {
+                paths: (0..u8::arbitrary(g) % 4).map(|_| s(g)).collect(),
+                bytes_freed: u64::arbitrary(g),
+                obsolete: u64::arbitrary(g),
+            }),
+        ),
+        Command::QuerySubstitutablePathInfo => (
+            QuerySubstitutablePathInfo { path: path(g) }.into(),
+            Reply::QuerySubstitutablePathInfo(bool::arbitrary(g).then(|| substitutable(g))),
+        ),
+        Command::QueryDerivationOutputs => (
+            QueryDerivationOutputs { path: drv(g) }.into(),
+            Reply::QueryDerivationOutputs(paths(g)),
+        ),
+        Command::QueryAllValidPaths => (
+            QueryAllValidPaths.into(),
+            Reply::QueryAllValidPaths(paths(g)),
+        ),
+        Command::QueryDerivationOutputNames => (
+            QueryDerivationOutputNames { path: drv(g) }.into(),
+            Reply::QueryDerivationOutputNames(
+                (0..u8::arbitrary(g) % 4).map(|_| output_name(g)).collect(),
+            ),
+        ),
+        Command::QueryPathFromHashPart => (
+            QueryPathFromHashPart { hash_part: s(g) }.into(),
+            Reply::QueryPathFromHashPart(opt_path(g)),
+        ),
+        Command::QuerySubstitutablePathInfos => (
+            if v >= Version::new(1, 22) {
+                QuerySubstitutablePathInfos {
+                    paths_with_ca: (0..u8::arbitrary(g) % 4)
+                        .map(|_| (path(g), ca(g)))
+                        .collect(),
+                    ..QuerySubstitutablePathInfos::default()
+                }
+            } else {
+                QuerySubstitutablePathInfos {
+                    paths: paths(g),
+                    ..QuerySubstitutablePathInfos::default()
+                }
+            }
+            .into(),
+            Reply::QuerySubstitutablePathInfos(
+                (0..u8::arbitrary(g) % 3)
+                    .map(|_| (path(g), substitutable(g)))
+                    .collect(),
+            ),
+        ),
+        Command::QuerySubstitutablePaths => (
+            QuerySubstitutablePaths { paths: paths(g) }.into(),
+            Reply::QuerySubstitutablePaths(paths(g)),
+        ),
+        Command::OptimiseStore => (OptimiseStore.into(), Reply::OptimiseStore(Ack)),
+        Command::VerifyStore => (
+            VerifyStore {
+                check_contents: bool::arbitrary(g),
+                repair: bool::arbitrary(g),
+            }
+            .into(),
+            Reply::VerifyStore(bool::arbitrary(g)),
+        ),
+        Command::AddPermRoot => (
+            AddPermRoot {
+                path: path(g),
+                gc_root: s(g),
+            }
+            .into(),
+            Reply::AddPermRoot(s(g)),
+        ),
+        Command::SubmitOutput => (
+            SubmitOutput {
+                path: single_derived_path(g),
+                output: output_name(g),
+            }
+            .into(),
+            Reply::SubmitOutput(Ack),
+        ),
+        Command::AddToStoreScanning => (
+            AddToStoreScanning {
+                name: s(g),
+                method_algo: s(g),
+            }
+            .into(),
+            Reply::AddToStoreScanning(valid_path_info(g, cx)),
+        ),
         Command::QueryPathInfos => (
             QueryPathInfos { paths: paths(g) }.into(),
             Reply::QueryPathInfos(
@@ -540,6 +644,52 @@ fn exchange(g: &mut Gen, command: Command, cx: &Cx<Worker>) -> (Request, Reply) 
                     .collect(),
             ),
         ),
+    }
+}
+
+fn substitutable(g: &mut Gen) -> SubstitutablePathInfo {
+    SubstitutablePathInfo {
+        deriver: opt_path(g),
+        references: paths(g),
+        download_size: u64::arbitrary(g),
+        nar_size: u64::arbitrary(g),
+    }
+}
+
+fn single_derived_path(g: &mut Gen) -> SingleDerivedPath {
+    let mut path = SingleDerivedPath::Opaque(drv(g));
+    for _ in 0..u8::arbitrary(g) % 3 {
+        path = SingleDerivedPath::Built {
+            drv_path: Box::new(path),
+            output: output_name(g),
+        };
+    }
+    path
+}
+
+/// A `CollectGarbage` the context can say: without the feature, no
+/// `delete_referrers`, and an empty set only for `DeleteSpecific`.
+fn collect_garbage(g: &mut Gen, cx: &Cx<Worker>) -> CollectGarbage {
+    let action = *g.choose(GcAction::ALL).unwrap_or(&GcAction::ReturnLive);
+    let featured = has(cx, features::DELETE_DEAD_SPECIFIC_REFERRERS);
+    let paths = if bool::arbitrary(g) && (featured || action != GcAction::DeleteSpecific) {
+        GcPaths::WholeStore
+    } else {
+        let mut paths = paths(g);
+        if paths.is_empty() && !featured && action != GcAction::DeleteSpecific {
+            paths.push(path(g));
+        }
+        GcPaths::Specific {
+            paths,
+            delete_referrers: featured && bool::arbitrary(g),
+        }
+    };
+    CollectGarbage {
+        action,
+        paths,
+        ignore_liveness: bool::arbitrary(g),
+        max_freed: u64::arbitrary(g),
+        obsolete: [u64::arbitrary(g), u64::arbitrary(g), u64::arbitrary(g)],
     }
 }
 
@@ -807,7 +957,8 @@ fn bodies_by_version() {
             Command::AddToStore,
             Command::AddToStoreNar,
             Command::AddMultipleToStore,
-            Command::AddBuildLog
+            Command::AddBuildLog,
+            Command::AddToStoreScanning,
         ]
     );
     assert_eq!(
@@ -861,6 +1012,8 @@ fn arbitrary_bytes_never_panic(bytes: Vec<u8>, minor: u8, featured: bool) -> boo
     let _ = Realisation::decode_exact(&cx, &bytes);
     let _ = BasicDerivation::decode_exact(&cx, &bytes);
     let _ = SetOptions::decode_exact(&cx, &bytes);
+    let _ = SingleDerivedPath::decode_exact(&cx, &bytes);
+    let _ = CollectGarbage::decode_exact(&cx, &bytes);
     true
 }
 
@@ -1178,4 +1331,83 @@ fn set_options_default_is_what_nix_sends() {
     assert_eq!(bytes.len(), 13 * 8);
     assert_eq!(options.verbose_build, 7);
     assert!(options.use_substitutes);
+}
+
+/// Nesting of outputs of outputs is bounded in both forms, so hostile
+/// input cannot build a value deep enough to exhaust the stack.
+#[test]
+fn derived_path_nesting_is_bounded() {
+    let cx = cx_with(LATEST, &[]);
+    let drv = "/nix/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-hello.drv";
+    let text = |levels: usize| format!("{drv}{}!*", "!out".repeat(levels));
+    let decode = |text: String| {
+        let mut bytes = Vec::new();
+        NixString::from(text).encode(&cx, &mut bytes);
+        DerivedPath::decode_exact(&cx, &bytes)
+    };
+    assert!(decode(text(MAX_NESTING - 1)).is_ok());
+    let err = decode(text(100_000)).expect_err("too deep");
+    assert!(err.to_string().contains("deep"), "{err}");
+
+    let mut bytes = Vec::new();
+    for _ in 0..100_000 {
+        encode_u64(1, &mut bytes);
+    }
+    let err = SingleDerivedPath::decode_exact(&cx, &bytes).expect_err("too deep");
+    assert!(err.to_string().contains("deep"), "{err}");
+    let single = single_derived_path(&mut Gen::new(4));
+    let (back, _) = SingleDerivedPath::decode_exact(&cx, &single.to_wire(&cx)).expect("decodes");
+    assert_eq!(back, single);
+}
+
+#[test]
+fn collect_garbage_paths_take_the_feature_shape() {
+    let plain = cx_with(LATEST, &[]);
+    let featured = cx_with(LATEST, &[features::DELETE_DEAD_SPECIFIC_REFERRERS]);
+    let gc = |action, paths| CollectGarbage {
+        action,
+        paths,
+        ignore_liveness: false,
+        max_freed: 0,
+        obsolete: [0; 3],
+    };
+    // Without the feature an empty set is the whole store, except for
+    // DeleteSpecific.
+    let whole = gc(GcAction::DeleteDead, GcPaths::WholeStore);
+    assert_eq!(words(&whole, &plain), 1 + 1 + 5);
+    assert_eq!(
+        CollectGarbage::decode_exact(&plain, &whole.to_wire(&plain))
+            .expect("decodes")
+            .0,
+        whole
+    );
+    let none = gc(
+        GcAction::DeleteSpecific,
+        GcPaths::Specific {
+            paths: vec![],
+            delete_referrers: false,
+        },
+    );
+    assert_eq!(
+        CollectGarbage::decode_exact(&plain, &none.to_wire(&plain))
+            .expect("decodes")
+            .0,
+        none
+    );
+    // With it, a tag: 1 for the whole store; 0, the paths and the flag.
+    assert_eq!(words(&whole, &featured), 1 + 1 + 5);
+    let referrers = gc(
+        GcAction::DeleteDead,
+        GcPaths::Specific {
+            paths: vec![sample_path()],
+            delete_referrers: true,
+        },
+    );
+    assert_eq!(words(&referrers, &featured), 1 + 1 + 1 + 8 + 1 + 5);
+    assert_eq!(
+        CollectGarbage::decode_exact(&featured, &referrers.to_wire(&featured))
+            .expect("decodes")
+            .0,
+        referrers
+    );
 }

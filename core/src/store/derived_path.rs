@@ -61,6 +61,11 @@ pub enum DerivedPath {
     },
 }
 
+/// The deepest nesting of outputs of outputs read: nixwire's own bound
+/// (Nix has none), far beyond what dynamic derivations use, so that
+/// hostile input cannot make a value deep enough to exhaust the stack.
+pub const MAX_NESTING: usize = 64;
+
 /// Why text is not a derived path, or a derived path has no text in a form.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -92,6 +97,12 @@ pub enum DerivedPathError {
         path: String,
         /// What the old form lacks.
         why: &'static str,
+    },
+    /// Outputs of outputs nested deeper than [`MAX_NESTING`].
+    #[error("derived path '{text}' nests outputs more than {MAX_NESTING} deep")]
+    TooDeep {
+        /// The text (lossily decoded).
+        text: String,
     },
     /// `OutputsSpec::Names` with no name, which has no text form.
     #[error("derived path '{path}' names no outputs: expected `*` or at least one name")]
@@ -142,22 +153,42 @@ impl SingleDerivedPath {
         }
     }
 
-    /// Reads the legacy text form (`full` is the whole text, for errors).
+    /// Reads the legacy text form (`full` is the whole text, for errors):
+    /// a path, then `!<output>` for each level of nesting. Built level by
+    /// level rather than recursively, and at most [`MAX_NESTING`] levels,
+    /// so that hostile text cannot exhaust the stack.
     fn parse_legacy_in(
         store_dir: &StoreDir,
         full: &[u8],
         s: &[u8],
     ) -> Result<Self, DerivedPathError> {
-        match rsplit_once(s, b'!') {
-            None => store_dir
-                .parse_path(s)
-                .map(Self::Opaque)
-                .map_err(|e| path_error(full, e)),
-            Some((drv, output)) => Ok(Self::Built {
-                drv_path: Box::new(Self::parse_legacy_in(store_dir, full, drv)?),
+        let mut parts = s.split(|&b| b == b'!');
+        let base = parts.next().unwrap_or_default();
+        let mut path = store_dir
+            .parse_path(base)
+            .map(Self::Opaque)
+            .map_err(|e| path_error(full, e))?;
+        for (depth, output) in parts.enumerate() {
+            if depth >= MAX_NESTING {
+                return Err(DerivedPathError::TooDeep { text: lossy(full) });
+            }
+            path = Self::Built {
+                drv_path: Box::new(path),
                 output: output_name(full, output)?,
-            }),
+            };
         }
+        Ok(path)
+    }
+
+    /// How many outputs-of-outputs deep this is (0 for a store path).
+    pub fn depth(&self) -> usize {
+        let mut depth = 0;
+        let mut at = self;
+        while let Self::Built { drv_path, .. } = at {
+            depth += 1;
+            at = drv_path;
+        }
+        depth
     }
 }
 

@@ -73,6 +73,8 @@ mod realisation;
 
 pub use build::{BuildResult, BuildStatus};
 pub use derivation::{BasicDerivation, DerivationOutput};
-pub use derived_path::{DerivedPath, DerivedPathError, OutputsSpec, SingleDerivedPath};
+pub use derived_path::{
+    DerivedPath, DerivedPathError, MAX_NESTING, OutputsSpec, SingleDerivedPath,
+};
 pub use path_info::PathInfo;
 pub use realisation::{DrvOutput, Realisation};

@@ -21,8 +21,8 @@
 //! 2.34), and from Determinate Nix's (c407745c8) for its features.
 
 use crate::store::{
-    BasicDerivation, BuildResult, DerivationOutput, DerivedPath, DrvOutput, NarHash, OutputName,
-    PathInfo, Realisation, Signature, StorePath,
+    BasicDerivation, BuildResult, DerivationOutput, DerivedPath, DrvOutput, MAX_NESTING, NarHash,
+    OutputName, PathInfo, Realisation, Signature, SingleDerivedPath, StorePath,
 };
 use crate::wire::{
     Base16Hash, Codec, Cx, DecodeError, Decoded, NixString, Reader, StructPartial, VecPartial,
@@ -398,35 +398,54 @@ wire_message! {
     }
 }
 
-/// `QueryPathInfo`'s reply: a flag (0 or 1), then the metadata when 1.
-/// (Before 1.17 there was no flag; nixwire speaks 1.21 and later.)
-impl Wire<Worker> for Option<PathInfo> {
-    type Partial = OptionalPartial;
+/// Implements a tagged optional layout for `Option<$t>`: a flag (0 or 1),
+/// then the value when 1. (An optional store path is instead the empty
+/// string, so this is not a blanket layout of `Option`.)
+macro_rules! tagged_option {
+    ($( $(#[$meta:meta])* $t:ty; )*) => {$(
+        $(#[$meta])*
+        impl Wire<Worker> for Option<$t> {
+            type Partial = OptionalPartial;
 
-    fn encode(&self, cx: &Cx<Worker>, out: &mut Vec<u8>) {
-        match self {
-            None => encode_u64(0, out),
-            Some(info) => {
-                encode_u64(1, out);
-                info.encode(cx, out);
+            fn encode(&self, cx: &Cx<Worker>, out: &mut Vec<u8>) {
+                match self {
+                    None => encode_u64(0, out),
+                    Some(value) => {
+                        encode_u64(1, out);
+                        value.encode(cx, out);
+                    }
+                }
+            }
+
+            fn decode(
+                cx: &Cx<Worker>,
+                partial: &mut OptionalPartial,
+                r: &mut Reader<'_>,
+            ) -> Decoded<Self> {
+                if partial.present.is_none() {
+                    match bool::decode(cx, &mut (), r)? {
+                        None => return Ok(None),
+                        Some(false) => return Ok(Some(None)),
+                        Some(true) => partial.present = Some(true),
+                    }
+                }
+                let value = <$t>::decode(cx, &mut partial.value, r)?;
+                if value.is_some() {
+                    *partial = OptionalPartial::default();
+                }
+                Ok(value.map(Some))
             }
         }
-    }
+    )*};
+}
 
-    fn decode(cx: &Cx<Worker>, partial: &mut OptionalPartial, r: &mut Reader<'_>) -> Decoded<Self> {
-        if partial.present.is_none() {
-            match bool::decode(cx, &mut (), r)? {
-                None => return Ok(None),
-                Some(false) => return Ok(Some(None)),
-                Some(true) => partial.present = Some(true),
-            }
-        }
-        let info = PathInfo::decode(cx, &mut partial.value, r)?;
-        if info.is_some() {
-            *partial = OptionalPartial::default();
-        }
-        Ok(info.map(Some))
-    }
+tagged_option! {
+    /// `QueryPathInfo`'s reply: a flag (0 or 1), then the metadata when 1.
+    /// (Before 1.17 there was no flag; nixwire speaks 1.21 and later.)
+    PathInfo;
+    /// `QuerySubstitutablePathInfo`'s reply: a flag, then the information
+    /// when 1.
+    SubstitutablePathInfo;
 }
 
 /// The progress of a tagged optional value: the tag once read, and the
@@ -435,6 +454,21 @@ impl Wire<Worker> for Option<PathInfo> {
 pub struct OptionalPartial {
     present: Option<bool>,
     value: StructPartial,
+}
+
+wire_message! {
+    /// What a substituter knows of a path it could provide.
+    #[derive(Default)]
+    pub struct SubstitutablePathInfo in Worker {
+        /// The deriver, if known.
+        pub deriver: Option<StorePath>,
+        /// The references.
+        pub references: Vec<StorePath>,
+        /// Bytes to download (compressed).
+        pub download_size: u64,
+        /// The NAR's size.
+        pub nar_size: u64,
+    }
 }
 
 // ---- build results ----
@@ -1207,5 +1241,405 @@ wire_message! {
     pub struct QueryPathInfos in Worker {
         /// The paths asked about.
         pub paths: Vec<StorePath>,
+    }
+}
+
+// ---- the other operations Nix answers ----
+//
+// Not needed to copy paths or build remotely; here so that every operation
+// a Nix daemon answers is known, decodes and can be answered.
+
+wire_message! {
+    /// Command 12: make `path` (outside the store, a symlink into it) an
+    /// indirect garbage-collector root. Reply: [`Ack`].
+    pub struct AddIndirectRoot in Worker {
+        /// An absolute path on the daemon's machine (Nix makes it absolute
+        /// against the daemon's directory), bytes.
+        pub path: NixString,
+    }
+}
+
+unit_request! {
+    /// Command 13: obsolete; daemons answer at once. Reply: [`Ack`].
+    SyncWithGC;
+    /// Command 14: the garbage collector's roots. Reply: (link, store
+    /// path) pairs; untrusted clients see censored links.
+    FindRoots;
+    /// Command 23: every valid path. Reply: the paths.
+    QueryAllValidPaths;
+    /// Command 34: deduplicate the store's files. Reply: [`Ack`].
+    OptimiseStore;
+}
+
+wire_message! {
+    /// Command 18 (obsolete): `path`'s deriver. Reply: the deriver or the
+    /// empty string.
+    pub struct QueryDeriver in Worker {
+        /// The path asked about.
+        pub path: StorePath,
+    }
+}
+
+wire_enum! {
+    /// What `CollectGarbage` does.
+    pub enum GcAction ("a garbage collector action") {
+        /// List the live paths.
+        ReturnLive = 0,
+        /// List the dead paths.
+        ReturnDead = 1,
+        /// Delete dead paths.
+        DeleteDead = 2,
+        /// Delete the given paths, which must be dead.
+        DeleteSpecific = 3,
+    }
+}
+
+/// Which paths `CollectGarbage` considers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GcPaths {
+    /// The whole store.
+    WholeStore,
+    /// These paths.
+    Specific {
+        /// The paths.
+        paths: Vec<StorePath>,
+        /// Delete what refers to them too (only with
+        /// `delete-dead-specific-referrers`).
+        delete_referrers: bool,
+    },
+}
+
+/// Command 20: collect garbage. Reply: [`GcResults`].
+///
+/// With `delete-dead-specific-referrers` the paths are a tag (0: these
+/// paths, then the paths and `delete_referrers`; 1: the whole store).
+/// Without it, a set of paths, empty meaning the whole store unless the
+/// action is `DeleteSpecific` (so `delete_referrers` cannot be said, nor
+/// an empty specific set for the other actions). Then `ignore_liveness`,
+/// `max_freed` and three obsolete integers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectGarbage {
+    /// What to do.
+    pub action: GcAction,
+    /// Which paths.
+    pub paths: GcPaths,
+    /// Ignore the roots (daemons refuse it).
+    pub ignore_liveness: bool,
+    /// Stop after freeing this many bytes.
+    pub max_freed: u64,
+    /// Three obsolete integers; Nix sends 0.
+    pub obsolete: [u64; 3],
+}
+
+/// [`CollectGarbage`]'s progress: the action, the tag of the featured
+/// form, the paths.
+#[derive(Debug, Default)]
+pub struct CollectGarbagePartial {
+    action: Option<GcAction>,
+    specific: Option<bool>,
+    list: VecPartial<StorePath, ()>,
+    listed: Option<Vec<StorePath>>,
+    paths: Option<GcPaths>,
+}
+
+impl Wire<Worker> for CollectGarbage {
+    type Partial = CollectGarbagePartial;
+
+    fn encode(&self, cx: &Cx<Worker>, out: &mut Vec<u8>) {
+        self.action.encode(cx, out);
+        let featured = cx.features.has(features::DELETE_DEAD_SPECIFIC_REFERRERS);
+        match (&self.paths, featured) {
+            (GcPaths::WholeStore, true) => encode_u64(1, out),
+            (
+                GcPaths::Specific {
+                    paths,
+                    delete_referrers,
+                },
+                true,
+            ) => {
+                encode_u64(0, out);
+                paths.encode(cx, out);
+                delete_referrers.encode(cx, out);
+            }
+            (GcPaths::WholeStore, false) => encode_u64(0, out),
+            (GcPaths::Specific { paths, .. }, false) => paths.encode(cx, out),
+        }
+        self.ignore_liveness.encode(cx, out);
+        encode_u64(self.max_freed, out);
+        for n in self.obsolete {
+            encode_u64(n, out);
+        }
+    }
+
+    fn decode(cx: &Cx<Worker>, partial: &mut Self::Partial, r: &mut Reader<'_>) -> Decoded<Self> {
+        let action = match partial.action {
+            Some(action) => action,
+            None => match GcAction::decode(cx, &mut (), r)? {
+                Some(action) => *partial.action.insert(action),
+                None => return Ok(None),
+            },
+        };
+        if partial.paths.is_none() {
+            let featured = cx.features.has(features::DELETE_DEAD_SPECIFIC_REFERRERS);
+            if featured && partial.specific.is_none() {
+                match r.peek_u64() {
+                    None => return Ok(None),
+                    Some(tag @ (0 | 1)) => {
+                        r.u64();
+                        partial.specific = Some(tag == 0);
+                    }
+                    Some(tag) => {
+                        return Err(DecodeError::unexpected(
+                            "the whole-store flag (0 or 1)",
+                            tag.to_string(),
+                        )
+                        .within("CollectGarbage"));
+                    }
+                }
+            }
+            if featured && partial.specific == Some(false) {
+                partial.paths = Some(GcPaths::WholeStore);
+            } else {
+                if partial.listed.is_none() {
+                    let Some(paths) = Vec::<StorePath>::decode(cx, &mut partial.list, r)
+                        .map_err(|e| e.within("paths").within("CollectGarbage"))?
+                    else {
+                        return Ok(None);
+                    };
+                    partial.listed = Some(paths);
+                }
+                if featured {
+                    let Some(delete_referrers) = bool::decode(cx, &mut (), r)? else {
+                        return Ok(None);
+                    };
+                    let paths = partial.listed.take().unwrap_or_default();
+                    partial.paths = Some(GcPaths::Specific {
+                        paths,
+                        delete_referrers,
+                    });
+                } else {
+                    let paths = partial.listed.take().unwrap_or_default();
+                    partial.paths =
+                        Some(if paths.is_empty() && action != GcAction::DeleteSpecific {
+                            GcPaths::WholeStore
+                        } else {
+                            GcPaths::Specific {
+                                paths,
+                                delete_referrers: false,
+                            }
+                        });
+                }
+            }
+        }
+        let tail = r.atomic(|r| {
+            let Some(ignore_liveness) = bool::decode(cx, &mut (), r)? else {
+                return Ok(None);
+            };
+            let mut words = [0u64; 4];
+            for word in &mut words {
+                let Some(n) = r.u64() else {
+                    return Ok(None);
+                };
+                *word = n;
+            }
+            Ok(Some((ignore_liveness, words)))
+        })?;
+        let Some((ignore_liveness, [max_freed, a, b, c])) = tail else {
+            return Ok(None);
+        };
+        let paths = partial.paths.take().unwrap_or(GcPaths::WholeStore);
+        *partial = CollectGarbagePartial::default();
+        Ok(Some(Self {
+            action,
+            paths,
+            ignore_liveness,
+            max_freed,
+            obsolete: [a, b, c],
+        }))
+    }
+}
+
+wire_message! {
+    /// `CollectGarbage`'s reply.
+    #[derive(Default)]
+    pub struct GcResults in Worker {
+        /// The paths listed or deleted, as full paths (bytes).
+        pub paths: Vec<NixString>,
+        /// Bytes freed.
+        pub bytes_freed: u64,
+        /// Obsolete; Nix sends 0.
+        pub obsolete: u64,
+    }
+}
+
+wire_message! {
+    /// Command 21: what substituters know of `path`. Reply:
+    /// `Option<SubstitutablePathInfo>`.
+    pub struct QuerySubstitutablePathInfo in Worker {
+        /// The path asked about.
+        pub path: StorePath,
+    }
+}
+
+wire_message! {
+    /// Command 22 (obsolete: clients from 1.22 read the derivation
+    /// instead): a derivation's output paths. Reply: the paths.
+    pub struct QueryDerivationOutputs in Worker {
+        /// The derivation.
+        pub path: StorePath,
+    }
+}
+
+wire_message! {
+    /// Command 28 (obsolete): a derivation's output names. Reply: the
+    /// names.
+    pub struct QueryDerivationOutputNames in Worker {
+        /// The derivation.
+        pub path: StorePath,
+    }
+}
+
+wire_message! {
+    /// Command 29: the valid path with this hash part. Reply: the path or
+    /// the empty string.
+    pub struct QueryPathFromHashPart in Worker {
+        /// The 32 characters of a store path's hash part (bytes: Nix looks
+        /// it up as given).
+        pub hash_part: NixString,
+    }
+}
+
+wire_message! {
+    /// Command 30: what substituters know of these paths. Before 1.22 a
+    /// set of paths; from 1.22 each with its content address (empty for
+    /// none). Reply: (path, [`SubstitutablePathInfo`]) pairs for the paths
+    /// some substituter has.
+    #[derive(Default)]
+    pub struct QuerySubstitutablePathInfos in Worker {
+        /// Before 1.22: the paths.
+        #[until(1, 22)]
+        pub paths: Vec<StorePath> = Vec::new(),
+        /// From 1.22: the paths and their content addresses.
+        #[since(1, 22)]
+        pub paths_with_ca: Vec<(StorePath, Option<crate::store::ContentAddress>)> = Vec::new(),
+    }
+}
+
+wire_message! {
+    /// Command 32: which of `paths` some substituter has. Reply: those.
+    pub struct QuerySubstitutablePaths in Worker {
+        /// The paths asked about.
+        pub paths: Vec<StorePath>,
+    }
+}
+
+wire_message! {
+    /// Command 35: check the store's consistency. Reply: `bool`, whether
+    /// errors were found.
+    pub struct VerifyStore in Worker {
+        /// Also check every path's contents against its hash.
+        pub check_contents: bool,
+        /// Repair what is broken (trusted clients only).
+        pub repair: bool,
+    }
+}
+
+wire_message! {
+    /// Command 47 (1.36+): make `gc_root` (a path on the daemon's machine)
+    /// a permanent root pointing at `path`. Reply: the root's absolute
+    /// path. Trusted clients only.
+    pub struct AddPermRoot in Worker {
+        /// The store path to protect.
+        pub path: StorePath,
+        /// Where the root goes (bytes).
+        pub gc_root: NixString,
+    }
+}
+
+// ---- operations inside builds (upstream's `builder-rpc-v0`) ----
+
+/// A single derived path in binary form, as `SubmitOutput` sends it: tag 0
+/// and a store path, or tag 1, the derivation (recursively) and an output
+/// name.
+impl Wire<Worker> for SingleDerivedPath {
+    type Partial = ();
+
+    fn encode(&self, cx: &Cx<Worker>, out: &mut Vec<u8>) {
+        match self {
+            Self::Opaque(path) => {
+                encode_u64(0, out);
+                path.encode(cx, out);
+            }
+            Self::Built { drv_path, output } => {
+                encode_u64(1, out);
+                drv_path.encode(cx, out);
+                output.encode(cx, out);
+            }
+        }
+    }
+
+    /// Taken whole: it is a handful of strings. Nesting is bounded by
+    /// [`MAX_NESTING`], so hostile input cannot exhaust the stack.
+    fn decode(cx: &Cx<Worker>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
+        r.atomic(|r| {
+            // The tags of the nested levels first, down to the store path;
+            // then the output names on the way back up.
+            let mut levels = 0usize;
+            loop {
+                match r.u64() {
+                    None => return Ok(None),
+                    Some(0) => break,
+                    Some(1) if levels < MAX_NESTING => levels += 1,
+                    Some(1) => {
+                        return Err(DecodeError::unexpected(
+                            format!("a derived path nested at most {MAX_NESTING} deep"),
+                            "a deeper one",
+                        ));
+                    }
+                    Some(tag) => {
+                        return Err(DecodeError::unexpected(
+                            "a single derived path's tag (0 or 1)",
+                            tag.to_string(),
+                        ));
+                    }
+                }
+            }
+            let Some(mut path) = StorePath::decode(cx, &mut (), r)?.map(Self::Opaque) else {
+                return Ok(None);
+            };
+            for _ in 0..levels {
+                let Some(output) = OutputName::decode(cx, &mut (), r)? else {
+                    return Ok(None);
+                };
+                path = Self::Built {
+                    drv_path: Box::new(path),
+                    output,
+                };
+            }
+            Ok(Some(path))
+        })
+    }
+}
+
+wire_message! {
+    /// Command 1000 (upstream, inside builds with `submit-output`): declare
+    /// that `path` is the build's output `output`. Reply: [`Ack`].
+    pub struct SubmitOutput in Worker {
+        /// What the output is.
+        pub path: SingleDerivedPath,
+        /// Which output of the build.
+        pub output: OutputName,
+    }
+}
+
+wire_message! {
+    /// Command 1001 (upstream, inside builds with `add-to-store-scanning`):
+    /// like `AddToStore` from 1.25, with the references found by scanning
+    /// the data. The data follows in frames. Reply: [`ValidPathInfo`].
+    pub struct AddToStoreScanning in Worker {
+        /// The name of the path to make.
+        pub name: NixString,
+        /// The content-address method and algorithm (`fixed:r:sha256`).
+        pub method_algo: NixString,
     }
 }

@@ -55,9 +55,9 @@ pub mod features {
     pub const REALISATION_WITH_PATH_NOT_HASH: &str = "realisation-with-path-not-hash";
 
     /// Upstream Nix (2.35+). `CollectGarbage` takes the paths to delete as
-    /// "the whole store" or "these paths, and whether to delete their
-    /// referrers" (not implemented here: `CollectGarbage` is not in the
-    /// table).
+    /// a tag: "the whole store", or "these paths, and whether to delete
+    /// their referrers" (without it, a set of paths, empty for the whole
+    /// store).
     pub const DELETE_DEAD_SPECIFIC_REFERRERS: &str = "delete-dead-specific-referrers";
 
     /// Upstream Nix, inside builds with `builder-rpc-v0` or recursive Nix:
@@ -65,11 +65,11 @@ pub mod features {
     pub const DISABLE_SET_OPTIONS: &str = "disable-set-options";
 
     /// Upstream Nix, inside builds: operation 1001 (`AddToStoreScanning`)
-    /// exists (not in the table here: not a remote-building operation).
+    /// exists.
     pub const ADD_TO_STORE_SCANNING: &str = "add-to-store-scanning";
 
     /// Upstream Nix, inside builds with `builder-rpc-v0`: operation 1000
-    /// (`SubmitOutput`) exists (not in the table here).
+    /// (`SubmitOutput`) exists.
     pub const SUBMIT_OUTPUT: &str = "submit-output";
 
     /// Determinate Nix: operation 48 (`QueryActiveBuilds`) exists.

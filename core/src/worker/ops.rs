@@ -14,21 +14,27 @@ use crate::conn::{BodyKind, operations};
 use crate::store::{BuildResult, NarHash, OutputName, PathInfo, Realisation, StorePath};
 use crate::wire::{NixString, Version, Worker};
 
+use super::messages::{AddToStoreScanning, SubmitOutput};
+
 use super::messages::{
-    Ack, AddBuildLog, AddMultipleToStore, AddSignatures, AddTempRoot, AddTempRoots, AddTextToStore,
-    AddToStore, AddToStoreNar, AddToStoreResult, BuildDerivation, BuildPaths,
-    BuildPathsWithResults, Done, EnsurePath, HasSubstitutes, IsValidPath, KeyedBuildResult,
-    Missing, NarDone, NarFromPath, QueryActiveBuilds, QueryDerivationOutputMap, QueryMissing,
-    QueryPathHash, QueryPathInfo, QueryPathInfos, QueryRealisation, QueryReferences,
-    QueryReferrers, QueryValidDerivers, QueryValidPaths, RegisterDrvOutput, SetOptions,
-    ValidPathInfo,
+    Ack, AddBuildLog, AddIndirectRoot, AddMultipleToStore, AddPermRoot, AddSignatures, AddTempRoot,
+    AddTempRoots, AddTextToStore, AddToStore, AddToStoreNar, AddToStoreResult, BuildDerivation,
+    BuildPaths, BuildPathsWithResults, CollectGarbage, Done, EnsurePath, FindRoots, GcResults,
+    HasSubstitutes, IsValidPath, KeyedBuildResult, Missing, NarDone, NarFromPath, OptimiseStore,
+    QueryActiveBuilds, QueryAllValidPaths, QueryDerivationOutputMap, QueryDerivationOutputNames,
+    QueryDerivationOutputs, QueryDeriver, QueryMissing, QueryPathFromHashPart, QueryPathHash,
+    QueryPathInfo, QueryPathInfos, QueryRealisation, QueryReferences, QueryReferrers,
+    QuerySubstitutablePathInfo, QuerySubstitutablePathInfos, QuerySubstitutablePaths,
+    QueryValidDerivers, QueryValidPaths, RegisterDrvOutput, SetOptions, SubstitutablePathInfo,
+    SyncWithGC, ValidPathInfo, VerifyStore,
 };
 
 operations! {
     protocol Worker;
-    /// The operation code at the start of every request. Codes Nix no
-    /// longer answers, or whose shapes this crate does not model, are in
-    /// [`REMOVED`]; an unknown code does not decode.
+    /// The operation code at the start of every request: every operation
+    /// upstream Nix (2.3 to 2.35) and Determinate Nix answer. Codes no
+    /// daemon this crate speaks to answers are in [`REMOVED`]; an unknown
+    /// code does not decode.
     pub enum Command ("a worker operation");
 
     /// Whether a path is valid.
@@ -62,17 +68,59 @@ operations! {
     /// Protect a path from garbage collection for the connection's life.
     11 AddTempRoot(AddTempRoot) -> Ack,
         since (1, 21), body None, reply Message;
+    /// Make a path outside the store an indirect root.
+    12 AddIndirectRoot(AddIndirectRoot) -> Ack,
+        since (1, 21), body None, reply Message;
+    /// Obsolete; answered at once.
+    13 SyncWithGC(SyncWithGC) -> Ack,
+        since (1, 21), body None, reply Message;
+    /// The garbage collector's roots: (link, path) pairs.
+    14 FindRoots(FindRoots) -> Vec<(NixString, StorePath)>,
+        since (1, 21), body None, reply Message;
+    /// A path's deriver (obsolete).
+    18 QueryDeriver(QueryDeriver) -> Option<StorePath>,
+        since (1, 21), body None, reply Message;
     /// The client's settings.
     19 SetOptions(SetOptions) -> Done,
+        since (1, 21), body None, reply Message;
+    /// Collect garbage.
+    20 CollectGarbage(CollectGarbage) -> GcResults,
+        since (1, 21), body None, reply Message;
+    /// What substituters know of a path.
+    21 QuerySubstitutablePathInfo(QuerySubstitutablePathInfo) -> Option<SubstitutablePathInfo>,
+        since (1, 21), body None, reply Message;
+    /// A derivation's output paths (obsolete).
+    22 QueryDerivationOutputs(QueryDerivationOutputs) -> Vec<StorePath>,
+        since (1, 21), body None, reply Message;
+    /// Every valid path.
+    23 QueryAllValidPaths(QueryAllValidPaths) -> Vec<StorePath>,
         since (1, 21), body None, reply Message;
     /// A path's metadata, if it is valid.
     26 QueryPathInfo(QueryPathInfo) -> Option<PathInfo>,
         since (1, 21), body None, reply Message;
+    /// A derivation's output names (obsolete).
+    28 QueryDerivationOutputNames(QueryDerivationOutputNames) -> Vec<OutputName>,
+        since (1, 21), body None, reply Message;
+    /// The valid path with a hash part.
+    29 QueryPathFromHashPart(QueryPathFromHashPart) -> Option<StorePath>,
+        since (1, 21), body None, reply Message;
+    /// What substituters know of many paths.
+    30 QuerySubstitutablePathInfos(QuerySubstitutablePathInfos) -> Vec<(StorePath, SubstitutablePathInfo)>,
+        since (1, 21), body None, reply Message;
     /// Which paths are valid.
     31 QueryValidPaths(QueryValidPaths) -> Vec<StorePath>,
         since (1, 21), body None, reply Message;
+    /// Which paths some substituter has.
+    32 QuerySubstitutablePaths(QuerySubstitutablePaths) -> Vec<StorePath>,
+        since (1, 21), body None, reply Message;
     /// The derivations known to produce a path.
     33 QueryValidDerivers(QueryValidDerivers) -> Vec<StorePath>,
+        since (1, 21), body None, reply Message;
+    /// Deduplicate the store's files.
+    34 OptimiseStore(OptimiseStore) -> Ack,
+        since (1, 21), body None, reply Message;
+    /// Check the store's consistency.
+    35 VerifyStore(VerifyStore) -> bool,
         since (1, 21), body None, reply Message;
     /// Build a derivation sent inline.
     36 BuildDerivation(BuildDerivation) -> BuildResult,
@@ -108,6 +156,9 @@ operations! {
     /// Build derived paths, with a result for each.
     46 BuildPathsWithResults(BuildPathsWithResults) -> Vec<KeyedBuildResult>,
         since (1, 34), body None, reply Message;
+    /// Make a permanent garbage-collector root.
+    47 AddPermRoot(AddPermRoot) -> NixString,
+        since (1, 36), body None, reply Message;
     /// The builds under way (Determinate Nix).
     48 QueryActiveBuilds(QueryActiveBuilds) -> NixString,
         since (1, 38), feature "queryActiveBuilds", body None, reply Message;
@@ -117,6 +168,12 @@ operations! {
     /// Metadata of many paths (Determinate Nix).
     50 QueryPathInfos(QueryPathInfos) -> Vec<ValidPathInfo>,
         since (1, 38), feature "queryPathInfos", body None, reply Message;
+    /// Declare a build's output (inside builds, upstream's `builder-rpc-v0`).
+    1000 SubmitOutput(SubmitOutput) -> Ack,
+        since (1, 38), feature "submit-output", body None, reply Message;
+    /// Add data, references found by scanning (inside builds).
+    1001 AddToStoreScanning(AddToStoreScanning) -> ValidPathInfo,
+        since (1, 38), feature "add-to-store-scanning", body Framed, reply Message;
 }
 
 /// What follows `command`'s request header at `version`:
@@ -126,7 +183,8 @@ operations! {
 /// - `AddToStore`: before 1.25 [`BodyKind::BareNar`] (the NAR with no
 ///   length in front, right after the header), from 1.25
 ///   [`BodyKind::Framed`];
-/// - `AddMultipleToStore` and `AddBuildLog`: [`BodyKind::Framed`];
+/// - `AddMultipleToStore`, `AddBuildLog` and `AddToStoreScanning`:
+///   [`BodyKind::Framed`];
 /// - every other operation: what its row says ([`Command::body`]).
 pub fn body_at(command: Command, version: Version) -> BodyKind {
     match command {
