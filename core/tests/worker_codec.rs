@@ -16,8 +16,8 @@ use nixwire_core::wire::{
 };
 use nixwire_core::worker::messages::*;
 use nixwire_core::worker::{
-    Command, LATEST, MINIMUM, REMOVED, Reply, ReplyPartial, Request, RequestPartial, body_at,
-    features,
+    Command, LATEST, MINIMUM, REMOVED, Reply, ReplyPartial, Request, RequestPartial, Unsayable,
+    body_at, features,
 };
 use quickcheck::{Arbitrary, Gen, QuickCheck};
 
@@ -830,6 +830,9 @@ fn resuming_gives_the_same_value(e: &Exchange, step: usize) -> Result<(), String
 }
 
 fn all_properties(e: &Exchange, step: usize) -> Result<(), String> {
+    // What the generators make can be said; the checks agree.
+    e.request.check(&e.cx).map_err(|why| why.to_string())?;
+    e.reply.check(&e.cx).map_err(|why| why.to_string())?;
     roundtrip_request(e)?;
     roundtrip_reply(e)?;
     prefixes_are_incomplete(e)?;
@@ -1410,4 +1413,108 @@ fn collect_garbage_paths_take_the_feature_shape() {
             .0,
         referrers
     );
+}
+
+/// What cannot be said at a version is refused before sending, as Nix's
+/// client refuses it.
+#[test]
+fn unsayable_requests_are_refused_before_sending() {
+    let drv: StorePath = "7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-hello.drv"
+        .parse()
+        .expect("valid");
+    let at = |minor, features: &[&str]| cx_with(Version::new(1, minor), features);
+    let build = |path| -> Request {
+        BuildPaths {
+            paths: vec![path],
+            mode: BuildMode::Normal,
+        }
+        .into()
+    };
+    // The derivation file itself before 1.30 (it would mean its outputs).
+    let file = build(DerivedPath::Opaque(drv.clone()));
+    assert!(matches!(
+        file.check(&at(29, &[])),
+        Err(Unsayable::DerivedPath { .. })
+    ));
+    assert_eq!(file.check(&at(30, &[])), Ok(()));
+    // No outputs at all has no form in either.
+    let none = build(DerivedPath::built(drv.clone(), OutputsSpec::Names(vec![])));
+    assert!(none.check(&at(38, &[])).is_err());
+
+    // An operation before its version, or without its feature.
+    let log: Request = AddBuildLog {
+        drv_path: drv.clone(),
+    }
+    .into();
+    let err = log.check(&at(31, &[])).expect_err("too old");
+    assert!(
+        err.to_string().contains("needs worker protocol 1.32"),
+        "{err}"
+    );
+    let roots: Request = AddTempRoots { paths: vec![] }.into();
+    let err = roots.check(&at(38, &[])).expect_err("no feature");
+    assert!(err.to_string().contains("addTempRoots"), "{err}");
+    assert_eq!(roots.check(&at(38, &[features::ADD_TEMP_ROOTS])), Ok(()));
+
+    // A derivation output in the other form.
+    let by_path: Request = QueryRealisation {
+        id: DrvOutput::Path {
+            drv_path: drv.clone(),
+            output: OutputName::out(),
+        },
+    }
+    .into();
+    assert!(matches!(
+        by_path.check(&at(38, &[])),
+        Err(Unsayable::DrvOutputForm { by_path: true, .. })
+    ));
+    assert_eq!(
+        by_path.check(&at(38, &[features::REALISATION_WITH_PATH_NOT_HASH])),
+        Ok(())
+    );
+    let no_id: Request = RegisterDrvOutput {
+        realisation: Realisation {
+            id: None,
+            out_path: sample_path(),
+            signatures: vec![],
+        },
+    }
+    .into();
+    assert!(matches!(
+        no_id.check(&at(38, &[])),
+        Err(Unsayable::NoRealisationId { .. })
+    ));
+
+    // Deleting referrers needs its feature.
+    let gc: Request = CollectGarbage {
+        action: GcAction::DeleteDead,
+        paths: GcPaths::Specific {
+            paths: vec![sample_path()],
+            delete_referrers: true,
+        },
+        ignore_liveness: false,
+        max_freed: 0,
+        obsolete: [0; 3],
+    }
+    .into();
+    assert!(matches!(gc.check(&at(38, &[])), Err(Unsayable::GcPaths(_))));
+    assert_eq!(
+        gc.check(&at(38, &[features::DELETE_DEAD_SPECIFIC_REFERRERS])),
+        Ok(())
+    );
+
+    // Replies: a path info without its hash, a CPU time Nix cannot read.
+    let no_hash = Reply::QueryPathInfo(Some(PathInfo::default()));
+    assert!(matches!(
+        no_hash.check(&at(38, &[])),
+        Err(Unsayable::NoNarHash { .. })
+    ));
+    let mut result = BuildResult::new(BuildStatus::Built, "");
+    result.cpu_user = Some(u64::MAX);
+    let slow = Reply::BuildDerivation(result);
+    assert!(matches!(
+        slow.check(&at(37, &[])),
+        Err(Unsayable::CpuTime { .. })
+    ));
+    assert_eq!(slow.check(&at(36, &[])), Ok(()));
 }

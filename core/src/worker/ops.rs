@@ -11,10 +11,13 @@
 //! it at any version (two operations changed how their data travels).
 
 use crate::conn::{BodyKind, operations};
-use crate::store::{BuildResult, NarHash, OutputName, PathInfo, Realisation, StorePath};
-use crate::wire::{NixString, Version, Worker};
+use crate::store::{
+    BuildResult, DerivedPath, DerivedPathError, DrvOutput, NarHash, OutputName, PathInfo,
+    Realisation, StorePath,
+};
+use crate::wire::{Cx, NixString, Version, Worker};
 
-use super::messages::{AddToStoreScanning, SubmitOutput};
+use super::messages::{AddToStoreScanning, GcAction, GcPaths, SubmitOutput};
 
 use super::messages::{
     Ack, AddBuildLog, AddIndirectRoot, AddMultipleToStore, AddPermRoot, AddSignatures, AddTempRoot,
@@ -215,3 +218,219 @@ pub const REMOVED: &[(u64, &str)] = &[
         "ImportPaths: removed from Nix after 2.3 (AddMultipleToStore replaced it); its data was pulled with STDERR_READ in the export format",
     ),
 ];
+
+/// Why a request or reply cannot be said at a connection's version and
+/// features. Encoding never fails: what cannot be said is written in a
+/// form the peer refuses or, worse, misreads (a derivation's path before
+/// 1.30 means its outputs), so a sender checks first with
+/// [`Request::check`] or [`Reply::check`], as Nix's client refuses to send
+/// such requests.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unsayable {
+    /// The operation does not exist at the version, or without its feature.
+    #[error(
+        "{op} needs worker protocol {since}{}, but {version} was negotiated{}",
+        feature.map(|f| format!(" and the feature {f:?}")).unwrap_or_default(),
+        if *feature_agreed { "" } else { " without that feature" }
+    )]
+    NotAvailable {
+        /// The operation.
+        op: Command,
+        /// Its first version.
+        since: Version,
+        /// The feature it needs, if any.
+        feature: Option<&'static str>,
+        /// The negotiated version.
+        version: Version,
+        /// Whether the feature (if any) was agreed.
+        feature_agreed: bool,
+    },
+    /// A derived path has no text form at the version.
+    #[error("{op}: {source}")]
+    DerivedPath {
+        /// The operation.
+        op: Command,
+        /// Why.
+        source: DerivedPathError,
+    },
+    /// A derivation output named by hash where the peers agreed to name
+    /// them by path, or the other way round.
+    #[error(
+        "{op}: a derivation output named by {} cannot be sent {} the feature {:?}",
+        if *by_path { "path" } else { "hash" },
+        if *by_path { "without" } else { "with" },
+        super::features::REALISATION_WITH_PATH_NOT_HASH
+    )]
+    DrvOutputForm {
+        /// The operation.
+        op: Command,
+        /// Whether the output was named by path.
+        by_path: bool,
+    },
+    /// A realisation that must say which output it is has no id.
+    #[error("{op}: the realisation of {out_path} has no id (which output it is)")]
+    NoRealisationId {
+        /// The operation.
+        op: Command,
+        /// The realisation's path.
+        out_path: StorePath,
+    },
+    /// A path info without the NAR hash this protocol always sends.
+    #[error("{op}: the path info has no NAR hash")]
+    NoNarHash {
+        /// The operation.
+        op: Command,
+    },
+    /// A CPU time above what Nix reads (a signed 64-bit count of
+    /// microseconds).
+    #[error("{op}: a CPU time of {micros} µs is more than Nix reads (2^63-1)")]
+    CpuTime {
+        /// The operation.
+        op: Command,
+        /// The time.
+        micros: u64,
+    },
+    /// Garbage-collection paths the form without
+    /// `delete-dead-specific-referrers` cannot say.
+    #[error(
+        "CollectGarbage: {0} cannot be said without the feature \"delete-dead-specific-referrers\""
+    )]
+    GcPaths(&'static str),
+}
+
+fn derived(op: Command, cx: &Cx<Worker>, paths: &[DerivedPath]) -> Result<(), Unsayable> {
+    for path in paths {
+        let checked = if cx.since(1, 30) {
+            path.check_legacy(&cx.store_dir)
+        } else {
+            path.to_path_with_outputs(&cx.store_dir).map(drop)
+        };
+        checked.map_err(|source| Unsayable::DerivedPath { op, source })?;
+    }
+    Ok(())
+}
+
+fn by_path(cx: &Cx<Worker>) -> bool {
+    cx.features
+        .has(super::features::REALISATION_WITH_PATH_NOT_HASH)
+}
+
+fn drv_output(op: Command, cx: &Cx<Worker>, id: &DrvOutput) -> Result<(), Unsayable> {
+    let is_path = matches!(id, DrvOutput::Path { .. });
+    if is_path == by_path(cx) {
+        Ok(())
+    } else {
+        Err(Unsayable::DrvOutputForm {
+            op,
+            by_path: is_path,
+        })
+    }
+}
+
+fn path_info(op: Command, info: &PathInfo) -> Result<(), Unsayable> {
+    match info.nar_hash {
+        Some(_) => Ok(()),
+        None => Err(Unsayable::NoNarHash { op }),
+    }
+}
+
+fn build_result(op: Command, cx: &Cx<Worker>, result: &BuildResult) -> Result<(), Unsayable> {
+    if cx.since(1, 37) {
+        for micros in [result.cpu_user, result.cpu_system].into_iter().flatten() {
+            if i64::try_from(micros).is_err() {
+                return Err(Unsayable::CpuTime { op, micros });
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Request {
+    /// Whether this request can be said at `cx`: the operation exists
+    /// there, and every value has a form at its version and features (see
+    /// [`Unsayable`]). Fields a version does not have are simply not sent,
+    /// as in Nix; they are not checked here.
+    pub fn check(&self, cx: &Cx<Worker>) -> Result<(), Unsayable> {
+        let op = self.command();
+        if !op.available(cx) {
+            return Err(Unsayable::NotAvailable {
+                op,
+                since: op.since(),
+                feature: op.feature(),
+                version: cx.version,
+                feature_agreed: op.feature().is_none_or(|f| cx.features.has(f)),
+            });
+        }
+        match self {
+            Self::BuildPaths(r) => derived(op, cx, &r.paths),
+            Self::BuildPathsWithResults(r) => derived(op, cx, &r.paths),
+            Self::QueryMissing(r) => derived(op, cx, &r.targets),
+            Self::QueryRealisation(r) => drv_output(op, cx, &r.id),
+            Self::RegisterDrvOutput(r) => match &r.realisation.id {
+                Some(id) => drv_output(op, cx, id),
+                None => Err(Unsayable::NoRealisationId {
+                    op,
+                    out_path: r.realisation.out_path.clone(),
+                }),
+            },
+            Self::CollectGarbage(r)
+                if !cx
+                    .features
+                    .has(super::features::DELETE_DEAD_SPECIFIC_REFERRERS) =>
+            {
+                match &r.paths {
+                    GcPaths::Specific {
+                        delete_referrers: true,
+                        ..
+                    } => Err(Unsayable::GcPaths("deleting referrers")),
+                    GcPaths::Specific { paths, .. }
+                        if paths.is_empty() && r.action != GcAction::DeleteSpecific =>
+                    {
+                        Err(Unsayable::GcPaths(
+                            "an empty set of paths (it means the whole store)",
+                        ))
+                    }
+                    GcPaths::WholeStore if r.action == GcAction::DeleteSpecific => {
+                        Err(Unsayable::GcPaths(
+                            "the whole store for DeleteSpecific (an empty set means no paths)",
+                        ))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Reply {
+    /// Whether this reply can be said at `cx` (see [`Unsayable`]).
+    pub fn check(&self, cx: &Cx<Worker>) -> Result<(), Unsayable> {
+        let op = self.command();
+        match self {
+            Self::QueryPathInfo(Some(info)) => path_info(op, info),
+            Self::AddToStore(r) if cx.since(1, 25) => path_info(op, &r.info),
+            Self::QueryPathInfos(infos) => infos.iter().try_for_each(|i| path_info(op, &i.info)),
+            Self::AddToStoreScanning(i) => path_info(op, &i.info),
+            Self::BuildDerivation(result) => build_result(op, cx, result),
+            Self::BuildPathsWithResults(results) => {
+                for keyed in results {
+                    derived(op, cx, std::slice::from_ref(&keyed.path))?;
+                    build_result(op, cx, &keyed.result)?;
+                }
+                Ok(())
+            }
+            // From 1.31 without the feature, a realisation travels as JSON
+            // with its id.
+            Self::QueryRealisation(Some(r)) if !by_path(cx) && cx.since(1, 31) => match &r.id {
+                Some(id) => drv_output(op, cx, id),
+                None => Err(Unsayable::NoRealisationId {
+                    op,
+                    out_path: r.out_path.clone(),
+                }),
+            },
+            _ => Ok(()),
+        }
+    }
+}
