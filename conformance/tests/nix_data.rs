@@ -619,6 +619,7 @@ fn path_info(
         ultimate: false,
         sigs,
         ca,
+        provenance: None,
     })
 }
 
@@ -658,7 +659,7 @@ fn check_ids(case: &Case, got: &Value) -> Result<(), String> {
     };
     let drv_hash = legacy_drv_hash(case.file);
     for (name, realisation) in &result.built_outputs {
-        let want = drv_hash.as_ref().map(|h| DrvOutput {
+        let want = drv_hash.as_ref().map(|h| DrvOutput::Hash {
             drv_hash: h.as_str().into(),
             output: name.clone(),
         });

@@ -217,6 +217,7 @@ fn add_to_store_nar_into_a_real_daemon() {
         ultimate: false,
         sigs: vec![],
         ca: None,
+        provenance: None,
         repair: false,
         dont_check_sigs: true,
     };

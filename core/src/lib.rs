@@ -23,6 +23,9 @@
 //! - [`serve`]: the serve protocol (`nix-store --serve`, `ssh://` stores):
 //!   its operation table and messages, and a [`Client`](serve::Client) and a
 //!   [`Server`](serve::Server) of the same shape.
+//! - [`worker`]: the worker protocol (`nix-daemon`, `unix://` and
+//!   `ssh-ng://` stores): its operation table and messages, every field
+//!   gated by the negotiated version and features.
 //! - [`pair`]: two connections joined in memory with a virtual clock, for
 //!   tests and examples.
 //! - `machines` (cargo feature `machines`, on by default): machines files

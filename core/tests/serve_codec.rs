@@ -103,7 +103,7 @@ fn build_result(g: &mut Gen, v: Version) -> BuildResult {
             .map(|_| {
                 let name = output_name(g);
                 // 2.6 and 2.7 name outputs by derivation hash; 2.8 does not.
-                let id = (!at(8)).then(|| DrvOutput {
+                let id = (!at(8)).then(|| DrvOutput::Hash {
                     drv_hash: format!("sha256:{}", u64::arbitrary(g)).into(),
                     output: name.clone(),
                 });
@@ -143,6 +143,7 @@ fn path_info(g: &mut Gen, v: Version) -> PathInfo {
         sigs: if new { sigs(g) } else { Vec::new() },
         registration_time: 0,
         ultimate: false,
+        provenance: None,
     }
 }
 
@@ -468,7 +469,7 @@ fn fields_are_gated_by_the_version_that_introduced_them() {
     let (decoded, _) = BuildResult::decode_exact(&old, &result.to_wire(&old)).expect("decodes");
     assert_eq!(decoded, result);
     assert!(
-        BuildResult::FIELDS
+        <BuildResult as Wire<Serve>>::FIELDS
             .iter()
             .any(|f| f.name == "cpu_user" && !f.on_wire)
     );

@@ -832,6 +832,7 @@ fn converse(c: Version, s: Version, max_read: usize) {
         ultimate: false,
         sigs: vec![Signature::new("cache.example.org-1:c2lnbmF0dXJl")],
         ca: None,
+        provenance: None,
     };
     let exchanges: Vec<(Request, Reply)> = vec![
         (

@@ -252,6 +252,7 @@ fn add_to_store_nar_is_pulled_before_1_23_and_framed_after() {
             ultimate: false,
             sigs: vec![],
             ca: None,
+            provenance: None,
             repair: false,
             dont_check_sigs: true,
         };

@@ -30,7 +30,7 @@ use bytes::Bytes;
 pub(crate) use endpoint::{Deadline, Endpoint, owed_when_ready};
 pub use error::{Error, ErrorClass, ErrorKind, Phase};
 pub(crate) use handshake::{check_magic, check_version};
-pub(crate) use ops::operations;
+pub(crate) use ops::{feature_of, operations};
 pub use outbox::Outbox;
 
 /// Names a request on one connection, in the order requests were made.

@@ -9,6 +9,10 @@
 /// CODE Name(RequestType) -> ReplyType, since (M, m), body BodyKind, reply ReplyKind;
 /// ```
 ///
+/// A row may name the feature an operation needs besides its version
+/// (`since (1, 38), feature "queryPathInfos", body ...`): the worker
+/// protocol's 1.38 feature exchange adds operations without a new version.
+///
 /// Adding an operation is one row plus the declarations of its request and
 /// reply messages.
 macro_rules! operations {
@@ -20,6 +24,7 @@ macro_rules! operations {
             $(#[doc = $doc:literal])*
             $code:literal $op:ident($req:ty) -> $rep:ty,
                 since ($smaj:literal, $smin:literal),
+                $(feature $feat:literal,)?
                 body $body:ident,
                 reply $reply:ident;
         )*
@@ -51,6 +56,19 @@ macro_rules! operations {
                 match self {
                     $( Self::$op => $crate::wire::Version::new($smaj, $smin), )*
                 }
+            }
+
+            /// The feature both ends must have agreed for the operation, if
+            /// it needs one besides its version.
+            pub fn feature(self) -> Option<&'static str> {
+                match self {
+                    $( Self::$op => $crate::conn::feature_of(&[$($feat)?]), )*
+                }
+            }
+
+            /// Whether the operation exists at `cx`'s version and features.
+            pub fn available(self, cx: &$crate::wire::Cx<$proto>) -> bool {
+                cx.version >= self.since() && self.feature().is_none_or(|f| cx.features.has(f))
             }
         }
 
@@ -195,6 +213,10 @@ macro_rules! operations {
             /// Its code.
             const COMMAND: $command;
             /// The typed reply, if `reply` answers this operation.
+            // The error is the reply given back whole, as large as the
+            // largest reply; boxing it would cost every typed reply an
+            // allocation.
+            #[allow(clippy::result_large_err)]
             fn reply_of(reply: Reply) -> Result<Self::Reply, Reply>;
         }
 
@@ -202,6 +224,7 @@ macro_rules! operations {
             impl Op for $req {
                 type Reply = $rep;
                 const COMMAND: $command = $command::$op;
+                #[allow(clippy::result_large_err)]
                 fn reply_of(reply: Reply) -> Result<$rep, Reply> {
                     match reply {
                         Reply::$op(r) => Ok(r),
@@ -215,3 +238,11 @@ macro_rules! operations {
 }
 
 pub(crate) use operations;
+
+/// The feature of a row: its one `feature "name"`, if it has one.
+pub(crate) const fn feature_of(features: &[&'static str]) -> Option<&'static str> {
+    match features {
+        [feature] => Some(*feature),
+        _ => None,
+    }
+}

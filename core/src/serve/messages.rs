@@ -218,7 +218,7 @@ wire_layout! {
 wire_layout! {
     /// Path metadata without the path (it precedes this in [`PathInfos`]).
     /// Before 2.4 the hash, content address and signatures are not sent;
-    /// registration time and `ultimate` never are.
+    /// registration time, `ultimate` and provenance never are.
     impl Wire<Serve> for PathInfo {
         deriver,
         references,
@@ -233,6 +233,7 @@ wire_layout! {
         sigs = Vec::new(),
         registration_time = 0,
         ultimate = false,
+        provenance = None,
     }
 }
 

@@ -28,8 +28,10 @@
 //!
 //! - The types the protocols exchange about paths and builds, one each for
 //!   both protocols: [`PathInfo`], [`BuildResult`] and [`BuildStatus`],
-//!   [`BasicDerivation`], [`Realisation`]. Each protocol declares its own
-//!   layout of them (`serve::messages`).
+//!   [`BasicDerivation`], [`Realisation`] and [`DrvOutput`], and the
+//!   worker protocol's [`DerivedPath`] (what a build request names, with
+//!   its text forms). Each protocol declares its own layout of them
+//!   (`serve::messages`, `worker::messages`).
 //!
 //! Each module has its own error type, `#[non_exhaustive]`, whose messages
 //! say what was expected and what came.
@@ -65,10 +67,14 @@ pub(crate) fn lossy(bytes: &[u8]) -> String {
 
 mod build;
 mod derivation;
+mod derived_path;
 mod path_info;
 mod realisation;
 
 pub use build::{BuildResult, BuildStatus};
 pub use derivation::{BasicDerivation, DerivationOutput};
+pub use derived_path::{
+    DerivedPath, DerivedPathError, MAX_NESTING, OutputsSpec, SingleDerivedPath,
+};
 pub use path_info::PathInfo;
 pub use realisation::{DrvOutput, Realisation};

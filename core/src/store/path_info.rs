@@ -1,10 +1,12 @@
 //! What a store knows about a valid path.
 
 use super::{ContentAddress, NarHash, Signature, StorePath};
+use crate::wire::NixString;
 
 /// Metadata of a valid path, without the path itself: one type for both
-/// protocols, each carrying a different subset of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// protocols, each carrying a different subset of it. The default is the
+/// empty value: no hash, no references, nothing known.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PathInfo {
     /// The derivation that produced it, if known.
     pub deriver: Option<StorePath>,
@@ -26,4 +28,8 @@ pub struct PathInfo {
     pub sigs: Vec<Signature>,
     /// Its content address, if it is content-addressed.
     pub ca: Option<ContentAddress>,
+    /// Where it came from, as JSON text (Determinate Nix's worker feature
+    /// `provenance`); `None` where not sent or empty. Kept as the bytes
+    /// that came: nothing here reads it.
+    pub provenance: Option<NixString>,
 }

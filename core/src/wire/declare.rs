@@ -170,7 +170,9 @@ pub fn take_field<S, T: 'static>(
 
 /// How a declared field is gated, for documentation and tests: what
 /// [`wire_message!`](crate::wire_message) and
-/// [`wire_layout!`](crate::wire_layout) put in a layout's `FIELDS`.
+/// [`wire_layout!`](crate::wire_layout) put in a layout's
+/// [`Wire::FIELDS`] (one list per protocol, since a type shared by both
+/// has a layout in each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldInfo {
     /// The field's name.
@@ -255,9 +257,11 @@ macro_rules! wire_layout {
             ),* $(,)?
         }
     ) => {
-        impl $name {
-            /// The fields of this layout in wire order, with their gates.
-            pub const FIELDS: &'static [$crate::wire::FieldInfo] = &[
+        $(#[doc = $doc])*
+        impl $crate::wire::Wire<$proto> for $name {
+            type Partial = $crate::wire::StructPartial;
+
+            const FIELDS: &'static [$crate::wire::FieldInfo] = &[
                 $( $crate::wire::FieldInfo {
                     name: stringify!($field),
                     since: $crate::wire_layout!(@opt_version $($smaj, $smin)?),
@@ -267,11 +271,6 @@ macro_rules! wire_layout {
                         [$($smaj)? $($umaj)? $($feat)?] [$($absent)?]),
                 }, )*
             ];
-        }
-
-        $(#[doc = $doc])*
-        impl $crate::wire::Wire<$proto> for $name {
-            type Partial = $crate::wire::StructPartial;
 
             fn encode(&self, cx: &$crate::wire::Cx<$proto>, out: &mut Vec<u8>) {
                 $(

@@ -279,6 +279,11 @@ pub trait Wire<P: Protocol>: Sized {
     /// value (`()` for atoms, which are only consumed whole).
     type Partial: Default + fmt::Debug + Send;
 
+    /// The fields of a declared layout in wire order, with their gates
+    /// (empty for layouts written by hand). A type with a layout in each
+    /// protocol has a list in each: `<BuildResult as Wire<Serve>>::FIELDS`.
+    const FIELDS: &'static [FieldInfo] = &[];
+
     /// Appends the wire form to `out`.
     fn encode(&self, cx: &Cx<P>, out: &mut Vec<u8>);
 
