@@ -426,6 +426,11 @@ pub enum Expected {
     /// The daemon refused a request (`STDERR_ERROR`) and the client gave up
     /// with the daemon's message (a 1.21 daemon sent `DRV!out`).
     Refusal,
+    /// The client failed on its own after a clean session: Nix 2.3's
+    /// `show-derivation` reads the `.drv` from its own disk, where it is
+    /// not ("error: opening file ... No such file or directory"). The core
+    /// must complete the session cleanly.
+    LocalFailure,
 }
 
 /// Reads the oracle off a transcript. A failure the suite does not recognise
@@ -439,6 +444,8 @@ pub fn expected(t: &Transcript) -> Result<Expected, String> {
         Ok(Expected::BuildFailure)
     } else if said("is not a valid store path") {
         Ok(Expected::Refusal)
+    } else if said("error: opening file") && said("No such file or directory") {
+        Ok(Expected::LocalFailure)
     } else {
         Err(format!(
             "the recorded client failed (exit {}) in a way the suite does not recognise: {:?}",
@@ -452,7 +459,7 @@ pub fn expected(t: &Transcript) -> Result<Expected, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answered {
     /// A reply; for a NAR reply, with the NAR's bytes.
-    Reply(Reply, Vec<u8>),
+    Reply(Box<Reply>, Vec<u8>),
     /// The daemon refused it, with this message.
     Refused(NixString),
     /// It failed otherwise (the negotiated version lacks the operation).
@@ -508,6 +515,9 @@ pub fn run_client(t: &Transcript, walk: &CodecWalk) -> Result<ClientRun, String>
     config.version = walk.client_version.ok_or("no client version")?;
     config.features = Features::new(walk.client_features.iter().cloned());
     config.handshake_timeout = None;
+    // The obsolete words the recorded client sent (Nix 2.3 over a unix
+    // socket locks itself to a CPU and says which).
+    config.options = walk.options.clone().unwrap_or_default();
     let mut client = Client::new(config, now);
     let mut ids = Vec::new();
     for r in &walk.requests {
@@ -568,6 +578,13 @@ pub fn run_client(t: &Transcript, walk: &CodecWalk) -> Result<ClientRun, String>
                         }
                     }
                     next_piece[n] = end;
+                    // A body of data (not a NAR) ends when the host says.
+                    let wanted = client.body_wanted().is_some_and(|(w, _)| w == id);
+                    if end == body.pieces.len() && body.kind == BodyKind::Framed && wanted {
+                        client
+                            .finish_body(now, id)
+                            .map_err(|e| format!("client role, end of body of request {n}: {e}"))?;
+                    }
                 }
                 ClientEvent::BodyStopped { .. } => {}
                 ClientEvent::NarChunk { id, data } => nars[of(id)?].extend_from_slice(&data),
@@ -596,7 +613,7 @@ pub fn run_client(t: &Transcript, walk: &CodecWalk) -> Result<ClientRun, String>
                 ClientEvent::Reply { id, reply } => {
                     let n = of(id)?;
                     let nar = std::mem::take(&mut nars[n]);
-                    run.answers[n] = Some(Answered::Reply(reply, nar));
+                    run.answers[n] = Some(Answered::Reply(Box::new(reply), nar));
                 }
                 ClientEvent::Failed { id, error } => {
                     let n = of(id)?;
@@ -865,6 +882,13 @@ fn judge(t: &Transcript, expected: Expected, run: &ClientRun) -> Result<String, 
             "the recorded session shows no failed build, but the core reports one: {}",
             failures.join(", ")
         )),
+        Expected::LocalFailure if failures.is_empty() && refusals.is_empty() => Ok(
+            "completed cleanly; the recorded client then failed on its own, as recorded".into(),
+        ),
+        Expected::LocalFailure => Err(format!(
+            "the recorded client failed on its own after a clean session, but the core reports \
+             failed builds {failures:?} and refusals {refusals:?}"
+        )),
         Expected::Clean if refusals.is_empty() => Ok("completed".into()),
         Expected::Clean => Ok(format!(
             "completed ({} requests refused by the daemon, as recorded)",
@@ -919,7 +943,7 @@ fn compare_answers(walk: &CodecWalk, run: &ClientRun) -> Result<(), String> {
             ));
         }
         match (&a.end, &run.answers[n]) {
-            (End::Reply(want), Some(Answered::Reply(got, _))) if want == got => {}
+            (End::Reply(want), Some(Answered::Reply(got, _))) if want == got.as_ref() => {}
             (End::Nar(want), Some(Answered::Reply(got, nar)))
                 if got.command() == r.request.command() && nar == want => {}
             (End::Error(want), Some(Answered::Refused(got))) if want.message == *got => {}

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use nixwire_conformance::transcript::{self, Chunk, From, Transcript};
 use nixwire_conformance::{Verdict, check_file, serve, worker};
-use nixwire_core::worker::Command;
 
 fn captures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("captures")
@@ -54,73 +53,28 @@ fn every_serve_transcript_passes() {
 /// operations (IsValidPath, QueryValidPaths, NarFromPath, AddToStoreNar),
 /// which the real table replaces: until then, a transcript with another
 /// operation fails on its code.
-const STAND_IN_TABLE: bool = Command::ALL.len() <= 4;
-
-/// The recording with every `STDERR_READ 32768` (what Nix's daemons ask
-/// for a pulled body, 32 KiB at a time) made `STDERR_READ 65536` (what the
-/// core's server asks for, a known bug of the core).
-fn with_core_pull_size(t: &Transcript) -> Transcript {
-    let mut read = 0x6461_7461u64.to_le_bytes().to_vec();
-    read.extend_from_slice(&32768u64.to_le_bytes());
-    let mut t = t.clone();
-    for chunk in t.chunks.iter_mut().filter(|c| c.from == From::Server) {
-        let mut at = 0;
-        while let Some(i) = chunk.data[at..].windows(16).position(|w| w == read) {
-            chunk.data[at + i + 8..at + i + 16].copy_from_slice(&65536u64.to_le_bytes());
-            at += i + 16;
-        }
-    }
-    t
-}
-
 #[test]
 fn every_worker_transcript_passes() {
-    let results = check_some(&captures(), "worker-");
     // 7 worker scenarios x 15 version pairs; build has 3 connections, and
     // copy-from with a 2.26 client 2.
-    assert_eq!(results.len(), 139, "worker transcripts found");
-    let mut failures = Vec::new();
-    let mut passed = 0;
-    let mut pull_size_only = 0;
-    for (name, verdict) in &results {
-        match verdict {
-            Verdict::Ok(_) => passed += 1,
-            // A known bug of the core: its server asks for pulled bodies
-            // (worker 1.21) 64 KiB at a time where Nix asks for 32 KiB. Such
-            // a transcript must pass all else: it does once the recorded
-            // daemon is made to ask what the core asks.
-            Verdict::Fail(why)
-                if why.starts_with("server role, bytes sent")
-                    && worker::check(&with_core_pull_size(&load(&format!("{name}.json"))))
-                        .is_ok() =>
-            {
-                pull_size_only += 1;
-            }
-            // Until the real operation table lands, a transcript with an
-            // operation the stand-in lacks fails on its code.
-            Verdict::Fail(why) if STAND_IN_TABLE && why.contains("expected a worker operation") => {
-            }
-            Verdict::Fail(why) => failures.push(format!("{name}: {why}")),
-            Verdict::Skip(why) => failures.push(format!("{name}: skipped: {why}")),
-        }
-    }
-    assert!(failures.is_empty(), "failed:\n{}", failures.join("\n"));
-    let pings = results
-        .iter()
-        .filter(|(n, v)| n.starts_with("worker-ping-") && matches!(v, Verdict::Ok(_)))
-        .count();
-    assert_eq!(pings, 15, "every worker handshake passes");
-    if !STAND_IN_TABLE {
-        assert_eq!(passed + pull_size_only, 139, "worker transcripts passed");
-    }
+    assert_eq!(
+        check_all(&captures(), "worker-"),
+        139,
+        "transcripts checked"
+    );
 }
 
 #[test]
 fn every_transcript_recorded_here_passes() {
-    // 8 serve scenarios of Nix 2.8 against itself; build has 3 connections.
-    // (Worker sessions recorded here are not counted yet.)
+    // Serve: 8 scenarios of Nix 2.8 against itself; build has 3 connections.
+    // Worker: 58 runs of 2.3, 2.8, 2.26 and 2.34 (see recorded/README.md).
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("recorded");
-    assert_eq!(check_all(&dir, "serve-"), 10, "transcripts checked");
+    assert_eq!(check_all(&dir, "serve-"), 10, "serve transcripts checked");
+    assert_eq!(
+        check_all(&dir, "worker-"),
+        111,
+        "worker transcripts checked"
+    );
 }
 
 fn load(name: &str) -> Transcript {

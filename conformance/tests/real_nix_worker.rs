@@ -22,7 +22,7 @@ use support::{have_nix, nix_args, nix_command, run_nix, store, store_path};
 /// What a request came to.
 #[derive(Debug)]
 enum Outcome {
-    Reply(Reply, Vec<u8>),
+    Reply(Box<Reply>, Vec<u8>),
     Failed(nixwire_core::conn::Error),
 }
 
@@ -71,7 +71,10 @@ impl Daemon {
                     }
                     ClientEvent::NarChunk { data, .. } => nar.extend_from_slice(&data),
                     ClientEvent::Reply { id: done, reply } if done == id => {
-                        return Ok(Some(Outcome::Reply(reply, std::mem::take(&mut nar))));
+                        return Ok(Some(Outcome::Reply(
+                            Box::new(reply),
+                            std::mem::take(&mut nar),
+                        )));
                     }
                     ClientEvent::Failed { id: done, error } if done == id => {
                         return Ok(Some(Outcome::Failed(error)));
@@ -86,7 +89,7 @@ impl Daemon {
 
 fn id_of(outcome: &Outcome) -> Option<&Reply> {
     match outcome {
-        Outcome::Reply(reply, _) => Some(reply),
+        Outcome::Reply(reply, _) => Some(reply.as_ref()),
         Outcome::Failed(_) => None,
     }
 }
@@ -156,13 +159,16 @@ fn handshake_queries_and_nar_from_path_against_a_real_daemon() {
         Some(&Reply::QueryValidPaths(vec![known.clone()]))
     );
 
-    let Outcome::Reply(Reply::NarFromPath(done), nar) = daemon.ask(
+    let Outcome::Reply(reply, nar) = daemon.ask(
         NarFromPath {
             path: known.clone(),
         },
         None,
     ) else {
         panic!("a NAR");
+    };
+    let Reply::NarFromPath(done) = *reply else {
+        panic!("{reply:?}");
     };
     assert_eq!(
         nar,
@@ -233,7 +239,7 @@ fn add_to_store_nar_into_a_real_daemon() {
 
     let outcome = daemon.ask(add, Some(nar.clone()));
     assert!(
-        matches!(outcome, Outcome::Reply(Reply::AddToStoreNar(_), _)),
+        matches!(&outcome, Outcome::Reply(r, _) if matches!(**r, Reply::AddToStoreNar(_))),
         "{outcome:?}"
     );
     assert_eq!(

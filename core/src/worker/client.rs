@@ -36,6 +36,9 @@ pub struct ClientConfig {
     /// The features announced (from 1.38); the agreed ones are those both
     /// announce.
     pub features: Features,
+    /// The two obsolete words sent after the versions (no CPU affinity, no
+    /// reserved space by default; a replay sends what was recorded).
+    pub options: ClientOptions,
     /// The daemon's store directory, in which full paths on the wire are.
     pub store_dir: StoreDir,
     /// Bounds on what the daemon may make us buffer and hold.
@@ -54,6 +57,7 @@ impl Default for ClientConfig {
             version: LATEST,
             minimum_version: MINIMUM,
             features: Features::default(),
+            options: ClientOptions::default(),
             store_dir: StoreDir::default(),
             limits: Limits::default(),
             handshake_timeout: Some(Duration::from_secs(60)),
@@ -182,7 +186,8 @@ struct Upload {
     kind: BodyKind,
     /// Bytes of NAR still owed, when the request says.
     remaining: Option<u64>,
-    framer: NarFramer,
+    /// Checks a body that is a NAR (`None`: data the host ends).
+    framer: Option<NarFramer>,
     /// A pulled body: what the daemon asked for and has not had yet.
     wanted: u64,
     /// Whether the whole body has been given (a pulled body then waits for
@@ -288,6 +293,41 @@ impl Client {
         Ok(id)
     }
 
+    /// The request whose body is wanted now, and the most it takes now when
+    /// that is known.
+    pub fn body_wanted(&self) -> Option<(RequestId, Option<u64>)> {
+        let u = self.upload.as_ref().filter(|u| !u.complete)?;
+        let max = match u.kind {
+            BodyKind::Pulled => Some(u.remaining.map_or(u.wanted, |r| r.min(u.wanted))),
+            _ => u.remaining,
+        };
+        Some((u.id, max))
+    }
+
+    /// Ends a body of data ([`BodyContent::Data`](super::BodyContent)): a
+    /// framed one gets its closing empty frame. A NAR body ends by itself;
+    /// ending one, or a request that is not uploading, is a caller's
+    /// mistake.
+    pub fn finish_body(&mut self, now: Instant, id: RequestId) -> Result<(), Error> {
+        self.io.check()?;
+        match &self.upload {
+            Some(u)
+                if u.id == id
+                    && !u.complete
+                    && u.framer.is_none()
+                    && u.kind == BodyKind::Framed => {}
+            _ => {
+                return Err(Error::misuse(format!(
+                    "finish_body for request {id}, which is not sending a framed body of data"
+                )));
+            }
+        }
+        encode_u64(0, self.io.out.buf());
+        self.upload = None;
+        self.send_queued(now);
+        Ok(())
+    }
+
     /// Offers bytes of a request's body after [`ClientEvent::BodyWanted`] and
     /// returns how many were taken (fewer once the body is complete, or, for
     /// a pulled body, than the daemon asked for). Taken bytes leave as
@@ -324,27 +364,34 @@ impl Client {
         if upload.kind == BodyKind::Pulled {
             n = usize::try_from(upload.wanted).map_or(n, |w| w.min(n));
         }
-        let used = upload.framer.feed(&data[..n]).map_err(|source| {
-            broken(ErrorKind::Nar {
-                what: "the request's NAR".into(),
-                source,
-            })
-        })?;
-        let ended_early = upload
-            .remaining
-            .is_some_and(|r| upload.framer.is_done() && r > used as u64);
-        if ended_early || (upload.remaining.is_some() && used < n) {
-            return Err(broken(ErrorKind::Body {
-                why: format!(
-                    "the NAR ended after {} bytes, before the size the request states",
-                    upload.framer.position()
-                ),
-            }));
-        }
+        let used = match &mut upload.framer {
+            Some(framer) => {
+                let used = framer.feed(&data[..n]).map_err(|source| {
+                    broken(ErrorKind::Nar {
+                        what: "the request's NAR".into(),
+                        source,
+                    })
+                })?;
+                let ended_early = upload
+                    .remaining
+                    .is_some_and(|r| framer.is_done() && r > used as u64);
+                if ended_early || (upload.remaining.is_some() && used < n) {
+                    return Err(broken(ErrorKind::Body {
+                        why: format!(
+                            "the NAR ended after {} bytes, before the size the request states",
+                            framer.position()
+                        ),
+                    }));
+                }
+                used
+            }
+            None => n,
+        };
+        let nar_done = upload.framer.as_ref().is_some_and(NarFramer::is_done);
         let piece = data.slice(..used);
         if let Some(remaining) = &mut upload.remaining {
             *remaining -= used as u64;
-            if *remaining == 0 && !upload.framer.is_done() {
+            if *remaining == 0 && !nar_done {
                 return Err(broken(ErrorKind::Body {
                     why: "the size the request states was given but the NAR is incomplete".into(),
                 }));
@@ -367,7 +414,7 @@ impl Client {
             }
             _ => out.push(piece),
         }
-        if upload.framer.is_done() {
+        if nar_done {
             upload.complete = true;
             if upload.kind == BodyKind::Framed {
                 // The empty frame ends the body.
@@ -422,12 +469,17 @@ impl Client {
             if kind == BodyKind::None {
                 continue;
             }
-            let remaining = request_nar_size(&request);
+            let (remaining, framer) = match super::body_content(&request, self.cx.version) {
+                super::BodyContent::Nar { size } => {
+                    (size, Some(NarFramer::with_limits(self.cx.limits.nar)))
+                }
+                super::BodyContent::Data => (None, None),
+            };
             self.upload = Some(Upload {
                 id,
                 kind,
                 remaining,
-                framer: NarFramer::with_limits(self.cx.limits.nar),
+                framer,
                 wanted: 0,
                 complete: false,
             });
@@ -489,7 +541,7 @@ impl Client {
         } else {
             self.state = State::Info { server_version };
         }
-        ClientOptions::default().encode(&self.cx, self.io.out.buf());
+        self.config.options.encode(&self.cx, self.io.out.buf());
         Ok(true)
     }
 
@@ -762,14 +814,6 @@ impl Client {
             State::Closed => None,
             _ => Deadline::handshake("daemon", self.started, self.config.handshake_timeout),
         }
-    }
-}
-
-/// The size of the NAR a request's body is, when the request states it.
-fn request_nar_size(request: &Request) -> Option<u64> {
-    match request {
-        Request::AddToStoreNar(m) => Some(m.nar_size),
-        _ => None,
     }
 }
 

@@ -197,6 +197,42 @@ pub fn body_at(command: Command, version: Version) -> BodyKind {
     }
 }
 
+/// What a request's body holds, which decides how it is checked and when it
+/// ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyContent {
+    /// A NAR, checked as it passes and ended by its grammar (and by the
+    /// size the request states, when it states one).
+    Nar {
+        /// The NAR's size, when the request states it.
+        size: Option<u64>,
+    },
+    /// Data the core does not look into (a log, a flat file, the path
+    /// infos and NARs of `AddMultipleToStore`): the host says where it
+    /// ends (`finish_body`).
+    Data,
+}
+
+/// What the body of `request` holds at `version`: a NAR for
+/// `AddToStoreNar`, for `AddToStore` before 1.25 (Nix sends even a flat
+/// file as a NAR then) and from 1.25 for the NAR and git methods; data for
+/// everything else.
+pub fn body_content(request: &Request, version: Version) -> BodyContent {
+    match request {
+        Request::AddToStoreNar(m) => BodyContent::Nar {
+            size: Some(m.nar_size),
+        },
+        Request::AddToStore(_) if version < Version::new(1, 25) => BodyContent::Nar { size: None },
+        Request::AddToStore(m)
+            if m.method_algo.as_bytes().starts_with(b"fixed:r:")
+                || m.method_algo.as_bytes().starts_with(b"fixed:git:") =>
+        {
+            BodyContent::Nar { size: None }
+        }
+        _ => BodyContent::Data,
+    }
+}
+
 /// Operation codes that are not in the table, with why. A request with one
 /// of these codes does not decode.
 pub const REMOVED: &[(u64, &str)] = &[
