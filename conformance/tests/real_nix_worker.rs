@@ -9,17 +9,20 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use nixwire_core::conn::ErrorClass;
+use nixwire_core::conn::{ErrorClass, LogSource};
 use nixwire_core::nar::Node;
-use nixwire_core::store::{NarHash, StorePath};
-use nixwire_core::wire::Version;
+use nixwire_core::store::{BuildStatus, NarHash, PathInfo, StorePath};
+use nixwire_core::wire::{Cx, Version, Wire, Worker};
 use nixwire_core::worker::handshake::HandshakeInfo;
-use nixwire_core::worker::messages::{AddToStoreNar, IsValidPath, NarFromPath, QueryValidPaths};
+use nixwire_core::worker::messages::{
+    AddMultipleToStore, AddToStoreNar, BuildDerivation, BuildMode, IsValidPath, NarFromPath,
+    QueryPathInfo, QueryValidPaths, ValidPathInfo,
+};
 use nixwire_core::worker::{Client, ClientConfig, ClientEvent, Reply, Request};
 use sha2::{Digest, Sha256};
 use support::{have_nix, nix_args, nix_command, run_nix, store, store_path};
 
-/// What a request came to.
+/// What a request came to, and what came with it.
 #[derive(Debug)]
 enum Outcome {
     Reply(Box<Reply>, Vec<u8>),
@@ -29,6 +32,10 @@ enum Outcome {
 struct Daemon {
     inner: support::Driver<Client>,
     connected: Option<(Version, HandshakeInfo)>,
+    /// Every log text of the last request, in order.
+    logs: Vec<(LogSource, Vec<u8>)>,
+    /// How many activities the last request reported.
+    activities: usize,
 }
 
 impl Daemon {
@@ -41,11 +48,14 @@ impl Daemon {
         Self {
             inner: support::Driver::spawn("nix-daemon", &args, client),
             connected: None,
+            logs: Vec::new(),
+            activities: 0,
         }
     }
 
-    /// Sends `request`, offers `body` when it is wanted, and runs the loop
-    /// until the request is answered.
+    /// Sends `request`, offers `body` when it is wanted (ending it if it is
+    /// data rather than a NAR), and runs the loop until the request is
+    /// answered.
     fn ask(&mut self, request: impl Into<Request>, body: Option<Bytes>) -> Outcome {
         let id = self
             .inner
@@ -55,6 +65,10 @@ impl Daemon {
         let mut nar = Vec::new();
         let mut offered = 0;
         let connected = &mut self.connected;
+        let logs = &mut self.logs;
+        let activities = &mut self.activities;
+        logs.clear();
+        *activities = 0;
         self.inner
             .run(|client, event| {
                 match event {
@@ -68,8 +82,18 @@ impl Daemon {
                         });
                         offered +=
                             client.offer_body(Instant::now(), wanted, body.slice(offered..end))?;
+                        // A body of data ends when the host says.
+                        if offered == body.len() && client.body_wanted().is_some() {
+                            client.finish_body(Instant::now(), wanted)?;
+                        }
                     }
                     ClientEvent::NarChunk { data, .. } => nar.extend_from_slice(&data),
+                    ClientEvent::Log(log) if log.request == Some(id) => {
+                        logs.push((log.source, log.text.to_vec()));
+                    }
+                    ClientEvent::Activity {
+                        request: Some(r), ..
+                    } if r == id => *activities += 1,
                     ClientEvent::Reply { id: done, reply } if done == id => {
                         return Ok(Some(Outcome::Reply(
                             Box::new(reply),
@@ -249,4 +273,157 @@ fn add_to_store_nar_into_a_real_daemon() {
     );
     let valid = daemon.ask(IsValidPath { path }, None);
     assert_eq!(id_of(&valid), Some(&Reply::IsValidPath(true)));
+}
+
+#[test]
+fn query_path_info_and_add_multiple_to_store_against_a_real_daemon() {
+    if !have_nix() {
+        return;
+    }
+    let store = store("worker-multiple");
+    let known = add_file(&store, "info", "what the daemon knows\n");
+    let mut daemon = Daemon::start(&store);
+    let Outcome::Reply(reply, _) = daemon.ask(
+        QueryPathInfo {
+            path: known.clone(),
+        },
+        None,
+    ) else {
+        panic!("an answer");
+    };
+    let Reply::QueryPathInfo(Some(info)) = *reply else {
+        panic!("{reply:?}");
+    };
+    let dumped = dump(&store, &known);
+    assert_eq!(info.nar_size, dumped.len() as u64);
+    assert_eq!(info.nar_hash, Some(NarHash(Sha256::digest(&dumped).into())));
+    assert!(
+        info.ca.is_some(),
+        "nix-store --add makes a content-addressed path"
+    );
+
+    // Two paths in one AddMultipleToStore: a count, then each path's info
+    // (at the version the body is encoded at) and its NAR, as data.
+    let (version, _) = daemon.connected.clone().expect("connected");
+    let mut cx = Cx::<Worker>::new(version);
+    cx.features = daemon.inner.conn.features().clone();
+    let item_cx = AddMultipleToStore::item_cx(&cx);
+    let mut body = Vec::new();
+    let mut added = Vec::new();
+    nixwire_core::wire::encode_u64(2, &mut body);
+    for (n, text) in [(1u8, &b"first"[..]), (2, &b"second"[..])] {
+        let nar = Node::Regular {
+            executable: false,
+            contents: text.to_vec(),
+        }
+        .to_nar();
+        let path: StorePath = format!("{}-multiple-{n}", "1b8m03r63zqhnjf7l5wnldhh7c134ap5")
+            .replacen('1', &n.to_string(), 1)
+            .parse()
+            .expect("a valid path");
+        let info = PathInfo {
+            nar_hash: Some(NarHash(Sha256::digest(&nar).into())),
+            nar_size: nar.len() as u64,
+            ..PathInfo::default()
+        };
+        ValidPathInfo {
+            path: path.clone(),
+            info,
+        }
+        .encode(&item_cx, &mut body);
+        body.extend_from_slice(&nar);
+        added.push((path, nar));
+    }
+    let add = AddMultipleToStore {
+        repair: false,
+        dont_check_sigs: true,
+    };
+    let outcome = daemon.ask(add, Some(Bytes::from(body)));
+    assert!(
+        matches!(&outcome, Outcome::Reply(r, _) if matches!(**r, Reply::AddMultipleToStore(_))),
+        "{outcome:?}"
+    );
+    for (path, nar) in added {
+        assert_eq!(dump(&store, &path), nar, "{path} stored as sent");
+    }
+}
+
+#[test]
+fn builds_with_their_logs_and_a_failing_build_against_a_real_daemon() {
+    if !have_nix() {
+        return;
+    }
+    let store = store("worker-build");
+    let (drv_path, drv) = support::derivation(
+        &store,
+        "nixwire-worker-ok",
+        "echo hello from the builder; echo to stderr >&2; /bin/mkdir $out; echo hi > $out/file",
+    );
+    let out = drv.outputs[0].path.clone().expect("an output path");
+    let mut daemon = Daemon::start(&store);
+    let build = BuildDerivation {
+        drv_path,
+        drv,
+        mode: BuildMode::Normal,
+    };
+    let Outcome::Reply(reply, _) = daemon.ask(build, None) else {
+        panic!("an answer");
+    };
+    let Reply::BuildDerivation(result) = *reply else {
+        panic!("{reply:?}");
+    };
+    assert_eq!(result.status, BuildStatus::Built, "{}", result.error_msg);
+    assert!(result.start_time > 0 && result.stop_time >= result.start_time);
+    assert!(
+        result.built_outputs.iter().any(|(_, r)| r.out_path == out),
+        "{:?}",
+        result.built_outputs
+    );
+    // The builder's output came as build log lines of this request, before
+    // its reply, with the build's activity.
+    let lines: Vec<String> = daemon
+        .logs
+        .iter()
+        .filter(|(source, _)| matches!(source, LogSource::Build { .. }))
+        .map(|(_, text)| String::from_utf8_lossy(text).into_owned())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("hello from the builder")),
+        "{:?}",
+        daemon.logs
+    );
+    assert!(lines.iter().any(|l| l.contains("to stderr")), "{lines:?}");
+    assert!(daemon.activities > 0, "a build activity was reported");
+
+    // A failing build is a failed result, not a refusal nor a broken
+    // connection.
+    let (drv_path, drv) =
+        support::derivation(&store, "nixwire-worker-fail", "echo about to fail; exit 3");
+    let build = BuildDerivation {
+        drv_path,
+        drv,
+        mode: BuildMode::Normal,
+    };
+    let Outcome::Reply(reply, _) = daemon.ask(build, None) else {
+        panic!("an answer");
+    };
+    let Reply::BuildDerivation(result) = *reply else {
+        panic!("{reply:?}");
+    };
+    assert!(!result.status.is_success(), "{result:?}");
+    assert!(
+        result.error_msg.to_string_lossy().contains("exit code 3"),
+        "{}",
+        result.error_msg
+    );
+    assert!(
+        daemon
+            .logs
+            .iter()
+            .any(|(_, t)| String::from_utf8_lossy(t).contains("about to fail")),
+        "{:?}",
+        daemon.logs
+    );
+    let again = daemon.ask(IsValidPath { path: out }, None);
+    assert_eq!(id_of(&again), Some(&Reply::IsValidPath(true)));
 }
