@@ -27,6 +27,7 @@ use nixwire_core::store::{
 };
 use nixwire_core::wire::{Cx, Features, NixString, Version, Wire, Worker};
 use nixwire_core::worker::features::REALISATION_WITH_PATH_NOT_HASH;
+use nixwire_core::worker::handshake::{HandshakeInfo, SERVER_MAGIC, ServerHello, Trust};
 use nixwire_core::worker::messages::{
     BuildMode, KeyedBuildResult, RegisterDrvOutput, ValidPathInfo,
 };
@@ -64,6 +65,13 @@ enum Value {
     /// Nix's `UnkeyedValidPathInfo`.
     PathInfo(PathInfo),
     ValidPathInfo(ValidPathInfo),
+    /// What Nix's server writes in the handshake: its magic and version
+    /// (and, from 1.38 only, its features).
+    ServerHello(ServerHello),
+    /// Nix's `ClientHandshakeInfo`: what the daemon says about itself.
+    HandshakeInfo(HandshakeInfo),
+    /// Nix's `std::optional<TrustedFlag>` (none is `Unknown`).
+    Trust(Trust),
 }
 
 impl Value {
@@ -99,6 +107,9 @@ impl Value {
             Self::KeyedBuildResult(_) => go(cx, input, Self::KeyedBuildResult),
             Self::PathInfo(_) => go(cx, input, Self::PathInfo),
             Self::ValidPathInfo(_) => go(cx, input, Self::ValidPathInfo),
+            Self::ServerHello(_) => go(cx, input, Self::ServerHello),
+            Self::HandshakeInfo(_) => go(cx, input, Self::HandshakeInfo),
+            Self::Trust(_) => go(cx, input, Self::Trust),
         }
     }
 
@@ -120,6 +131,9 @@ impl Value {
             Self::KeyedBuildResult(v) => v.encode(cx, out),
             Self::PathInfo(v) => v.encode(cx, out),
             Self::ValidPathInfo(v) => v.encode(cx, out),
+            Self::ServerHello(v) => v.encode(cx, out),
+            Self::HandshakeInfo(v) => v.encode(cx, out),
+            Self::Trust(v) => v.encode(cx, out),
         }
     }
 
@@ -402,6 +416,44 @@ const WORKER: &[Case] = &[
             ),
         ]
     }),
+    // Nix's `handshake_log`: everything the server sends a client in
+    // `BasicServerConnection::handshake` when both speak 1.10, which is the
+    // magic and the version only (the feature lists follow only from
+    // 1.38; the options, the handshake info and STDERR_LAST come after
+    // `handshake`, so they are not in the file).
+    case("handshake-to-client.bin", DEFAULT, || {
+        vec![Value::ServerHello(ServerHello {
+            magic: SERVER_MAGIC,
+            version: DEFAULT.to_wire(),
+        })]
+    }),
+    // `ClientHandshakeInfo{}` at 1.30: nothing travels before 1.33, so the
+    // file is empty (Nix's none for both fields is nixwire's empty version
+    // and `Trust::Unknown`).
+    case("client-handshake-info_1_30.bin", v(30), || {
+        vec![Value::HandshakeInfo(HandshakeInfo::default())]
+    }),
+    // At 1.33 the daemon's version travels; the trust does not (none).
+    case("client-handshake-info_1_33.bin", v(33), || {
+        vec![
+            handshake_info("foo", Trust::Unknown),
+            handshake_info("bar", Trust::Unknown),
+        ]
+    }),
+    case("client-handshake-info_1_35.bin", v(35), || {
+        vec![
+            handshake_info("foo", Trust::NotTrusted),
+            handshake_info("bar", Trust::Trusted),
+        ]
+    }),
+    // None, `Trusted`, `NotTrusted`: 0, 1, 2, each a word.
+    case("optional-trusted-flag.bin", DEFAULT, || {
+        vec![
+            Value::Trust(Trust::Unknown),
+            Value::Trust(Trust::Trusted),
+            Value::Trust(Trust::NotTrusted),
+        ]
+    }),
     // Left over (no test reads it at this commit): the derivation output
     // as Nix sends it without the path feature (Nix 2.34 writes the same).
     case("drv-output.bin", DEFAULT, || {
@@ -436,30 +488,8 @@ const COMMON: &[Case] = &[
     }),
 ];
 
-/// The handshake's files: the handshake is not part of these messages.
-const HANDSHAKE_REASON: &str = "part of the worker handshake (the server's greeting, \
-     ClientHandshakeInfo, TrustedFlag), which is checked with the handshake, not with \
-     the operations' messages";
-
 /// Files nixwire does not decode here, each with the reason.
 const NOT_DECODED: &[(&str, &str)] = &[
-    ("worker-protocol/handshake-to-client.bin", HANDSHAKE_REASON),
-    (
-        "worker-protocol/client-handshake-info_1_30.bin",
-        HANDSHAKE_REASON,
-    ),
-    (
-        "worker-protocol/client-handshake-info_1_33.bin",
-        HANDSHAKE_REASON,
-    ),
-    (
-        "worker-protocol/client-handshake-info_1_35.bin",
-        HANDSHAKE_REASON,
-    ),
-    (
-        "worker-protocol/optional-trusted-flag.bin",
-        HANDSHAKE_REASON,
-    ),
     (
         "worker-protocol/realisation.bin",
         "left over in Nix's tree (no test reads it at this commit): JSON realisations whose \
@@ -730,6 +760,14 @@ fn valid(path: StorePath, info: PathInfo) -> Value {
     Value::ValidPathInfo(ValidPathInfo { path, info })
 }
 
+/// `ClientHandshakeInfo{.daemonNixVersion = version, .remoteTrustsUs = trust}`.
+fn handshake_info(version: &str, trust: Trust) -> Value {
+    Value::HandshakeInfo(HandshakeInfo {
+        daemon_version: version.into(),
+        trust,
+    })
+}
+
 // ---- the checks ----
 
 fn data_dir() -> PathBuf {
@@ -961,4 +999,27 @@ fn the_path_feature_changes_only_the_outputs() {
         ..case(structured.file, structured.version, structured.values)
     };
     assert!(check(&without, &bytes).is_err());
+}
+
+/// The handshake info's fields are gated by version: each file reads as
+/// Nix states only at its own version, and fails at the neighbouring ones
+/// (a field missing or left over).
+#[test]
+fn the_handshake_info_files_hold_their_versions_fields() {
+    let others = [
+        ("client-handshake-info_1_30.bin", [v(33), v(35)]),
+        ("client-handshake-info_1_33.bin", [v(32), v(35)]),
+        ("client-handshake-info_1_35.bin", [v(33), v(34)]),
+    ];
+    for (file, versions) in others {
+        let own = WORKER
+            .iter()
+            .find(|c| c.file == file)
+            .expect("in the table");
+        let bytes = read("worker-protocol", file);
+        for version in versions {
+            let other = case(file, version, own.values);
+            assert!(check(&other, &bytes).is_err(), "{file} read at {version}");
+        }
+    }
 }
