@@ -16,11 +16,12 @@
 //! never by parsing the text on the wire, so the encoding of each type is
 //! checked against Nix's bytes.
 
-use std::path::PathBuf;
+mod nix_data_support;
+
 use std::time::Instant;
 
-use base64::Engine;
 use bytes::Bytes;
+use nix_data_support::*;
 use nixwire_core::conn::Connection;
 use nixwire_core::serve::messages::{BuildOptions, CLIENT_MAGIC};
 use nixwire_core::serve::{Client, ClientConfig, ClientEvent, Server, ServerConfig, ServerEvent};
@@ -65,7 +66,7 @@ enum Value {
     KeyedRealisation(((StorePath, OutputName), Realisation)),
 }
 
-impl Value {
+impl DataValue<Serve> for Value {
     /// Decodes a value of the same type as `self` from the front of `input`,
     /// and says how many bytes it took.
     fn decode_like(&self, cx: &Cx<Serve>, input: &[u8]) -> Result<(Self, usize), String> {
@@ -139,6 +140,10 @@ impl Value {
             }),
             other => other.clone(),
         }
+    }
+
+    fn same(&self, other: &Self) -> bool {
+        self == other
     }
 }
 
@@ -451,37 +456,11 @@ const HANDSHAKE: &str = "handshake-to-client.bin";
 
 // ---- helpers that build expected values ----
 
-const HASH_PART: &str = "g1w7hy3qg1w7hy3qg1w7hy3qg1w7hy3q";
-
-/// The narHash of the 2.4 path infos, as the C++ test writes it.
-const NAR_HASH_SRI: &str = "sha256-FePFYIlMuycIXPZbWi7LGEiMmZSX9FMbaQenWBzm1Sc=";
-
 /// The derivation hash of the outputs in the old 2.6 test.
 const OLD_DRV_HASH_SRI: &str = "sha256-b4afnqKCO9oWXgYHb9DeQ2berSwOjS27rSd9TxXDc/U=";
 
-/// `StorePath{"<hash_part><rest>"}` (it travels in `/nix/store`).
-fn path_with(hash_part: &str, rest: &str) -> StorePath {
-    let base = format!("{hash_part}{rest}");
-    StorePath::from_base_name(base.as_bytes()).unwrap_or_else(|e| panic!("{base}: {e}"))
-}
-
-/// `StorePath{"g1w7hy3q…<rest>"}`.
-fn path(rest: &str) -> StorePath {
-    path_with(HASH_PART, rest)
-}
-
-fn output(name: &str) -> OutputName {
-    OutputName::new(name).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
 fn strings(items: &[&str]) -> Vec<NixString> {
     items.iter().map(|s| NixString::from(*s)).collect()
-}
-
-/// `Signature{.keyName = key, .sig = std::string(64, '\0')}` as Nix prints it.
-fn sig(key: &str) -> Signature {
-    let zeros = base64::engine::general_purpose::STANDARD.encode([0u8; 64]);
-    Signature::new(format!("{key}:{zeros}"))
 }
 
 fn sha256(data: &[u8]) -> Vec<u8> {
@@ -492,17 +471,6 @@ fn sha256(data: &[u8]) -> Vec<u8> {
 /// here); Nix's JSON of the same value says `sha1-gGemBoenViNZM3hiwqns/Fgzqwo=`.
 fn sha1_blob() -> Vec<u8> {
     hex::decode("8067a60687a7562359337862c2a9ecfc5833ab0a").expect("hex")
-}
-
-fn sri_sha256(sri: &str) -> Vec<u8> {
-    let b64 = sri.strip_prefix("sha256-").expect("an SRI sha256");
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .expect("base64")
-}
-
-fn nar_hash(sri: &str) -> NarHash {
-    NarHash(sri_sha256(sri).try_into().expect("32 bytes"))
 }
 
 /// `ContentAddress{.method, .hash}`.
@@ -625,31 +593,6 @@ fn path_info(
 
 // ---- the checks ----
 
-fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("nix-data/serve-protocol")
-}
-
-fn read(file: &str) -> Vec<u8> {
-    let p = data_dir().join(file);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// Where `ours` and `theirs` first differ, with what each has from there,
-/// for a person to read.
-fn difference(ours: &[u8], theirs: &[u8]) -> String {
-    let at = ours
-        .iter()
-        .zip(theirs)
-        .position(|(a, b)| a != b)
-        .unwrap_or_else(|| ours.len().min(theirs.len()));
-    let from = |b: &[u8]| format!("\"{}\"", b[at..(at + 64).min(b.len())].escape_ascii());
-    format!(
-        "first difference at byte {at}: ours has {}, the file {}",
-        from(ours),
-        from(theirs)
-    )
-}
-
 /// Checks the ids of a decoded build result's outputs: at 2.6 and 2.7 each
 /// is `<the file's drv hash>!<its output name>` (see [`legacy_drv_hash`]), and
 /// from 2.8 on there is none.
@@ -680,60 +623,16 @@ fn check_ids(case: &Case, got: &Value) -> Result<(), String> {
 fn check(case: &Case, bytes: &[u8]) -> Result<(), String> {
     let cx = Cx::<Serve>::new(case.version);
     let expected = (case.values)();
-    let mut at = 0;
-    for (i, want) in expected.iter().enumerate() {
-        let rest = &bytes[at..];
-        let (got, used) = want
-            .decode_like(&cx, rest)
-            .map_err(|e| format!("value {i} (byte {at}): does not decode: {e}"))?;
-        if got.normalised() != want.normalised() {
-            return Err(format!(
-                "value {i} (byte {at}): decoded {got:?}, Nix's test states {want:?}"
-            ));
-        }
-        check_ids(case, &got).map_err(|e| format!("value {i} (byte {at}): {e}"))?;
-        let mut again = Vec::new();
-        got.encode(&cx, &mut again);
-        let consumed = &rest[..used];
-        if again != consumed {
-            return Err(format!(
-                "value {i} (byte {at}): re-encodes to {} bytes differing from the {} read ({})",
-                again.len(),
-                consumed.len(),
-                difference(&again, consumed)
-            ));
-        }
-        at += used;
-    }
-    if at != bytes.len() {
-        return Err(format!(
-            "{} bytes left over after the {} values",
-            bytes.len() - at,
-            expected.len()
-        ));
-    }
-    if case.write {
-        let mut written = Vec::new();
-        for value in &expected {
-            value.encode(&cx, &mut written);
-        }
-        if written != bytes {
-            return Err(format!(
-                "the stated values encode to {} bytes, not the file's {} ({})",
-                written.len(),
-                bytes.len(),
-                difference(&written, bytes)
-            ));
-        }
-    }
-    Ok(())
+    check_values(&cx, &expected, bytes, case.write, |got| {
+        check_ids(case, got)
+    })
 }
 
 #[test]
 fn every_serve_file_decodes_to_what_nix_states_and_reencodes_identically() {
     let mut failures = Vec::new();
     for case in TABLE {
-        if let Err(e) = check(case, &read(case.file)) {
+        if let Err(e) = check(case, &read("serve-protocol", case.file)) {
             failures.push(format!("{} at {}: {e}", case.file, case.version));
         }
     }
@@ -750,7 +649,7 @@ fn every_serve_file_is_in_the_table_or_listed_with_a_reason() {
     sorted.dedup();
     assert_eq!(sorted.len(), listed.len(), "a file is listed twice");
 
-    let mut on_disk: Vec<String> = std::fs::read_dir(data_dir())
+    let mut on_disk: Vec<String> = std::fs::read_dir(data_dir().join("serve-protocol"))
         .expect("nix-data/serve-protocol")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .filter(|name| name.ends_with(".bin"))
@@ -771,7 +670,7 @@ fn every_serve_file_is_in_the_table_or_listed_with_a_reason() {
 #[test]
 fn a_changed_byte_in_any_file_is_noticed() {
     for case in TABLE.iter().filter(|c| c.write) {
-        let bytes = read(case.file);
+        let bytes = read("serve-protocol", case.file);
         for i in 0..bytes.len() {
             let mut changed = bytes.clone();
             changed[i] ^= 0x41;
@@ -791,7 +690,7 @@ fn a_changed_byte_in_any_file_is_noticed() {
         .iter()
         .find(|c| c.file == "build-result-2.6.bin")
         .expect("in the table");
-    let bytes = read(case.file);
+    let bytes = read("serve-protocol", case.file);
     let text = b"g1w7hy3qg1w7hy3qg1w7hy3qg1w7hy3q-foo\"";
     let at = bytes
         .windows(text.len())
@@ -807,7 +706,7 @@ fn a_changed_byte_in_any_file_is_noticed() {
 /// accepts it and speaks 2.5.
 #[test]
 fn the_handshake_is_nixs() {
-    let to_client = read(HANDSHAKE);
+    let to_client = read("serve-protocol", HANDSHAKE);
     let version = DEFAULT;
     let now = Instant::now();
 
@@ -870,7 +769,7 @@ fn nix32_matches_nix() {
         ),
     ];
     for (file, digest, algo, printed) in cases {
-        let in_file = read(file)
+        let in_file = read("serve-protocol", file)
             .windows(printed.len())
             .any(|w| w == printed.as_bytes());
         assert!(in_file, "{printed} is in {file}");

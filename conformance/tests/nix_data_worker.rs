@@ -18,12 +18,12 @@
 //! ([`path`], [`sig`], [`ca`], ...) from the inputs Nix's test states,
 //! never by parsing the text on the wire.
 
-use std::path::PathBuf;
+mod nix_data_support;
 
-use base64::Engine;
+use nix_data_support::*;
 use nixwire_core::store::{
     BuildResult, BuildStatus, ContentAddress, ContentAddressMethod, DerivedPath, DrvOutput, Hash,
-    HashAlgo, NarHash, OutputName, OutputsSpec, PathInfo, Realisation, Signature, StorePath,
+    HashAlgo, OutputsSpec, PathInfo, Realisation, Signature, StorePath,
 };
 use nixwire_core::wire::{Cx, Features, NixString, Version, Wire, Worker};
 use nixwire_core::worker::features::REALISATION_WITH_PATH_NOT_HASH;
@@ -74,7 +74,7 @@ enum Value {
     Trust(Trust),
 }
 
-impl Value {
+impl DataValue<Worker> for Value {
     /// Decodes a value of the same type as `self` from the front of `input`,
     /// and says how many bytes it took.
     fn decode_like(&self, cx: &Cx<Worker>, input: &[u8]) -> Result<(Self, usize), String> {
@@ -167,6 +167,12 @@ impl Value {
         }
     }
 
+    fn same(&self, other: &Self) -> bool {
+        self == other
+    }
+}
+
+impl Value {
     fn build_result(&self) -> Option<&BuildResult> {
         match self {
             Self::BuildResult(r) => Some(r),
@@ -514,43 +520,18 @@ const NOT_DECODED: &[(&str, &str)] = &[
 
 // ---- helpers that build expected values ----
 
-const HASH_PART: &str = "g1w7hy3qg1w7hy3qg1w7hy3qg1w7hy3q";
-
 /// The other hash part Nix's path-info tests use.
 const OTHER_HASH_PART: &str = "g1w7hyyyy1w7hy3qg1w7hy3qgqqqqy3q";
 
 /// The hash part of the content-addressed path in valid-path-info-1.16.
 const SELF_HASH_PART: &str = "n5wkd9frr45pa74if5gpz9j7mifg27fh";
 
-/// The NAR hash of every path info, as the C++ test writes it.
-const NAR_HASH_SRI: &str = "sha256-FePFYIlMuycIXPZbWi7LGEiMmZSX9FMbaQenWBzm1Sc=";
-
 /// The derivation hash of the `baz` output in the left-over DrvOutput data.
 const DRV_HASH_BAZ: &str =
     "sha256:15e3c560894cbb27085cf65b5a2ecb18488c999497f4531b6907a7581ce6d527";
 
-fn path_with(hash_part: &str, rest: &str) -> StorePath {
-    let base = format!("{hash_part}{rest}");
-    StorePath::from_base_name(base.as_bytes()).unwrap_or_else(|e| panic!("{base}: {e}"))
-}
-
-/// `StorePath{"g1w7hy3q…<rest>"}`.
-fn path(rest: &str) -> StorePath {
-    path_with(HASH_PART, rest)
-}
-
-fn output(name: &str) -> OutputName {
-    OutputName::new(name).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
 fn text(items: &[&str]) -> Vec<NixString> {
     items.iter().map(|s| NixString::from(*s)).collect()
-}
-
-/// `Signature{.keyName = key, .sig = std::string(64, '\0')}` as Nix prints it.
-fn sig(key: &str) -> Signature {
-    let zeros = base64::engine::general_purpose::STANDARD.encode([0u8; 64]);
-    Signature::new(format!("{key}:{zeros}"))
 }
 
 fn sha256(data: &[u8]) -> Vec<u8> {
@@ -561,14 +542,6 @@ fn sha256(data: &[u8]) -> Vec<u8> {
 /// of the same value says `sha1-gGemBoenViNZM3hiwqns/Fgzqwo=`.
 fn sha1_blob() -> Vec<u8> {
     hex::decode("8067a60687a7562359337862c2a9ecfc5833ab0a").expect("hex")
-}
-
-fn nar_hash() -> NarHash {
-    let b64 = NAR_HASH_SRI.strip_prefix("sha256-").expect("an SRI sha256");
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .expect("base64");
-    NarHash(bytes.try_into().expect("32 bytes"))
 }
 
 fn ca(method: ContentAddressMethod, algo: HashAlgo, digest: &[u8]) -> ContentAddress {
@@ -744,7 +717,7 @@ fn path_info(
 ) -> PathInfo {
     PathInfo {
         deriver,
-        nar_hash: Some(nar_hash()),
+        nar_hash: Some(nar_hash(NAR_HASH_SRI)),
         references,
         registration_time: 23423,
         nar_size: 34878,
@@ -770,36 +743,12 @@ fn handshake_info(version: &str, trust: Trust) -> Value {
 
 // ---- the checks ----
 
-fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("nix-data")
-}
-
-fn read(folder: &str, file: &str) -> Vec<u8> {
-    let p = data_dir().join(folder).join(file);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
 fn cx_of(case: &Case) -> Cx<Worker> {
     let mut cx = Cx::<Worker>::new(case.version);
     if case.path_feature {
         cx.features = Features::new([REALISATION_WITH_PATH_NOT_HASH]);
     }
     cx
-}
-
-/// Where `ours` and `theirs` first differ, with what each has from there.
-fn difference(ours: &[u8], theirs: &[u8]) -> String {
-    let at = ours
-        .iter()
-        .zip(theirs)
-        .position(|(a, b)| a != b)
-        .unwrap_or_else(|| ours.len().min(theirs.len()));
-    let from = |b: &[u8]| format!("\"{}\"", b[at..(at + 64).min(b.len())].escape_ascii());
-    format!(
-        "first difference at byte {at}: ours has {}, the file {}",
-        from(ours),
-        from(theirs)
-    )
 }
 
 /// Checks the ids of a decoded build result's outputs: each is
@@ -827,55 +776,10 @@ fn check_ids(case: &Case, got: &Value) -> Result<(), String> {
 /// nothing is left over, and (for write cases) the stated values encode to
 /// the file.
 fn check(case: &Case, bytes: &[u8]) -> Result<(), String> {
-    let cx = cx_of(case);
     let expected = (case.values)();
-    let mut at = 0;
-    for (i, want) in expected.iter().enumerate() {
-        let rest = &bytes[at..];
-        let (got, used) = want
-            .decode_like(&cx, rest)
-            .map_err(|e| format!("value {i} (byte {at}): does not decode: {e}"))?;
-        if got.normalised() != want.normalised() {
-            return Err(format!(
-                "value {i} (byte {at}): decoded {got:?}, Nix's test states {want:?}"
-            ));
-        }
-        check_ids(case, &got).map_err(|e| format!("value {i} (byte {at}): {e}"))?;
-        let mut again = Vec::new();
-        got.encode(&cx, &mut again);
-        let consumed = &rest[..used];
-        if again != consumed {
-            return Err(format!(
-                "value {i} (byte {at}): re-encodes to {} bytes differing from the {} read ({})",
-                again.len(),
-                consumed.len(),
-                difference(&again, consumed)
-            ));
-        }
-        at += used;
-    }
-    if at != bytes.len() {
-        return Err(format!(
-            "{} bytes left over after the {} values",
-            bytes.len() - at,
-            expected.len()
-        ));
-    }
-    if case.write {
-        let mut written = Vec::new();
-        for value in &expected {
-            value.encode(&cx, &mut written);
-        }
-        if written != bytes {
-            return Err(format!(
-                "the stated values encode to {} bytes, not the file's {} ({})",
-                written.len(),
-                bytes.len(),
-                difference(&written, bytes)
-            ));
-        }
-    }
-    Ok(())
+    check_values(&cx_of(case), &expected, bytes, case.write, |got| {
+        check_ids(case, got)
+    })
 }
 
 fn tables() -> [(&'static str, &'static [Case]); 2] {
