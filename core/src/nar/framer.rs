@@ -19,7 +19,9 @@
 //! [`NarLimits::max_depth`] directories deep; padding is zero.
 
 use super::NarLimits;
-use crate::wire::show_bytes;
+use bytes::Bytes;
+
+use crate::wire::{Inbox, show_bytes};
 
 /// The longest string read where the grammar wants a keyword. Every keyword
 /// is at most 13 bytes (the magic), so anything longer is wrong whatever it
@@ -260,6 +262,18 @@ impl NarFramer {
     /// How many bytes of archive have been consumed so far.
     pub fn position(&self) -> u64 {
         self.offset
+    }
+
+    /// Takes the archive's next bytes out of a connection's receive buffer,
+    /// as one slice of what was received (no copy): the bytes taken, if
+    /// any, and the archive's size once it has ended.
+    pub fn take_from(
+        &mut self,
+        inbox: &mut Inbox,
+    ) -> Result<(Option<Bytes>, Option<u64>), NarError> {
+        let used = self.feed(inbox.pending())?;
+        let chunk = (used > 0).then(|| inbox.take(used));
+        Ok((chunk, self.is_done().then(|| self.position())))
     }
 
     /// Consumes the front of `input` that belongs to the archive and returns

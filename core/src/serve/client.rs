@@ -488,7 +488,7 @@ impl Client {
                 .after(now.saturating_duration_since(sent_at))
         };
         if let Some(framer) = &mut front.nar {
-            let used = framer.feed(self.inbox.pending()).map_err(|source| {
+            let (chunk, done) = framer.take_from(&mut self.inbox).map_err(|source| {
                 context(Error::new(
                     ErrorKind::Nar {
                         what: "the reply's NAR".into(),
@@ -497,9 +497,7 @@ impl Client {
                     Phase::Receiving,
                 ))
             })?;
-            let done = framer.is_done().then(|| framer.position());
-            if used > 0 {
-                let data = self.inbox.take(used);
+            if let Some(data) = chunk {
                 self.io.events.push_back(ClientEvent::NarChunk { id, data });
             }
             let Some(nar_size) = done else {

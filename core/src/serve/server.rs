@@ -459,9 +459,9 @@ impl Server {
                 if self.inbox.is_empty() {
                     return Ok(false);
                 }
-                let used = self
+                let (chunk, _) = self
                     .body_framer
-                    .feed(self.inbox.pending())
+                    .take_from(&mut self.inbox)
                     .map_err(|source| {
                         Self::body_error(
                             id,
@@ -472,8 +472,9 @@ impl Server {
                             },
                         )
                     })?;
-                let data = self.inbox.take(used);
-                self.io.events.push_back(ServerEvent::NarChunk { id, data });
+                if let Some(data) = chunk {
+                    self.io.events.push_back(ServerEvent::NarChunk { id, data });
+                }
                 if self.body_framer.is_done() {
                     self.io.events.push_back(ServerEvent::NarEnd { id });
                     self.state = State::ImportTrailer(id);

@@ -678,7 +678,7 @@ impl Client {
         };
         match &mut front.answer {
             Answer::Nar(framer) => {
-                let used = framer.feed(self.inbox.pending()).map_err(|source| {
+                let (chunk, done) = framer.take_from(&mut self.inbox).map_err(|source| {
                     context(Error::new(
                         ErrorKind::Nar {
                             what: "the reply's NAR".into(),
@@ -687,9 +687,7 @@ impl Client {
                         Phase::Receiving,
                     ))
                 })?;
-                let done = framer.is_done().then(|| framer.position());
-                if used > 0 {
-                    let data = self.inbox.take(used);
+                if let Some(data) = chunk {
                     self.io.events.push_back(ClientEvent::NarChunk { id, data });
                 }
                 let Some(nar_size) = done else {

@@ -461,8 +461,10 @@ impl Server {
                 self.next_id += 1;
                 let command = request.command();
                 let kind = body_at(command, self.cx.version);
-                let nar_body =
-                    matches!(request, Request::AddToStoreNar(_)) || kind == BodyKind::BareNar;
+                let nar_body = matches!(
+                    super::body_content(&request, self.cx.version),
+                    super::BodyContent::Nar { .. }
+                );
                 self.body_framer = nar_body.then(|| NarFramer::with_limits(self.cx.limits.nar));
                 self.state = match kind {
                     BodyKind::Framed => State::Framed { id, in_frame: None },
@@ -549,21 +551,22 @@ impl Server {
                 let Some(framer) = &mut self.body_framer else {
                     return self.body_done(id).map(|()| true);
                 };
-                let used = framer
-                    .feed(self.inbox.pending())
+                let taken = framer
+                    .take_from(&mut self.inbox)
                     .map_err(|source| ErrorKind::Nar {
                         what: "the request's NAR".into(),
                         source,
                     });
-                let used = match used {
-                    Ok(used) => used,
+                let (chunk, done) = match taken {
+                    Ok(taken) => taken,
                     Err(kind) => return Err(self.body_error(id, kind)),
                 };
-                let done = framer.is_done();
-                let data = self.inbox.take(used);
-                self.io
-                    .events
-                    .push_back(ServerEvent::BodyChunk { id, data });
+                if let Some(data) = chunk {
+                    self.io
+                        .events
+                        .push_back(ServerEvent::BodyChunk { id, data });
+                }
+                let done = done.is_some();
                 if done {
                     self.body_done(id)?;
                 }
