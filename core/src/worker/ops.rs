@@ -200,6 +200,7 @@ pub fn body_at(command: Command, version: Version) -> BodyKind {
 /// What a request's body holds, which decides how it is checked and when it
 /// ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BodyContent {
     /// A NAR, checked as it passes and ended by its grammar (and by the
     /// size the request states, when it states one).
