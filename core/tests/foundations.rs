@@ -632,3 +632,25 @@ fn output_names_are_validated_where_nix_validates_them() {
     let err = OutputName::decode_exact(&cx, &bytes).expect_err("invalid");
     assert!(err.to_string().contains("an output name"), "{err}");
 }
+
+#[test]
+fn serve_logs_carry_the_request_they_belong_to() {
+    // The same log event as the worker protocol's: a host handles the logs of
+    // `ssh://` and `ssh-ng://` builds alike.
+    let mut pair = pair_at(Version::new(2, 7));
+    let now = pair.now;
+    pair.drive(echo).expect("handshake");
+    let id = pair.client.request(now, drv(b"x")).expect("request");
+    pair.drive(|_, _| {}).expect("drive");
+    pair.client
+        .handle_stderr(now, Bytes::from_static(b"building...\n"));
+    let log = std::iter::from_fn(|| pair.client.poll_event())
+        .find_map(|e| match e {
+            ClientEvent::Log(log) => Some(log),
+            _ => None,
+        })
+        .expect("a log event");
+    assert_eq!(log.request, Some(id));
+    assert_eq!(log.source, nixwire_core::conn::LogSource::Stderr);
+    assert_eq!(&log.text[..], b"building...\n");
+}
