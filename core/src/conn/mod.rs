@@ -17,6 +17,7 @@
 //! matching strings, and typed context: the request, its operation, the
 //! phase, how long it had been waiting.
 
+mod book;
 mod endpoint;
 mod error;
 mod handshake;
@@ -27,7 +28,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-pub(crate) use endpoint::{Deadline, Endpoint, owed_when_ready};
+pub(crate) use book::{Book, OpCode, OpRequest};
+pub(crate) use endpoint::{Deadline, Endpoint};
 pub use error::{Error, ErrorClass, ErrorKind, Phase};
 pub(crate) use handshake::{check_magic, check_version};
 pub(crate) use ops::{feature_of, operations};

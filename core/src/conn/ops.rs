@@ -72,6 +72,19 @@ macro_rules! operations {
             }
         }
 
+        impl $crate::conn::OpCode for $command {
+            fn op_name(self) -> &'static str {
+                $command::name(self)
+            }
+        }
+
+        impl $crate::conn::OpRequest for Request {
+            type Code = $command;
+            fn op(&self) -> $command {
+                self.command()
+            }
+        }
+
         impl std::fmt::Display for $command {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.name())

@@ -13,8 +13,8 @@ use super::messages::{
 };
 use super::{Command, Reply, ReplyPartial, Request};
 use crate::conn::{
-    BodyKind, Connection, Deadline, Endpoint, Error, ErrorKind, Log, LogSource, Phase, ReplyKind,
-    RequestId, check_magic, check_version, owed_when_ready,
+    BodyKind, Book, Connection, Deadline, Endpoint, Error, ErrorKind, Log, LogSource, Phase,
+    ReplyKind, RequestId, check_magic, check_version,
 };
 use crate::nar::NarFramer;
 use crate::wire::{Cx, Inbox, Limits, Serve, Version, Wire, encode_u64, show_bytes};
@@ -115,16 +115,13 @@ enum State {
     Closed,
 }
 
-/// A request sent and waiting for (the rest of) its reply.
+/// Where a sent request's reply is being read.
 #[derive(Debug)]
-struct InFlight {
-    id: RequestId,
-    command: Command,
-    sent_at: Instant,
-    /// For a reply that is a bare NAR: the framer finding its end.
-    nar: Option<NarFramer>,
-    /// For a message reply: its decode progress.
-    partial: ReplyPartial,
+enum Answer {
+    /// A reply that is a bare NAR: the framer finding its end.
+    Nar(NarFramer),
+    /// A message reply: its decode progress.
+    Reply(ReplyPartial),
 }
 
 /// The body of the request being uploaded; later requests wait behind it.
@@ -158,10 +155,8 @@ pub struct Client {
     state: State,
     inbox: Inbox,
     io: Endpoint<ClientEvent>,
-    queued: VecDeque<(RequestId, Request)>,
-    in_flight: VecDeque<InFlight>,
+    book: Book<Request, Answer>,
     upload: Option<Upload>,
-    next_id: u64,
     started: Instant,
     last_input: Instant,
 }
@@ -189,10 +184,8 @@ impl Client {
             state: State::Handshake,
             inbox: Inbox::default(),
             io,
-            queued: VecDeque::new(),
-            in_flight: VecDeque::new(),
+            book: Book::default(),
             upload: None,
-            next_id: 0,
             started: now,
             last_input: now,
         }
@@ -206,7 +199,7 @@ impl Client {
     /// Whether nothing is queued, in flight or being uploaded: the connection
     /// can be closed, or given the next request, cleanly.
     pub fn is_idle(&self) -> bool {
-        self.queued.is_empty() && self.in_flight.is_empty() && self.upload.is_none()
+        self.book.is_empty() && self.upload.is_none()
     }
 
     /// Bytes received and not yet consumed: part of a message still arriving.
@@ -237,9 +230,7 @@ impl Client {
         if self.state == State::Closed {
             return Err(Error::new(ErrorKind::NotOpen, Phase::Idle));
         }
-        let id = RequestId(self.next_id);
-        self.next_id += 1;
-        self.queued.push_back((id, request.into()));
+        let id = self.book.push(request.into());
         self.send_queued(now);
         Ok(id)
     }
@@ -350,13 +341,7 @@ impl Client {
     /// (partly) sent breaks the connection, because its reply can no longer
     /// be told apart from the next one's.
     pub fn abandon(&mut self, id: RequestId) {
-        if let Some(pos) = self.queued.iter().position(|(qid, _)| *qid == id) {
-            self.queued.remove(pos);
-            return;
-        }
-        if let Some(f) = self.in_flight.iter().find(|f| f.id == id) {
-            let error =
-                Error::new(ErrorKind::Abandoned, Phase::Receiving).about(id, f.command.name());
+        if let Some(error) = self.book.abandon(id) {
             self.io.break_with(error);
         }
     }
@@ -417,7 +402,7 @@ impl Client {
             return;
         }
         while self.upload.is_none() {
-            let Some((id, request)) = self.queued.pop_front() else {
+            let Some((id, request)) = self.book.queued.pop_front() else {
                 return;
             };
             let command = request.command();
@@ -429,15 +414,11 @@ impl Client {
                 continue;
             }
             request.encode(&self.cx, self.io.out.buf());
-            let nar = (command.reply_kind() == ReplyKind::BareNar)
-                .then(|| NarFramer::with_limits(self.cx.limits.nar));
-            self.in_flight.push_back(InFlight {
-                id,
-                command,
-                sent_at: now,
-                nar,
-                partial: ReplyPartial::default(),
-            });
+            let answer = match command.reply_kind() {
+                ReplyKind::BareNar => Answer::Nar(NarFramer::with_limits(self.cx.limits.nar)),
+                _ => Answer::Reply(ReplyPartial::default()),
+            };
+            self.book.sent(id, command, now, answer);
             let framer = NarFramer::with_limits(self.cx.limits.nar);
             match (command.body(), request) {
                 (BodyKind::SizedNar, Request::AddToStoreNar(m)) => {
@@ -471,7 +452,7 @@ impl Client {
     /// Reads (part of) the oldest request's reply; `false` if more bytes are
     /// needed.
     fn read_reply(&mut self, now: Instant) -> Result<bool, Error> {
-        let Some(front) = self.in_flight.front_mut() else {
+        let Some(front) = self.book.in_flight.front_mut() else {
             let pending = self.inbox.pending();
             return Err(Error::new(
                 ErrorKind::UnexpectedBytes {
@@ -487,7 +468,7 @@ impl Client {
             e.about(id, command.name())
                 .after(now.saturating_duration_since(sent_at))
         };
-        if let Some(framer) = &mut front.nar {
+        if let Answer::Nar(framer) = &mut front.answer {
             let (chunk, done) = framer.take_from(&mut self.inbox).map_err(|source| {
                 context(Error::new(
                     ErrorKind::Nar {
@@ -503,13 +484,15 @@ impl Client {
             let Some(nar_size) = done else {
                 return Ok(false);
             };
-            self.in_flight.pop_front();
+            self.book.in_flight.pop_front();
             let reply = Reply::DumpStorePath(NarDone { nar_size });
             self.io.events.push_back(ClientEvent::Reply { id, reply });
             return Ok(true);
         }
+        let Answer::Reply(partial) = &mut front.answer else {
+            return Ok(false);
+        };
         let cx = &self.cx;
-        let partial = &mut front.partial;
         let decoded = self
             .inbox
             .decode(&cx.limits, |r| Reply::decode(command, cx, partial, r))
@@ -525,7 +508,7 @@ impl Client {
         let Some(reply) = decoded else {
             return Ok(false);
         };
-        self.in_flight.pop_front();
+        self.book.in_flight.pop_front();
         self.io.events.push_back(ClientEvent::Reply { id, reply });
         Ok(true)
     }
@@ -538,20 +521,7 @@ impl Client {
             State::Handshake => {
                 Deadline::handshake("server", self.started, self.config.handshake_timeout)
             }
-            State::Ready => {
-                let f = self.in_flight.front()?;
-                let t = self.config.stall_timeout?;
-                let during = format!(
-                    "with nothing received while waiting for the reply to {} (request {})",
-                    f.command, f.id
-                );
-                Some(Deadline {
-                    at: self.last_input.max(f.sent_at) + t,
-                    during,
-                    after: t,
-                    phase: Phase::Receiving,
-                })
-            }
+            State::Ready => self.book.stall(self.config.stall_timeout, self.last_input),
             State::Closed => None,
         }
     }
@@ -581,7 +551,7 @@ impl Connection for Client {
     fn handle_stderr(&mut self, now: Instant, data: Bytes) {
         self.last_input = now;
         if !data.is_empty() {
-            let request = self.in_flight.front().map(|f| f.id);
+            let request = self.book.in_flight.front().map(|f| f.id);
             let source = LogSource::Stderr;
             let log = Log {
                 request,
@@ -603,21 +573,14 @@ impl Connection for Client {
                 ),
             ))
         } else {
-            owed_when_ready(
-                self.in_flight.front().map(|f| (f.id, f.command)),
-                self.inbox.pending().len(),
-                self.queued.front().map(|(id, r)| (*id, r.command())),
-            )
+            self.book.owed(self.inbox.pending().len())
         };
         self.state = State::Closed;
         self.io.end_of_stream(owed, ClientEvent::Closed)
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
-        let front = self
-            .in_flight
-            .front()
-            .map(|f| (f.id, f.command.name(), f.sent_at));
+        let front = self.book.front();
         let deadline = self.deadline();
         self.io.check_deadline(now, deadline, front)
     }

@@ -4,7 +4,6 @@
 //! The run loop is the one of every [`Connection`]; see the
 //! [module docs](super) for a worker example.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,8 +15,8 @@ use super::handshake::{
 use super::stderr::{RemoteError, ResultType, Stderr};
 use super::{Command, LATEST, MINIMUM, Reply, ReplyPartial, Request, body_at};
 use crate::conn::{
-    BodyKind, Connection, Deadline, Endpoint, Error, ErrorKind, Log, LogSource, Phase, ReplyKind,
-    RequestId, check_magic, check_version, owed_when_ready,
+    BodyKind, Book, Connection, Deadline, Endpoint, Error, ErrorKind, Log, LogSource, Phase,
+    ReplyKind, RequestId, check_magic, check_version,
 };
 use crate::nar::NarFramer;
 use crate::store::StoreDir;
@@ -171,14 +170,6 @@ enum Answer {
     Nar(NarFramer),
 }
 
-#[derive(Debug)]
-struct InFlight {
-    id: RequestId,
-    command: Command,
-    sent_at: Instant,
-    answer: Answer,
-}
-
 /// The body being uploaded; later requests wait behind it.
 #[derive(Debug)]
 struct Upload {
@@ -203,13 +194,11 @@ pub struct Client {
     state: State,
     inbox: Inbox,
     io: Endpoint<ClientEvent>,
-    queued: VecDeque<(RequestId, Request)>,
-    in_flight: VecDeque<InFlight>,
+    book: Book<Request, Answer>,
     upload: Option<Upload>,
     server_features: Vec<String>,
     /// What the daemon said about itself, until `Connected` reports it.
     info: Option<HandshakeInfo>,
-    next_id: u64,
     started: Instant,
     last_input: Instant,
 }
@@ -237,12 +226,10 @@ impl Client {
             state: State::Hello,
             inbox: Inbox::default(),
             io,
-            queued: VecDeque::new(),
-            in_flight: VecDeque::new(),
+            book: Book::default(),
             upload: None,
             server_features: Vec::new(),
             info: None,
-            next_id: 0,
             started: now,
             last_input: now,
         }
@@ -265,7 +252,7 @@ impl Client {
 
     /// Whether nothing is queued, in flight or being uploaded.
     pub fn is_idle(&self) -> bool {
-        self.queued.is_empty() && self.in_flight.is_empty() && self.upload.is_none()
+        self.book.is_empty() && self.upload.is_none()
     }
 
     /// The error that broke the connection, if one did.
@@ -286,9 +273,7 @@ impl Client {
         if self.state == State::Closed {
             return Err(Error::new(ErrorKind::NotOpen, Phase::Idle));
         }
-        let id = RequestId(self.next_id);
-        self.next_id += 1;
-        self.queued.push_back((id, request.into()));
+        let id = self.book.push(request.into());
         self.send_queued(now);
         Ok(id)
     }
@@ -431,13 +416,7 @@ impl Client {
     /// connection breaks (class `Cancelled`), since its answer can no longer
     /// be told apart from the next one's.
     pub fn abandon(&mut self, id: RequestId) {
-        if let Some(pos) = self.queued.iter().position(|(qid, _)| *qid == id) {
-            self.queued.remove(pos);
-            return;
-        }
-        if let Some(f) = self.in_flight.iter().find(|f| f.id == id) {
-            let error =
-                Error::new(ErrorKind::Abandoned, Phase::Receiving).about(id, f.command.name());
+        if let Some(error) = self.book.abandon(id) {
             self.io.break_with(error);
         }
     }
@@ -447,7 +426,7 @@ impl Client {
             return;
         }
         while self.upload.is_none() {
-            let Some((id, request)) = self.queued.pop_front() else {
+            let Some((id, request)) = self.book.queued.pop_front() else {
                 return;
             };
             let command = request.command();
@@ -459,12 +438,7 @@ impl Client {
                 continue;
             }
             request.encode(&self.cx, self.io.out.buf());
-            self.in_flight.push_back(InFlight {
-                id,
-                command,
-                sent_at: now,
-                answer: Answer::Stderr,
-            });
+            self.book.sent(id, command, now, Answer::Stderr);
             let kind = body_at(command, self.cx.version);
             if kind == BodyKind::None {
                 continue;
@@ -643,7 +617,7 @@ impl Client {
     /// Reads (part of) the oldest request's answer; `false` if more bytes
     /// are needed.
     fn read_answer(&mut self, now: Instant) -> Result<bool, Error> {
-        let Some(front) = self.in_flight.front() else {
+        let Some(front) = self.book.in_flight.front() else {
             let pending = self.inbox.pending();
             if pending.is_empty() {
                 return Ok(false);
@@ -673,7 +647,7 @@ impl Client {
             self.send_queued(now);
             return Ok(true);
         }
-        let Some(front) = self.in_flight.front_mut() else {
+        let Some(front) = self.book.in_flight.front_mut() else {
             return Ok(false);
         };
         match &mut front.answer {
@@ -693,7 +667,7 @@ impl Client {
                 let Some(nar_size) = done else {
                     return Ok(false);
                 };
-                self.in_flight.pop_front();
+                self.book.in_flight.pop_front();
                 let reply = nar_reply(command, nar_size);
                 self.io.events.push_back(ClientEvent::Reply { id, reply });
                 Ok(true)
@@ -715,7 +689,7 @@ impl Client {
                 let Some(reply) = decoded else {
                     return Ok(false);
                 };
-                self.in_flight.pop_front();
+                self.book.in_flight.pop_front();
                 self.io.events.push_back(ClientEvent::Reply { id, reply });
                 Ok(true)
             }
@@ -735,12 +709,12 @@ impl Client {
                     ReplyKind::BareNar => Answer::Nar(NarFramer::with_limits(self.cx.limits.nar)),
                     _ => Answer::Reply(ReplyPartial::default()),
                 };
-                if let Some(front) = self.in_flight.front_mut() {
+                if let Some(front) = self.book.in_flight.front_mut() {
                     front.answer = answer;
                 }
             }
             Stderr::Error(remote) => {
-                self.in_flight.pop_front();
+                self.book.in_flight.pop_front();
                 if self.upload.as_ref().is_some_and(|u| u.id == id) {
                     self.stop_upload(id);
                     self.io.events.push_back(ClientEvent::BodyStopped { id });
@@ -795,20 +769,7 @@ impl Client {
             return None;
         }
         match self.state {
-            State::Ready => {
-                let f = self.in_flight.front()?;
-                let t = self.config.stall_timeout?;
-                let during = format!(
-                    "with nothing received while waiting for the answer to {} (request {})",
-                    f.command, f.id
-                );
-                Some(Deadline {
-                    at: self.last_input.max(f.sent_at) + t,
-                    during,
-                    after: t,
-                    phase: Phase::Receiving,
-                })
-            }
+            State::Ready => self.book.stall(self.config.stall_timeout, self.last_input),
             State::Closed => None,
             _ => Deadline::handshake("daemon", self.started, self.config.handshake_timeout),
         }
@@ -854,7 +815,7 @@ impl Connection for Client {
     fn handle_stderr(&mut self, now: Instant, data: Bytes) {
         self.last_input = now;
         if !data.is_empty() {
-            let request = self.in_flight.front().map(|f| f.id);
+            let request = self.book.in_flight.front().map(|f| f.id);
             let log = Log {
                 request,
                 source: LogSource::Stderr,
@@ -867,11 +828,7 @@ impl Connection for Client {
     fn handle_eof(&mut self, _now: Instant) -> Result<(), Error> {
         self.io.check()?;
         let owed = match self.state {
-            State::Ready | State::Closed => owed_when_ready(
-                self.in_flight.front().map(|f| (f.id, f.command)),
-                self.inbox.pending().len(),
-                self.queued.front().map(|(id, r)| (*id, r.command())),
-            ),
+            State::Ready | State::Closed => self.book.owed(self.inbox.pending().len()),
             _ => Some((
                 Phase::Handshake,
                 format!(
@@ -885,10 +842,7 @@ impl Connection for Client {
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
-        let front = self
-            .in_flight
-            .front()
-            .map(|f| (f.id, f.command.name(), f.sent_at));
+        let front = self.book.front();
         let deadline = self.deadline();
         self.io.check_deadline(now, deadline, front)
     }
