@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::endpoint::{Deadline, owed_when_ready};
 use super::{Error, ErrorKind, Phase, RequestId};
+use crate::wire::{Cx, Decoded, Inbox, Protocol, Reader};
 
 /// An operation code of a protocol's table.
 pub(crate) trait OpCode: Copy + Display {
@@ -120,5 +121,53 @@ impl<R: OpRequest, A> Book<R, A> {
             after,
             phase: Phase::Receiving,
         })
+    }
+}
+
+/// Decodes one message from a connection's receive buffer, naming `what`
+/// it was and the `phase` in the error if the bytes do not decode.
+pub(crate) fn decode_in<P: Protocol, T>(
+    inbox: &mut Inbox,
+    cx: &Cx<P>,
+    what: &str,
+    phase: Phase,
+    decode: impl FnOnce(&Cx<P>, &mut Reader<'_>) -> Decoded<T>,
+) -> Result<Option<T>, Error> {
+    inbox
+        .decode(&cx.limits, |r| decode(cx, r))
+        .map_err(|source| {
+            let what = what.into();
+            Error::new(ErrorKind::Decode { what, source }, phase)
+        })
+}
+
+/// The requests a server is receiving: the partial state of the one
+/// arriving, and the id the next one gets.
+#[derive(Debug, Default)]
+pub(crate) struct Incoming<RP> {
+    partial: RP,
+    next_id: u64,
+}
+
+impl<RP: Default> Incoming<RP> {
+    /// Continues decoding the request arriving; once it is whole, gives it
+    /// with its id.
+    pub(crate) fn next<P: Protocol, R>(
+        &mut self,
+        inbox: &mut Inbox,
+        cx: &Cx<P>,
+        decode: impl FnOnce(&Cx<P>, &mut RP, &mut Reader<'_>) -> Decoded<R>,
+    ) -> Result<Option<(RequestId, R)>, Error> {
+        let partial = &mut self.partial;
+        let decoded = decode_in(inbox, cx, "a request", Phase::Receiving, |cx, r| {
+            decode(cx, partial, r)
+        })?;
+        let Some(request) = decoded else {
+            return Ok(None);
+        };
+        self.partial = RP::default();
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        Ok(Some((id, request)))
     }
 }

@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-pub(crate) use book::{Book, OpCode, OpRequest};
+pub(crate) use book::{Book, Incoming, OpCode, OpRequest, decode_in};
 pub(crate) use endpoint::{Deadline, Endpoint};
 pub use error::{Error, ErrorClass, ErrorKind, Phase};
 pub(crate) use handshake::{check_magic, check_version};

@@ -15,8 +15,8 @@ use super::messages::{
 };
 use super::{Command, Reply, Request, RequestPartial};
 use crate::conn::{
-    BodyKind, Connection, Deadline, Endpoint, Error, ErrorKind, Phase, ReplyKind, RequestId,
-    check_magic, check_version,
+    BodyKind, Connection, Deadline, Endpoint, Error, ErrorKind, Incoming, Phase, ReplyKind,
+    RequestId, check_magic, check_version, decode_in,
 };
 use crate::nar::NarFramer;
 use crate::store::StoreDir;
@@ -141,13 +141,12 @@ pub struct Server {
     inbox: Inbox,
     io: Endpoint<ServerEvent>,
     awaiting: VecDeque<Awaiting>,
-    request: RequestPartial,
+    incoming: Incoming<RequestPartial>,
     trailer: StructPartial,
     /// The framer of the NAR currently arriving (a request body).
     body_framer: NarFramer,
     /// The framer of the `DumpStorePath` NAR the host is streaming out.
     reply_framer: NarFramer,
-    next_id: u64,
     started: Instant,
 }
 
@@ -170,9 +169,8 @@ impl Server {
             inbox: Inbox::default(),
             io: Endpoint::new(ServerEvent::Broken),
             awaiting: VecDeque::new(),
-            request: RequestPartial::default(),
+            incoming: Incoming::default(),
             trailer: StructPartial::default(),
-            next_id: 0,
             started: now,
         }
     }
@@ -268,18 +266,7 @@ impl Server {
         what: &str,
         decode: impl FnOnce(&Cx<Serve>, &mut Reader<'_>) -> Decoded<T>,
     ) -> Result<Option<T>, Error> {
-        let cx = &self.cx;
-        self.inbox
-            .decode(&cx.limits, |r| decode(cx, r))
-            .map_err(|source| {
-                Error::new(
-                    ErrorKind::Decode {
-                        what: what.into(),
-                        source,
-                    },
-                    Phase::Receiving,
-                )
-            })
+        decode_in(&mut self.inbox, &self.cx, what, Phase::Receiving, decode)
     }
 
     fn body_done(&mut self, id: RequestId) {
@@ -335,16 +322,12 @@ impl Server {
                 if self.inbox.is_empty() {
                     return Ok(false);
                 }
-                let mut partial = std::mem::take(&mut self.request);
-                let decoded =
-                    self.decode("a request", |cx, r| Request::decode(cx, &mut partial, r));
-                self.request = partial;
-                let Some(request) = decoded? else {
+                let next = self
+                    .incoming
+                    .next(&mut self.inbox, &self.cx, Request::decode)?;
+                let Some((id, request)) = next else {
                     return Ok(false);
                 };
-                self.request = RequestPartial::default();
-                let id = RequestId(self.next_id);
-                self.next_id += 1;
                 let command = request.command();
                 let body_done = match (command.body(), &request) {
                     (BodyKind::SizedNar, Request::AddToStoreNar(m)) => {

@@ -16,7 +16,7 @@ use super::stderr::{RemoteError, ResultType, Stderr};
 use super::{Command, LATEST, MINIMUM, Reply, ReplyPartial, Request, body_at};
 use crate::conn::{
     BodyKind, Book, Connection, Deadline, Endpoint, Error, ErrorKind, Log, LogSource, Phase,
-    ReplyKind, RequestId, check_magic, check_version,
+    ReplyKind, RequestId, check_magic, check_version, decode_in,
 };
 use crate::nar::NarFramer;
 use crate::store::StoreDir;
@@ -487,13 +487,15 @@ impl Client {
         what: &str,
         decode: impl FnOnce(&Cx<Worker>, &mut Reader<'_>) -> crate::wire::Decoded<T>,
     ) -> Result<Option<T>, Error> {
-        let cx = &self.cx;
-        self.inbox
-            .decode(&cx.limits, |r| r.atomic(|r| decode(cx, r)))
-            .map_err(|source| {
-                let what = what.into();
-                Error::new(ErrorKind::Decode { what, source }, Phase::Handshake)
-            })
+        // Handshake messages are small and taken whole, so the magic can be
+        // checked again until all of the first one has come.
+        decode_in(
+            &mut self.inbox,
+            &self.cx,
+            what,
+            Phase::Handshake,
+            |cx, r| r.atomic(|r| decode(cx, r)),
+        )
     }
 
     fn read_hello(&mut self, _now: Instant) -> Result<bool, Error> {
@@ -570,13 +572,13 @@ impl Client {
     }
 
     fn decode_stderr(&mut self, phase: Phase) -> Result<Option<Stderr>, Error> {
-        let cx = &self.cx;
-        self.inbox
-            .decode(&cx.limits, |r| Stderr::decode(cx, &mut (), r))
-            .map_err(|source| {
-                let what = "a STDERR message".into();
-                Error::new(ErrorKind::Decode { what, source }, phase)
-            })
+        decode_in(
+            &mut self.inbox,
+            &self.cx,
+            "a STDERR message",
+            phase,
+            |cx, r| Stderr::decode(cx, &mut (), r),
+        )
     }
 
     /// Passes a log or activity message on.

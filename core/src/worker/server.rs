@@ -18,8 +18,8 @@ use super::handshake::{
 use super::stderr::{RemoteError, Stderr};
 use super::{Command, LATEST, MINIMUM, Reply, Request, RequestPartial, body_at};
 use crate::conn::{
-    BodyKind, Connection, Deadline, Endpoint, Error, ErrorKind, Phase, ReplyKind, RequestId,
-    check_magic, check_version,
+    BodyKind, Connection, Deadline, Endpoint, Error, ErrorKind, Incoming, Phase, ReplyKind,
+    RequestId, check_magic, check_version, decode_in,
 };
 use crate::nar::NarFramer;
 use crate::store::StoreDir;
@@ -146,11 +146,10 @@ pub struct Server {
     inbox: Inbox,
     io: Endpoint<ServerEvent>,
     awaiting: VecDeque<Awaiting>,
-    request: RequestPartial,
+    incoming: Incoming<RequestPartial>,
     /// Checks a body that is a NAR as it arrives.
     body_framer: Option<NarFramer>,
     reply_framer: NarFramer,
-    next_id: u64,
     started: Instant,
 }
 
@@ -172,9 +171,8 @@ impl Server {
             inbox: Inbox::default(),
             io: Endpoint::new(ServerEvent::Broken),
             awaiting: VecDeque::new(),
-            request: RequestPartial::default(),
+            incoming: Incoming::default(),
             body_framer: None,
-            next_id: 0,
             started: now,
         }
     }
@@ -318,18 +316,7 @@ impl Server {
         what: &str,
         decode: impl FnOnce(&Cx<Worker>, &mut Reader<'_>) -> Decoded<T>,
     ) -> Result<Option<T>, Error> {
-        let cx = &self.cx;
-        self.inbox
-            .decode(&cx.limits, |r| decode(cx, r))
-            .map_err(|source| {
-                Error::new(
-                    ErrorKind::Decode {
-                        what: what.into(),
-                        source,
-                    },
-                    Phase::Receiving,
-                )
-            })
+        decode_in(&mut self.inbox, &self.cx, what, Phase::Receiving, decode)
     }
 
     fn body_error(&self, id: RequestId, kind: ErrorKind) -> Error {
@@ -449,16 +436,12 @@ impl Server {
                 if self.inbox.is_empty() {
                     return Ok(false);
                 }
-                let mut partial = std::mem::take(&mut self.request);
-                let decoded =
-                    self.decode("a request", |cx, r| Request::decode(cx, &mut partial, r));
-                self.request = partial;
-                let Some(request) = decoded? else {
+                let next = self
+                    .incoming
+                    .next(&mut self.inbox, &self.cx, Request::decode)?;
+                let Some((id, request)) = next else {
                     return Ok(false);
                 };
-                self.request = RequestPartial::default();
-                let id = RequestId(self.next_id);
-                self.next_id += 1;
                 let command = request.command();
                 let kind = body_at(command, self.cx.version);
                 let nar_body = matches!(
