@@ -14,12 +14,12 @@
 //! `export-import.cc` and `nix-store --serve`.
 
 use crate::store::{
-    BasicDerivation, BuildResult, ContentAddress, DerivationOutput, NarHash, OutputName, PathInfo,
-    Realisation, Signature, StorePath,
+    BasicDerivation, BuildResult, ContentAddress, DerivationOutput, NarHash, PathInfo, Realisation,
+    Signature, StorePath,
 };
 use crate::wire::{
-    Base16Hash, Codec, Cx, DecodeError, Decoded, NixString, PrefixedNix32Hash, Reader, Serve,
-    StructPartial, Version, Wire, encode_bytes, encode_u64,
+    Base16Hash, BuiltOutputs, Cx, DecodeError, Decoded, NixString, OutputsShape, PrefixedNix32Hash,
+    Reader, Serve, StructPartial, Version, Wire, encode_bytes, encode_u64,
 };
 use crate::{wire_layout, wire_message};
 
@@ -269,56 +269,10 @@ wire_layout! {
     }
 }
 
-/// `BuildResult::built_outputs`, whose shape changed with the version: 2.6
-/// and 2.7 send a map from `<drv hash>!<output>` to a realisation in JSON
-/// whose `outPath` is a base name (joined here onto the connection's store
-/// directory); 2.8 sends a map from output name to [`Realisation`].
-#[derive(Debug)]
-pub enum BuiltOutputs {}
-
-type Outputs = Vec<(OutputName, Realisation)>;
-
-/// The progress of either shape: both are lists of pairs.
-#[derive(Debug, Default)]
-pub struct BuiltOutputsPartial {
-    structured: <Outputs as Wire<Serve>>::Partial,
-    json: <Vec<(NixString, NixString)> as Wire<Serve>>::Partial,
-}
-
-impl Codec<Serve, Outputs> for BuiltOutputs {
-    type Partial = BuiltOutputsPartial;
-
-    fn encode(value: &Outputs, cx: &Cx<Serve>, out: &mut Vec<u8>) {
-        if cx.since(2, 8) {
-            return value.encode(cx, out);
-        }
-        encode_u64(value.len() as u64, out);
-        for (name, realisation) in value {
-            let (id, json) = realisation.to_legacy_json(name, &cx.store_dir);
-            encode_bytes(id.as_bytes(), out);
-            encode_bytes(json.as_bytes(), out);
-        }
-    }
-
-    fn decode(cx: &Cx<Serve>, partial: &mut Self::Partial, r: &mut Reader<'_>) -> Decoded<Outputs> {
-        if cx.since(2, 8) {
-            return Outputs::decode(cx, &mut partial.structured, r);
-        }
-        let Some(entries) = Vec::<(NixString, NixString)>::decode(cx, &mut partial.json, r)? else {
-            return Ok(None);
-        };
-        entries
-            .iter()
-            .enumerate()
-            .map(|(i, (id, json))| {
-                Realisation::from_legacy_json(id.as_bytes(), json.as_bytes(), &cx.store_dir)
-                    .map_err(|why| {
-                        DecodeError::unexpected("a JSON realisation", format!("{json:?} ({why})"))
-                            .within_index(i)
-                    })
-            })
-            .collect::<Result<_, _>>()
-            .map(Some)
+/// Built outputs travel structured from 2.8 on (2.6 and 2.7 send JSON realisations).
+impl OutputsShape for Serve {
+    fn structured_outputs(cx: &Cx<Self>) -> bool {
+        cx.since(2, 8)
     }
 }
 

@@ -67,7 +67,9 @@ pub use inbox::Inbox;
 pub(crate) use primitives::padding;
 pub use primitives::{PairPartial, VecPartial, encode_bytes, encode_u64};
 pub use reader::{Decoded, Reader};
-pub use store::{Base16Hash, PrefixedNix32Hash};
+pub use store::{
+    Base16Hash, BuiltOutputList, BuiltOutputs, BuiltOutputsPartial, OutputsShape, PrefixedNix32Hash,
+};
 pub use string::NixString;
 
 use crate::store::StoreDir;

@@ -3,8 +3,12 @@
 //! content address is empty when absent, a signature is its text. The NAR
 //! hash travels in two text forms, so it has a [`Codec`] per form.
 
-use super::{Codec, Cx, DecodeError, Decoded, Protocol, Reader, Wire, encode_bytes, encode_u64};
-use crate::store::{ContentAddress, HashFormat, NarHash, OutputName, Signature, StorePath};
+use super::{
+    Codec, Cx, DecodeError, Decoded, NixString, Protocol, Reader, Wire, encode_bytes, encode_u64,
+};
+use crate::store::{
+    ContentAddress, HashFormat, NarHash, OutputName, Realisation, Signature, StorePath,
+};
 
 fn text<'a>(what: &str, bytes: &'a [u8]) -> Result<&'a str, DecodeError> {
     std::str::from_utf8(bytes).map_err(|_| DecodeError::unexpected(what, super::show_bytes(bytes)))
@@ -165,5 +169,102 @@ impl<P: Protocol> Codec<P, Option<NarHash>> for PrefixedNix32Hash {
             return Ok(Some(None));
         }
         Ok(decode_hash(r)?.map(Some))
+    }
+}
+
+/// A protocol whose build results carry their built outputs in one of two
+/// shapes, and says which at a given context.
+pub trait OutputsShape: Protocol {
+    /// Whether outputs travel structured (a map from output name to
+    /// realisation) rather than as JSON realisations keyed by
+    /// `<drv hash>!<output>`.
+    fn structured_outputs(cx: &Cx<Self>) -> bool;
+}
+
+/// A build result's built outputs, by output name.
+pub type BuiltOutputList = Vec<(OutputName, Realisation)>;
+
+/// `BuildResult::built_outputs` in either shape: structured where the
+/// protocol says ([`OutputsShape`]), else a map from `<drv hash>!<output>`
+/// to a JSON realisation whose `outPath` is a base name, joined here onto
+/// the connection's store directory (see [`Realisation::from_legacy_json`]).
+#[derive(Debug)]
+pub enum BuiltOutputs {}
+
+/// The progress of either shape: both are lists of pairs.
+pub struct BuiltOutputsPartial<P: Protocol>
+where
+    BuiltOutputList: Wire<P>,
+{
+    structured: <BuiltOutputList as Wire<P>>::Partial,
+    json: <Vec<(NixString, NixString)> as Wire<P>>::Partial,
+}
+
+impl<P: Protocol> Default for BuiltOutputsPartial<P>
+where
+    BuiltOutputList: Wire<P>,
+{
+    fn default() -> Self {
+        Self {
+            structured: Default::default(),
+            json: Default::default(),
+        }
+    }
+}
+
+impl<P: Protocol> std::fmt::Debug for BuiltOutputsPartial<P>
+where
+    BuiltOutputList: Wire<P>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltOutputsPartial")
+            .field("structured", &self.structured)
+            .field("json", &self.json)
+            .finish()
+    }
+}
+
+impl<P: OutputsShape> Codec<P, BuiltOutputList> for BuiltOutputs
+where
+    BuiltOutputList: Wire<P>,
+    <BuiltOutputList as Wire<P>>::Partial: 'static,
+{
+    type Partial = BuiltOutputsPartial<P>;
+
+    fn encode(value: &BuiltOutputList, cx: &Cx<P>, out: &mut Vec<u8>) {
+        if P::structured_outputs(cx) {
+            return value.encode(cx, out);
+        }
+        encode_u64(value.len() as u64, out);
+        for (name, realisation) in value {
+            let (id, json) = realisation.to_legacy_json(name, &cx.store_dir);
+            encode_bytes(id.as_bytes(), out);
+            encode_bytes(json.as_bytes(), out);
+        }
+    }
+
+    fn decode(
+        cx: &Cx<P>,
+        partial: &mut Self::Partial,
+        r: &mut Reader<'_>,
+    ) -> Decoded<BuiltOutputList> {
+        if P::structured_outputs(cx) {
+            return BuiltOutputList::decode(cx, &mut partial.structured, r);
+        }
+        let Some(entries) = Vec::<(NixString, NixString)>::decode(cx, &mut partial.json, r)? else {
+            return Ok(None);
+        };
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, (id, json))| {
+                Realisation::from_legacy_json(id.as_bytes(), json.as_bytes(), &cx.store_dir)
+                    .map_err(|why| {
+                        DecodeError::unexpected("a JSON realisation", format!("{json:?} ({why})"))
+                            .within_index(i)
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(Some)
     }
 }

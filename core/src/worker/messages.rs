@@ -25,8 +25,8 @@ use crate::store::{
     OutputName, PathInfo, Realisation, Signature, SingleDerivedPath, StorePath,
 };
 use crate::wire::{
-    Base16Hash, Codec, Cx, DecodeError, Decoded, NixString, Reader, StructPartial, VecPartial,
-    Version, Wire, Worker, encode_bytes, encode_u64,
+    Base16Hash, BuiltOutputs, Codec, Cx, DecodeError, Decoded, NixString, OutputsShape, Reader,
+    StructPartial, VecPartial, Version, Wire, Worker, encode_bytes, encode_u64,
 };
 use crate::{wire_enum, wire_layout, wire_message};
 
@@ -500,65 +500,10 @@ wire_layout! {
     }
 }
 
-/// `BuildResult::built_outputs` in the worker protocol. With
-/// `realisation-with-path-not-hash`, a map from output name to unkeyed
-/// [`Realisation`]. Without it (from 1.28), a map from
-/// `<drv hash>!<output>` to a JSON realisation whose `outPath` is a base
-/// name: what older Nix wrote with the derivation's real hash, what newer
-/// Nix writes with a dummy hash (see [`Realisation::to_legacy_json`]).
-///
-/// (Nix checks the feature before the version; features are only agreed
-/// at 1.38, so the field's 1.28 gate never hides a feature's map.)
-#[derive(Debug)]
-pub enum BuiltOutputs {}
-
-type Outputs = Vec<(OutputName, Realisation)>;
-
-/// The progress of either shape: both are lists of pairs.
-#[derive(Debug, Default)]
-pub struct BuiltOutputsPartial {
-    structured: <Outputs as Wire<Worker>>::Partial,
-    json: <Vec<(NixString, NixString)> as Wire<Worker>>::Partial,
-}
-
-impl Codec<Worker, Outputs> for BuiltOutputs {
-    type Partial = BuiltOutputsPartial;
-
-    fn encode(value: &Outputs, cx: &Cx<Worker>, out: &mut Vec<u8>) {
-        if has_path_feature(cx) {
-            return value.encode(cx, out);
-        }
-        encode_u64(value.len() as u64, out);
-        for (name, realisation) in value {
-            let (id, json) = realisation.to_legacy_json(name, &cx.store_dir);
-            encode_bytes(id.as_bytes(), out);
-            encode_bytes(json.as_bytes(), out);
-        }
-    }
-
-    fn decode(
-        cx: &Cx<Worker>,
-        partial: &mut Self::Partial,
-        r: &mut Reader<'_>,
-    ) -> Decoded<Outputs> {
-        if has_path_feature(cx) {
-            return Outputs::decode(cx, &mut partial.structured, r);
-        }
-        let Some(entries) = Vec::<(NixString, NixString)>::decode(cx, &mut partial.json, r)? else {
-            return Ok(None);
-        };
-        entries
-            .iter()
-            .enumerate()
-            .map(|(i, (id, json))| {
-                Realisation::from_legacy_json(id.as_bytes(), json.as_bytes(), &cx.store_dir)
-                    .map_err(|why| {
-                        DecodeError::unexpected("a JSON realisation", format!("{json:?} ({why})"))
-                            .within_index(i)
-                    })
-            })
-            .collect::<Result<_, _>>()
-            .map(Some)
+/// Built outputs travel structured with `realisation-with-path-not-hash` (without it, from 1.28, JSON realisations: what older Nix wrote with the derivation's real hash, what newer Nix writes with a dummy hash; Nix checks the feature before the version, and features are only agreed at 1.38, so the field's 1.28 gate never hides a feature's map).
+impl OutputsShape for Worker {
+    fn structured_outputs(cx: &Cx<Self>) -> bool {
+        has_path_feature(cx)
     }
 }
 
