@@ -2,11 +2,14 @@
 //! version it exists in; arbitrary bytes never panic a decoder; hostile length
 //! prefixes are refused before anything is allocated.
 
+mod generators;
+
+use generators::*;
 use nixwire_core::serve::messages::*;
 use nixwire_core::serve::{Command, ImportPaths, Reply, ReplyPartial, Request, RequestPartial};
 use nixwire_core::store::{
-    BasicDerivation, BuildResult, BuildStatus, ContentAddress, DerivationOutput, DrvOutput,
-    NarHash, OutputName, PathInfo, Realisation, Signature, StorePath,
+    BasicDerivation, BuildResult, BuildStatus, DerivationOutput, DrvOutput, OutputName, PathInfo,
+    Realisation, StorePath,
 };
 use nixwire_core::wire::{
     Cx, DecodeErrorKind, Limits, NixString, Reader, Serve, Version, Wire, encode_u64,
@@ -20,65 +23,6 @@ fn versions() -> impl Iterator<Item = Version> {
 
 fn cx(version: Version) -> Cx<Serve> {
     Cx::new(version)
-}
-
-/// Any bytes: Nix's strings are not always UTF-8.
-fn s(g: &mut Gen) -> NixString {
-    NixString::from(Vec::<u8>::arbitrary(g))
-}
-
-fn strings(g: &mut Gen) -> Vec<NixString> {
-    (0..u8::arbitrary(g) % 4).map(|_| s(g)).collect()
-}
-
-const NIX32: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
-const NAME: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-._?=";
-
-fn path(g: &mut Gen) -> StorePath {
-    let hash: String = (0..32)
-        .map(|_| char::from(*g.choose(NIX32).unwrap_or(&b'0')))
-        .collect();
-    let len = usize::from(u8::arbitrary(g) % 20) + 1;
-    let name: String = (0..len)
-        .map(|_| char::from(*g.choose(&NAME[..62]).unwrap_or(&b'a')))
-        .collect();
-    format!("{hash}-{name}")
-        .parse()
-        .expect("a generated store path is valid")
-}
-
-fn paths(g: &mut Gen) -> Vec<StorePath> {
-    (0..u8::arbitrary(g) % 4).map(|_| path(g)).collect()
-}
-
-fn opt_path(g: &mut Gen) -> Option<StorePath> {
-    bool::arbitrary(g).then(|| path(g))
-}
-
-fn nar_hash(g: &mut Gen) -> NarHash {
-    let mut digest = [0u8; 32];
-    for b in &mut digest {
-        *b = u8::arbitrary(g);
-    }
-    NarHash(digest)
-}
-
-fn sigs(g: &mut Gen) -> Vec<Signature> {
-    (0..u8::arbitrary(g) % 3)
-        .map(|i| Signature::new(format!("cache-{i}.example.org-1:{}", u32::arbitrary(g))))
-        .collect()
-}
-
-fn ca(g: &mut Gen) -> Option<ContentAddress> {
-    bool::arbitrary(g).then(|| {
-        ContentAddress::parse("fixed:r:sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s")
-            .expect("a valid content address")
-    })
-}
-
-fn output_name(g: &mut Gen) -> OutputName {
-    let names = ["out", "dev", "bin", "lib", "man"];
-    OutputName::new(g.choose(&names).unwrap_or(&"out")).expect("a valid output name")
 }
 
 fn options(g: &mut Gen, v: Version) -> BuildOptions {

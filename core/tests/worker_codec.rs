@@ -5,10 +5,13 @@
 //! never panic a decoder; hostile length prefixes are refused before
 //! anything is allocated; and the gates sit where Nix puts them.
 
+mod generators;
+
+use generators::*;
 use nixwire_core::conn::BodyKind;
 use nixwire_core::store::{
-    BasicDerivation, BuildResult, BuildStatus, ContentAddress, DerivationOutput, DerivedPath,
-    DrvOutput, MAX_NESTING, NarHash, OutputName, OutputsSpec, PathInfo, Realisation, Signature,
+    BasicDerivation, BuildResult, BuildStatus, DerivationOutput, DerivedPath, DrvOutput,
+    MAX_NESTING, NarHash, OutputName, OutputsSpec, PathInfo, Realisation, Signature,
     SingleDerivedPath, StorePath,
 };
 use nixwire_core::wire::{
@@ -50,76 +53,6 @@ fn has(cx: &Cx<Worker>, feature: &str) -> bool {
 }
 
 // ---- generators of values valid at a context ----
-
-/// Any bytes: Nix's strings are not always UTF-8.
-fn s(g: &mut Gen) -> NixString {
-    NixString::from(Vec::<u8>::arbitrary(g))
-}
-
-/// Bytes that are not empty (an empty optional text is "none").
-fn nonempty(g: &mut Gen) -> NixString {
-    let mut bytes = Vec::<u8>::arbitrary(g);
-    bytes.push(b'x');
-    NixString::from(bytes)
-}
-
-const NIX32: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
-const NAME: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-
-fn path_named(g: &mut Gen, suffix: &str) -> StorePath {
-    let hash: String = (0..32)
-        .map(|_| char::from(*g.choose(NIX32).unwrap_or(&b'0')))
-        .collect();
-    let len = usize::from(u8::arbitrary(g) % 12) + 1;
-    let name: String = (0..len)
-        .map(|_| char::from(*g.choose(NAME).unwrap_or(&b'a')))
-        .collect();
-    format!("{hash}-{name}{suffix}")
-        .parse()
-        .expect("a generated store path is valid")
-}
-
-fn path(g: &mut Gen) -> StorePath {
-    path_named(g, "")
-}
-
-fn drv(g: &mut Gen) -> StorePath {
-    path_named(g, ".drv")
-}
-
-fn paths(g: &mut Gen) -> Vec<StorePath> {
-    (0..u8::arbitrary(g) % 4).map(|_| path(g)).collect()
-}
-
-fn opt_path(g: &mut Gen) -> Option<StorePath> {
-    bool::arbitrary(g).then(|| path(g))
-}
-
-fn nar_hash(g: &mut Gen) -> NarHash {
-    let mut digest = [0u8; 32];
-    for b in &mut digest {
-        *b = u8::arbitrary(g);
-    }
-    NarHash(digest)
-}
-
-fn sigs(g: &mut Gen) -> Vec<Signature> {
-    (0..u8::arbitrary(g) % 3)
-        .map(|i| Signature::new(format!("cache-{i}.example.org-1:{}", u32::arbitrary(g))))
-        .collect()
-}
-
-fn ca(g: &mut Gen) -> Option<ContentAddress> {
-    bool::arbitrary(g).then(|| {
-        ContentAddress::parse("fixed:r:sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s")
-            .expect("a valid content address")
-    })
-}
-
-fn output_name(g: &mut Gen) -> OutputName {
-    let names = ["out", "dev", "bin", "lib", "man"];
-    OutputName::new(g.choose(&names).unwrap_or(&"out")).expect("a valid output name")
-}
 
 fn provenance(g: &mut Gen, cx: &Cx<Worker>) -> Option<NixString> {
     (has(cx, features::PROVENANCE) && bool::arbitrary(g)).then(|| nonempty(g))
