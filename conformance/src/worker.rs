@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use nixwire_core::conn::{BodyKind, Connection, ErrorKind, LogSource, ReplyKind, RequestId};
 use nixwire_core::nar::NarFramer;
-use nixwire_core::store::BuildStatus;
+use nixwire_core::store::BuildResult;
 use nixwire_core::wire::{
     Cx, Decoded, Features, NixString, Protocol, Reader, Version, Wire, Worker, encode_bytes,
     encode_u64,
@@ -800,29 +800,19 @@ fn act(server: &mut Server, ids: &[RequestId], action: &Action<'_>) -> Result<()
     }
 }
 
-/// The failed builds a reply reports. Found in the reply's `Debug` form
-/// (every `status: <BuildStatus>` field), so that this needs no knowledge of
-/// which operations' replies carry build results: whatever the table holds
-/// a `BuildStatus` in is seen.
+/// The failed builds a reply reports: the build results of
+/// `BuildDerivation` and `BuildPathsWithResults`, the two replies that
+/// carry them (`BuildPaths` reports a failure as a refusal).
 fn failed_builds(reply: &Reply) -> Vec<&'static str> {
-    failed_statuses(&format!("{reply:?}"))
-}
-
-/// The failing `BuildStatus`es named as `status: <name>` in a `Debug` form.
-fn failed_statuses(debug: &str) -> Vec<&'static str> {
-    debug
-        .match_indices("status: ")
-        .filter_map(|(i, m)| {
-            let rest = &debug[i + m.len()..];
-            let name_len = rest
-                .find(|ch: char| !ch.is_ascii_alphanumeric())
-                .unwrap_or(rest.len());
-            BuildStatus::ALL
-                .iter()
-                .find(|s| s.name() == &rest[..name_len])
-        })
-        .filter(|s| !s.is_success())
-        .map(|s| s.name())
+    let results: Vec<&BuildResult> = match reply {
+        Reply::BuildDerivation(result) => vec![result],
+        Reply::BuildPathsWithResults(keyed) => keyed.iter().map(|k| &k.result).collect(),
+        _ => Vec::new(),
+    };
+    results
+        .into_iter()
+        .filter(|r| !r.status.is_success())
+        .map(|r| r.status.name())
         .collect()
 }
 
@@ -1066,17 +1056,30 @@ pub fn check(t: &Transcript) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use nixwire_core::store::{BuildResult, BuildStatus};
+    use nixwire_core::store::{BuildResult, BuildStatus, DerivedPath, StorePath};
+    use nixwire_core::worker::Reply;
+    use nixwire_core::worker::messages::KeyedBuildResult;
 
-    use super::{failed_statuses, plain};
+    use super::{failed_builds, plain};
 
     #[test]
     fn failed_builds_are_found_in_any_reply_that_holds_a_build_result() {
         let failed = BuildResult::new(BuildStatus::PermanentFailure, "status: Built");
-        let built = BuildResult::new(BuildStatus::Built, "");
-        let reply = format!("Some(BuildPaths([{built:?}, {failed:?}]))");
-        assert_eq!(failed_statuses(&reply), ["PermanentFailure"]);
-        assert!(failed_statuses(&format!("{built:?}")).is_empty());
+        let built = BuildResult::new(BuildStatus::Built, "status: PermanentFailure");
+        let path: StorePath = "g1w7hy3qg1w7hy3qg1w7hy3qg1w7hy3q-foo"
+            .parse()
+            .expect("a path");
+        let keyed = |result: &BuildResult| KeyedBuildResult {
+            path: DerivedPath::Opaque(path.clone()),
+            result: result.clone(),
+        };
+        let reply = Reply::BuildPathsWithResults(vec![keyed(&built), keyed(&failed)]);
+        assert_eq!(failed_builds(&reply), ["PermanentFailure"]);
+        assert!(failed_builds(&Reply::BuildDerivation(built)).is_empty());
+        assert_eq!(
+            failed_builds(&Reply::BuildDerivation(failed)),
+            ["PermanentFailure"]
+        );
     }
 
     #[test]

@@ -111,7 +111,8 @@ impl Daemon {
     }
 }
 
-fn id_of(outcome: &Outcome) -> Option<&Reply> {
+/// The reply a request came to, if it was answered.
+fn reply_of(outcome: &Outcome) -> Option<&Reply> {
     match outcome {
         Outcome::Reply(reply, _) => Some(reply.as_ref()),
         Outcome::Failed(_) => None,
@@ -166,7 +167,7 @@ fn handshake_queries_and_nar_from_path_against_a_real_daemon() {
         },
         None,
     );
-    assert_eq!(id_of(&valid), Some(&Reply::IsValidPath(true)));
+    assert_eq!(reply_of(&valid), Some(&Reply::IsValidPath(true)));
     let (version, info) = daemon.connected.clone().expect("connected");
     assert_eq!(version, Version::new(1, 34), "Debian's Nix 2.8");
     assert_eq!(info.daemon_version, "2.8.0");
@@ -179,7 +180,7 @@ fn handshake_queries_and_nar_from_path_against_a_real_daemon() {
         None,
     );
     assert_eq!(
-        id_of(&query),
+        reply_of(&query),
         Some(&Reply::QueryValidPaths(vec![known.clone()]))
     );
 
@@ -272,7 +273,7 @@ fn add_to_store_nar_into_a_real_daemon() {
         "the daemon stored what was sent"
     );
     let valid = daemon.ask(IsValidPath { path }, None);
-    assert_eq!(id_of(&valid), Some(&Reply::IsValidPath(true)));
+    assert_eq!(reply_of(&valid), Some(&Reply::IsValidPath(true)));
 }
 
 #[test]
@@ -425,5 +426,5 @@ fn builds_with_their_logs_and_a_failing_build_against_a_real_daemon() {
         daemon.logs
     );
     let again = daemon.ask(IsValidPath { path: out }, None);
-    assert_eq!(id_of(&again), Some(&Reply::IsValidPath(true)));
+    assert_eq!(reply_of(&again), Some(&Reply::IsValidPath(true)));
 }

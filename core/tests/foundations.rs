@@ -387,7 +387,7 @@ fn an_offered_body_leaves_as_the_same_slices() {
         }
         .to_nar(),
     );
-    let mut add = AddToStoreNar {
+    let add = AddToStoreNar {
         path: path(1),
         deriver: None,
         nar_hash: NarHash([0; 32]),
@@ -398,7 +398,6 @@ fn an_offered_body_leaves_as_the_same_slices() {
         sigs: vec![],
         ca: None,
     };
-    add.nar_size = nar.len() as u64;
     let id = pair.client.request(now, add).expect("request");
     pair.drive(|_, _| {}).expect("drive");
     let wanted = pair

@@ -603,7 +603,14 @@ fn quickcheck_parsers_never_panic() {
 // ---- against the real Nix, when it is here ----
 
 fn nix_hash(args: &[String]) -> Option<Vec<String>> {
+    // Settings of its own, whatever the machine's /etc/nix says: an empty
+    // configuration directory, no user files, the one feature it needs.
+    let conf = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("nixwire-empty-nix-conf");
+    std::fs::create_dir_all(&conf).expect("conf dir");
     let out = Command::new("nix")
+        .env("NIX_CONF_DIR", &conf)
+        .env("NIX_USER_CONF_FILES", "")
+        .env_remove("NIX_CONFIG")
         .args(["--extra-experimental-features", "nix-command", "hash"])
         .args(args)
         .output()

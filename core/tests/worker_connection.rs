@@ -11,7 +11,7 @@ use nixwire_core::conn::{ErrorClass, LogSource};
 use nixwire_core::nar::Node;
 use nixwire_core::pair::Pair;
 use nixwire_core::store::{NarHash, StorePath};
-use nixwire_core::wire::{Features, NixString, Version};
+use nixwire_core::wire::{Features, Version};
 use nixwire_core::worker::handshake::{HandshakeInfo, Trust};
 use nixwire_core::worker::messages::{AddToStoreNar, IsValidPath, NarFromPath, QueryValidPaths};
 use nixwire_core::worker::stderr::{Field, RemoteError, Stderr};
@@ -308,5 +308,4 @@ fn a_wrong_magic_from_the_daemon_shows_what_came() {
     let text = err.to_string();
     assert!(text.contains("worker protocol's magic"), "{text}");
     assert!(text.contains("nix-daemon: command not found"), "{text}");
-    let _ = NixString::new();
 }

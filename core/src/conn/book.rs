@@ -8,7 +8,9 @@ use std::fmt::Display;
 use std::time::{Duration, Instant};
 
 use super::endpoint::{Deadline, owed_when_ready};
-use super::{Error, ErrorKind, Phase, RequestId};
+use bytes::Bytes;
+
+use super::{Error, ErrorKind, Log, LogSource, Phase, RequestId};
 use crate::wire::{Cx, Decoded, Inbox, Protocol, Reader};
 
 /// An operation code of a protocol's table.
@@ -105,6 +107,16 @@ impl<R: OpRequest, A> Book<R, A> {
             pending,
             self.queued.front().map(|(id, r)| (*id, r.op())),
         )
+    }
+
+    /// What the peer wrote to its stderr, as a log of the request under way
+    /// (none for no bytes).
+    pub(crate) fn stderr_log(&self, text: Bytes) -> Option<Log> {
+        (!text.is_empty()).then(|| Log {
+            request: self.in_flight.front().map(|f| f.id),
+            source: LogSource::Stderr,
+            text,
+        })
     }
 
     /// The stall deadline of the request under way: `limit` after its bytes

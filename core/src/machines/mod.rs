@@ -26,7 +26,6 @@ use std::collections::BTreeSet;
 use std::io;
 use std::path::Path;
 
-mod base64;
 pub mod error;
 pub mod parse;
 pub mod select;

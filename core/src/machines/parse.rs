@@ -23,6 +23,7 @@
 //! `inf`, or too large for a 32-bit float) is an error, since it would make
 //! the load ordering meaningless.
 
+use crate::store::base64;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -32,7 +33,7 @@ use thiserror::Error;
 use super::error::{Column, Location, LocationCursor, MachinesError, Warning, WarningKind};
 use super::{
     FileSource, Format, MAX_INCLUDE_DEPTH, Machine, MachinesFile, ParseOptions, ParsedMachine,
-    base64, normalize_uri,
+    normalize_uri,
 };
 
 /// Characters that separate columns (Nix's default tokenizer set).
@@ -459,7 +460,7 @@ fn parse_entry(
     let mandatory_features = is_set(6).map_or_else(BTreeSet::new, |t| comma_set(t.text));
     let ssh_public_host_key = match is_set(7) {
         Some(t) => {
-            if let Err((offset, c)) = base64::validate(t.text) {
+            if let Err((offset, c)) = base64::check(t.text) {
                 let mut err = bad(
                     cursor,
                     *t,
@@ -641,7 +642,7 @@ pub fn render_line(machine: &Machine) -> Result<String, RenderError> {
     let host_key = match &machine.ssh_public_host_key {
         Some(k) => {
             check_word(Column::SshPublicHostKey, k)?;
-            if base64::validate(k).is_err() {
+            if base64::check(k).is_err() {
                 return Err(RenderError {
                     column: Column::SshPublicHostKey,
                     value: k.clone(),

@@ -38,7 +38,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::{Location, LocationCursor, MachinesError};
-use super::{Machine, ParseOptions, ParsedMachine, base64, normalize_uri};
+use super::{Machine, ParseOptions, ParsedMachine, normalize_uri};
+use crate::store::base64;
 
 /// The only format version there is.
 pub const VERSION: i64 = 1;

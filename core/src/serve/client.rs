@@ -13,8 +13,8 @@ use super::messages::{
 };
 use super::{Command, Reply, ReplyPartial, Request};
 use crate::conn::{
-    BodyKind, Book, Connection, Deadline, Endpoint, Error, ErrorKind, Log, LogSource, Phase,
-    ReplyKind, RequestId, check_magic, check_version,
+    BodyKind, Book, Connection, Deadline, Endpoint, Error, ErrorKind, Log, Phase, ReplyKind,
+    RequestId, check_magic, check_version, decode_in,
 };
 use crate::nar::NarFramer;
 use crate::wire::{Cx, Inbox, Limits, Serve, Version, Wire, encode_u64, show_bytes};
@@ -140,6 +140,14 @@ enum Upload {
 }
 
 impl Upload {
+    /// The operation whose body this is.
+    fn op(&self) -> &'static str {
+        match self {
+            Self::SizedNar { .. } => Command::AddToStoreNar.name(),
+            Self::Export { .. } => Command::ImportPaths.name(),
+        }
+    }
+
     fn id(&self) -> RequestId {
         match self {
             Self::SizedNar { id, .. } | Self::Export { id, .. } => *id,
@@ -275,7 +283,7 @@ impl Client {
     }
 
     fn take_body(&mut self, id: RequestId, data: Bytes) -> Result<usize, Error> {
-        let op = Command::from_upload(self.upload.as_ref());
+        let op = self.upload.as_ref().map_or("none", Upload::op);
         let broken = |kind: ErrorKind| Error::new(kind, Phase::Sending).about(id, op);
         let nar_error = |source| {
             broken(ErrorKind::Nar {
@@ -369,18 +377,15 @@ impl Client {
         if !check_magic::<Serve>("server", SERVER_MAGIC, self.inbox.pending())? {
             return Ok(false);
         }
-        let cx = &self.cx;
-        let hello = self
-            .inbox
-            .decode(&cx.limits, |r| {
-                // Two words: taken whole, so the magic is checked again
-                // until both have come.
-                r.atomic(|r| ServerHello::decode(cx, &mut Default::default(), r))
-            })
-            .map_err(|source| {
-                let what = "the server's handshake".into();
-                Error::new(ErrorKind::Decode { what, source }, Phase::Handshake)
-            })?;
+        // Two words, taken whole: the magic is checked again until both
+        // have come.
+        let hello = decode_in(
+            &mut self.inbox,
+            &self.cx,
+            "the server's handshake",
+            Phase::Handshake,
+            ServerHello::decode_at_once,
+        )?;
         let Some(hello) = hello else {
             return Ok(false);
         };
@@ -527,16 +532,6 @@ impl Client {
     }
 }
 
-impl Command {
-    fn from_upload(upload: Option<&Upload>) -> &'static str {
-        match upload {
-            Some(Upload::SizedNar { .. }) => Self::AddToStoreNar.name(),
-            Some(Upload::Export { .. }) => Self::ImportPaths.name(),
-            None => "none",
-        }
-    }
-}
-
 impl Connection for Client {
     type Event = ClientEvent;
 
@@ -550,14 +545,7 @@ impl Connection for Client {
 
     fn handle_stderr(&mut self, now: Instant, data: Bytes) {
         self.last_input = now;
-        if !data.is_empty() {
-            let request = self.book.in_flight.front().map(|f| f.id);
-            let source = LogSource::Stderr;
-            let log = Log {
-                request,
-                source,
-                text: data,
-            };
+        if let Some(log) = self.book.stderr_log(data) {
             self.io.events.push_back(ClientEvent::Log(log));
         }
     }

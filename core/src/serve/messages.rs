@@ -23,6 +23,8 @@ use crate::wire::{
 };
 use crate::{wire_layout, wire_message};
 
+pub use crate::wire::{Ack, NarDone};
+
 /// The newest serve protocol version this crate speaks.
 pub const LATEST: Version = Version::new(2, 8);
 
@@ -363,51 +365,6 @@ impl Wire<Serve> for BuildPathsResult {
             Some(0) => Ok(Some(Self::default())),
             Some(status) => Ok(r.string()?.map(|error_msg| Self { status, error_msg })),
         })
-    }
-}
-
-/// The acknowledgement `1` that ends `ImportPaths` and `AddToStoreNar`.
-/// Anything else means the server failed to import.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Ack;
-
-impl Wire<Serve> for Ack {
-    type Partial = ();
-
-    fn encode(&self, _cx: &Cx<Serve>, out: &mut Vec<u8>) {
-        encode_u64(1, out);
-    }
-
-    fn decode(_cx: &Cx<Serve>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
-        match r.peek_u64() {
-            None => Ok(None),
-            Some(1) => {
-                r.u64();
-                Ok(Some(Self))
-            }
-            Some(other) => Err(DecodeError::unexpected(
-                "the acknowledgement 1 (the server imported the paths)",
-                other.to_string(),
-            )),
-        }
-    }
-}
-
-/// The end of a `DumpStorePath` reply. The reply itself is the NAR, streamed
-/// as chunks and framed by its grammar, so nothing of it is a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct NarDone {
-    /// The NAR's length in bytes.
-    pub nar_size: u64,
-}
-
-impl Wire<Serve> for NarDone {
-    type Partial = ();
-
-    fn encode(&self, _cx: &Cx<Serve>, _out: &mut Vec<u8>) {}
-
-    fn decode(_cx: &Cx<Serve>, _partial: &mut (), _r: &mut Reader<'_>) -> Decoded<Self> {
-        Ok(Some(Self::default()))
     }
 }
 

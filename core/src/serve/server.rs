@@ -298,7 +298,7 @@ impl Server {
             }
             State::ClientVersion => {
                 let decoded = self.decode("the client's handshake", |cx, r| {
-                    r.atomic(|r| ClientHello::decode(cx, &mut Default::default(), r))
+                    ClientHello::decode_at_once(cx, r)
                 })?;
                 let Some(hello) = decoded else {
                     return Ok(false);

@@ -30,6 +30,26 @@ fn value(c: u8) -> Option<u32> {
     }
 }
 
+/// Checks `text` as Nix's `base64::decode` reads it (see
+/// [`decode_lenient`]); on failure, the byte offset and the first character
+/// it would refuse. For machines files' host keys, which are checked and
+/// kept encoded.
+#[cfg_attr(not(feature = "machines"), allow(dead_code))]
+pub(crate) fn check(text: &str) -> Result<(), (usize, char)> {
+    match decode_lenient(text.as_bytes()) {
+        Ok(_) => Ok(()),
+        // A byte outside the alphabet is ASCII or starts a character, so
+        // the offset is on a character boundary.
+        Err(e) => Err((
+            e.position,
+            text[e.position..]
+                .chars()
+                .next()
+                .unwrap_or_else(|| char::from(e.found)),
+        )),
+    }
+}
+
 /// Decodes as Nix's `base64::decode` does.
 pub(crate) fn decode_lenient(text: &[u8]) -> Result<Vec<u8>, InvalidByte> {
     let mut out = Vec::with_capacity(text.len().div_ceil(4) * 3);
@@ -49,4 +69,38 @@ pub(crate) fn decode_lenient(text: &[u8]) -> Result<Vec<u8>, InvalidByte> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_rfc4648_vectors() {
+        let cases = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, encoded) in cases {
+            assert_eq!(encode(plain.as_bytes()), encoded, "encoding {plain:?}");
+            assert_eq!(check(encoded), Ok(()));
+        }
+    }
+
+    #[test]
+    fn checking_follows_nix() {
+        assert_eq!(check("SSH+HOST+PUBLIC+KEY+BASE64+ENCODED=="), Ok(()));
+        assert_eq!(check("BAD_BASE64"), Err((3, '_')));
+        // Nix stops reading at the first padding character.
+        assert_eq!(check("QQ==!!"), Ok(()));
+        // Nix skips newlines but nothing else.
+        assert_eq!(check("QU\nFB"), Ok(()));
+        assert_eq!(check("QU FB"), Err((2, ' ')));
+        assert_eq!(check("é"), Err((0, 'é')));
+    }
 }

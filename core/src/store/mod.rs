@@ -43,7 +43,7 @@ pub mod nix32;
 pub mod path;
 pub mod signature;
 
-mod base64;
+pub(crate) mod base64;
 
 pub use content_address::{ContentAddress, ContentAddressError, ContentAddressMethod};
 pub use dir::{StoreDir, StoreDirError};

@@ -149,7 +149,7 @@ impl Realisation {
     /// writes them for old clients, which read only the output name and
     /// the path). `dependentRealisations` is always empty: the serve
     /// protocol never carried any.
-    pub fn to_legacy_json(&self, name: &OutputName, _store_dir: &StoreDir) -> (String, String) {
+    pub fn to_legacy_json(&self, name: &OutputName) -> (String, String) {
         // Serialising a struct of strings cannot fail.
         match &self.id {
             Some(DrvOutput::Hash { drv_hash, .. }) => {

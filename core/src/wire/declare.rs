@@ -127,22 +127,6 @@ where
     }
 }
 
-/// [`decode_field_with`] through the field type's own layout.
-pub fn decode_field<P, S, T>(
-    cx: &Cx<P>,
-    partial: &mut StructPartial,
-    index: usize,
-    r: &mut Reader<'_>,
-    field: fn(&S) -> &T,
-) -> Result<bool, DecodeError>
-where
-    P: Protocol,
-    T: Wire<P> + Send + 'static,
-    T::Partial: 'static,
-{
-    decode_field_with::<P, S, T, SelfCodec>(cx, partial, index, r, field)
-}
-
 /// Decodes a whole field through codec `C` on the whole-struct path.
 #[doc(hidden)]
 pub fn decode_whole<P, S, T, C>(cx: &Cx<P>, r: &mut Reader<'_>, _field: fn(&S) -> &T) -> Decoded<T>

@@ -52,6 +52,7 @@ mod error;
 mod inbox;
 mod primitives;
 mod reader;
+mod replies;
 mod store;
 mod string;
 
@@ -59,14 +60,14 @@ use std::fmt;
 use std::marker::PhantomData;
 
 pub use declare::{
-    Codec, FieldInfo, SelfCodec, StructPartial, decode_field, decode_field_with, decode_whole,
-    take_field,
+    Codec, FieldInfo, SelfCodec, StructPartial, decode_field_with, decode_whole, take_field,
 };
 pub use error::{DecodeError, DecodeErrorKind, show_bytes};
 pub use inbox::Inbox;
 pub(crate) use primitives::padding;
 pub use primitives::{PairPartial, VecPartial, encode_bytes, encode_u64};
 pub use reader::{Decoded, Reader};
+pub use replies::{Ack, Done, NarDone};
 pub use store::{
     Base16Hash, BuiltOutputList, BuiltOutputs, BuiltOutputsPartial, OutputsShape, PrefixedNix32Hash,
 };
@@ -293,6 +294,16 @@ pub trait Wire<P: Protocol>: Sized {
     /// `Ok(None)` when the input ended first (what was consumed is kept in
     /// `partial`; call again with the same `partial` once more bytes came).
     fn decode(cx: &Cx<P>, partial: &mut Self::Partial, r: &mut Reader<'_>) -> Decoded<Self>;
+
+    /// Decodes a value only once all of it has come: until then nothing is
+    /// consumed and no progress is kept, so no partial state has to live
+    /// between calls. For small values of a bounded size (a handshake step,
+    /// a STDERR message); a value that may be large keeps its partial state
+    /// with [`decode`](Self::decode) instead, or every call would start it
+    /// over.
+    fn decode_at_once(cx: &Cx<P>, r: &mut Reader<'_>) -> Decoded<Self> {
+        r.atomic(|r| Self::decode(cx, &mut Self::Partial::default(), r))
+    }
 
     /// Decodes one value from the front of `input`, which must hold all of
     /// it; returns the value and how many bytes it took. For tests, replays

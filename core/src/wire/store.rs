@@ -237,7 +237,7 @@ where
         }
         encode_u64(value.len() as u64, out);
         for (name, realisation) in value {
-            let (id, json) = realisation.to_legacy_json(name, &cx.store_dir);
+            let (id, json) = realisation.to_legacy_json(name);
             encode_bytes(id.as_bytes(), out);
             encode_bytes(json.as_bytes(), out);
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::handshake::{
-    CLIENT_MAGIC, ClientHello, ClientOptions, HandshakeInfo, SERVER_MAGIC, ServerHello, Trust,
+    CLIENT_MAGIC, ClientHello, ClientOptions, HandshakeInfo, SERVER_MAGIC, ServerHello,
     decode_features, encode_features,
 };
 use super::stderr::{RemoteError, ResultType, Stderr};
@@ -21,7 +21,8 @@ use crate::conn::{
 use crate::nar::NarFramer;
 use crate::store::StoreDir;
 use crate::wire::{
-    Cx, Features, Inbox, Limits, NixString, Reader, Version, Wire, Worker, encode_u64, show_bytes,
+    Cx, Features, Inbox, Limits, NarDone, NixString, Reader, Version, Wire, Worker, encode_u64,
+    show_bytes,
 };
 
 /// How a worker [`Client`] behaves.
@@ -174,6 +175,7 @@ enum Answer {
 #[derive(Debug)]
 struct Upload {
     id: RequestId,
+    command: Command,
     kind: BodyKind,
     /// Bytes of NAR still owed, when the request says.
     remaining: Option<u64>,
@@ -341,7 +343,8 @@ impl Client {
             return Ok(0);
         };
         let id = upload.id;
-        let broken = |kind| Error::new(kind, Phase::Sending).about(id, "the request's body");
+        let op = upload.command.name();
+        let broken = |kind| Error::new(kind, Phase::Sending).about(id, op);
         let mut n = data.len();
         if let Some(remaining) = upload.remaining {
             n = usize::try_from(remaining).map_or(n, |r| r.min(n));
@@ -451,6 +454,7 @@ impl Client {
             };
             self.upload = Some(Upload {
                 id,
+                command,
                 kind,
                 remaining,
                 framer,
@@ -487,23 +491,17 @@ impl Client {
         what: &str,
         decode: impl FnOnce(&Cx<Worker>, &mut Reader<'_>) -> crate::wire::Decoded<T>,
     ) -> Result<Option<T>, Error> {
-        // Handshake messages are small and taken whole, so the magic can be
-        // checked again until all of the first one has come.
-        decode_in(
-            &mut self.inbox,
-            &self.cx,
-            what,
-            Phase::Handshake,
-            |cx, r| r.atomic(|r| decode(cx, r)),
-        )
+        decode_in(&mut self.inbox, &self.cx, what, Phase::Handshake, decode)
     }
 
     fn read_hello(&mut self, _now: Instant) -> Result<bool, Error> {
         if !check_magic::<Worker>("daemon", SERVER_MAGIC, self.inbox.pending())? {
             return Ok(false);
         }
+        // Handshake messages are taken whole (`decode_at_once`), so the magic
+        // is checked again until all of the hello has come.
         let Some(hello) = self.handshake_decode("the daemon's handshake", |cx, r| {
-            ServerHello::decode(cx, &mut Default::default(), r)
+            ServerHello::decode_at_once(cx, r)
         })?
         else {
             return Ok(false);
@@ -534,7 +532,7 @@ impl Client {
 
     fn read_info(&mut self, server_version: Version) -> Result<bool, Error> {
         let Some(info) = self.handshake_decode("what the daemon says about itself", |cx, r| {
-            HandshakeInfo::decode(cx, &mut Default::default(), r)
+            HandshakeInfo::decode_at_once(cx, r)
         })?
         else {
             return Ok(false);
@@ -670,7 +668,7 @@ impl Client {
                     return Ok(false);
                 };
                 self.book.in_flight.pop_front();
-                let reply = nar_reply(command, nar_size);
+                let reply = Reply::NarFromPath(NarDone { nar_size });
                 self.io.events.push_back(ClientEvent::Reply { id, reply });
                 Ok(true)
             }
@@ -778,11 +776,6 @@ impl Client {
     }
 }
 
-/// The reply of an operation whose reply is a NAR, once it has ended.
-fn nar_reply(_command: Command, nar_size: u64) -> Reply {
-    Reply::NarFromPath(super::messages::NarDone { nar_size })
-}
-
 /// The result types that are lines of a log.
 fn log_line(result: u64) -> Option<ResultType> {
     match ResultType::from_code(result)? {
@@ -816,13 +809,7 @@ impl Connection for Client {
     /// is passed on as one so a host can show it.
     fn handle_stderr(&mut self, now: Instant, data: Bytes) {
         self.last_input = now;
-        if !data.is_empty() {
-            let request = self.book.in_flight.front().map(|f| f.id);
-            let log = Log {
-                request,
-                source: LogSource::Stderr,
-                text: data,
-            };
+        if let Some(log) = self.book.stderr_log(data) {
             self.io.events.push_back(ClientEvent::Log(log));
         }
     }
@@ -859,16 +846,5 @@ impl Connection for Client {
 
     fn poll_timeout(&self) -> Option<Instant> {
         self.deadline().map(|d| d.at)
-    }
-}
-
-impl Trust {
-    /// Whether the daemon trusts the client, if it said.
-    pub fn trusted(self) -> Option<bool> {
-        match self {
-            Self::Unknown => None,
-            Self::Trusted => Some(true),
-            Self::NotTrusted => Some(false),
-        }
     }
 }

@@ -100,6 +100,17 @@ wire_enum! {
     }
 }
 
+impl Trust {
+    /// Whether the daemon trusts the client, if it said.
+    pub fn trusted(self) -> Option<bool> {
+        match self {
+            Self::Unknown => None,
+            Self::Trusted => Some(true),
+            Self::NotTrusted => Some(false),
+        }
+    }
+}
+
 wire_message! {
     /// What the daemon says about itself after the options.
     #[derive(Default)]
@@ -115,7 +126,7 @@ wire_message! {
 
 /// A feature list: strings, each a feature name.
 pub(crate) fn decode_features(cx: &Cx<Worker>, r: &mut Reader<'_>) -> Decoded<Vec<String>> {
-    let Some(names) = Vec::<NixString>::decode(cx, &mut Default::default(), r)? else {
+    let Some(names) = Vec::<NixString>::decode_at_once(cx, r)? else {
         return Ok(None);
     };
     names

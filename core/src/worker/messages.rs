@@ -30,6 +30,8 @@ use crate::wire::{
 };
 use crate::{wire_enum, wire_layout, wire_message};
 
+pub use crate::wire::{Ack, Done, NarDone};
+
 use super::features;
 
 // ---- shared shapes ----
@@ -46,69 +48,6 @@ wire_enum! {
         Repair = 1,
         /// Rebuild and compare with what is there.
         Check = 2,
-    }
-}
-
-/// The end of a reply that is only the end of the log stream
-/// (`STDERR_LAST`): nothing more is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Done;
-
-impl Wire<Worker> for Done {
-    type Partial = ();
-
-    fn encode(&self, _cx: &Cx<Worker>, _out: &mut Vec<u8>) {}
-
-    fn decode(_cx: &Cx<Worker>, _partial: &mut (), _r: &mut Reader<'_>) -> Decoded<Self> {
-        Ok(Some(Self))
-    }
-}
-
-/// The `1` many operations send after the log stream (`BuildPaths`,
-/// `EnsurePath`, `AddTempRoot`, `AddSignatures`, `AddBuildLog`, ...). Nix
-/// always sends 1 and its client ignores the value; anything else is
-/// refused here, so that re-encoding never changes bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Ack;
-
-impl Wire<Worker> for Ack {
-    type Partial = ();
-
-    fn encode(&self, _cx: &Cx<Worker>, out: &mut Vec<u8>) {
-        encode_u64(1, out);
-    }
-
-    fn decode(_cx: &Cx<Worker>, _partial: &mut (), r: &mut Reader<'_>) -> Decoded<Self> {
-        match r.peek_u64() {
-            None => Ok(None),
-            Some(1) => {
-                r.u64();
-                Ok(Some(Self))
-            }
-            Some(other) => Err(DecodeError::unexpected(
-                "the acknowledgement 1",
-                other.to_string(),
-            )),
-        }
-    }
-}
-
-/// The end of a `NarFromPath` reply. The reply itself is the NAR, sent
-/// after `STDERR_LAST` with no length in front, streamed as chunks and
-/// framed by its grammar, so nothing of it is a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct NarDone {
-    /// The NAR's length in bytes.
-    pub nar_size: u64,
-}
-
-impl Wire<Worker> for NarDone {
-    type Partial = ();
-
-    fn encode(&self, _cx: &Cx<Worker>, _out: &mut Vec<u8>) {}
-
-    fn decode(_cx: &Cx<Worker>, _partial: &mut (), _r: &mut Reader<'_>) -> Decoded<Self> {
-        Ok(Some(Self::default()))
     }
 }
 

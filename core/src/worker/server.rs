@@ -402,10 +402,7 @@ impl Server {
                 Ok(true)
             }
             State::Features => {
-                let Some(names) = self.decode("the client's features", |cx, r| {
-                    r.atomic(|r| decode_features(cx, r))
-                })?
-                else {
+                let Some(names) = self.decode("the client's features", decode_features)? else {
                     return Ok(false);
                 };
                 let theirs = Features::new(names);
@@ -416,7 +413,7 @@ impl Server {
             }
             State::Options => {
                 let decoded = self.decode("the client's options", |cx, r| {
-                    r.atomic(|r| ClientOptions::decode(cx, &mut Default::default(), r))
+                    ClientOptions::decode_at_once(cx, r)
                 })?;
                 if decoded.is_none() {
                     return Ok(false);

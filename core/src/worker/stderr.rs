@@ -204,7 +204,7 @@ pub enum Stderr {
 }
 
 fn fields(cx: &Cx<Worker>, r: &mut Reader<'_>) -> Decoded<Vec<Field>> {
-    Vec::<Field>::decode(cx, &mut Default::default(), r)
+    Vec::<Field>::decode_at_once(cx, r)
 }
 
 /// The structured error of 1.26 and later: the type `Error`, a level, a name
