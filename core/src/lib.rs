@@ -26,6 +26,9 @@
 //! - [`worker`]: the worker protocol (`nix-daemon`, `unix://` and
 //!   `ssh-ng://` stores): its operation table and messages, every field
 //!   gated by the negotiated version and features.
+//! - [`session`]: one store connection whichever the protocol: the
+//!   operations a remote-building host needs, mapped once to each
+//!   protocol's messages, so that runtimes never know which they drive.
 //! - [`pair`]: two connections joined in memory with a virtual clock, for
 //!   tests and examples.
 //! - `machines` (cargo feature `machines`, on by default): machines files
@@ -174,6 +177,7 @@ pub mod conn;
 pub mod machines;
 pub mod nar;
 pub mod pair;
+pub mod session;
 pub mod serve;
 pub mod store;
 pub mod wire;

@@ -181,6 +181,10 @@ pub struct Error {
     pub phase: Phase,
     /// How long the request had been under way, when known.
     pub elapsed: Option<Duration>,
+    /// What the peer wrote on its stderr before the handshake completed
+    /// (ssh's own complaints, a login shell's noise), when the connection
+    /// broke before it did: usually the real reason.
+    pub peer_said: Option<String>,
 }
 
 impl Error {
@@ -192,6 +196,7 @@ impl Error {
             op: None,
             phase,
             elapsed: None,
+            peer_said: None,
         }
     }
 
@@ -230,6 +235,17 @@ impl Error {
         self
     }
 
+    /// The same error, with what the peer wrote on its stderr before the
+    /// handshake (ignored when that is only whitespace).
+    #[must_use]
+    pub fn with_peer_said(mut self, text: &str) -> Self {
+        let text = text.trim();
+        if !text.is_empty() {
+            self.peer_said = Some(text.to_owned());
+        }
+        self
+    }
+
     /// What a host does about it.
     pub fn class(&self) -> ErrorClass {
         match &*self.kind {
@@ -253,7 +269,11 @@ impl fmt::Display for Error {
         if let (Some(id), Some(op)) = (self.request, self.op) {
             write!(f, "request {id} ({op}): ")?;
         }
-        write!(f, "{}", self.kind)
+        write!(f, "{}", self.kind)?;
+        if let Some(said) = &self.peer_said {
+            write!(f, "; the remote said: {said}")?;
+        }
+        Ok(())
     }
 }
 
