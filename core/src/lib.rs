@@ -29,6 +29,8 @@
 //! - [`session`]: one store connection whichever the protocol: the
 //!   operations a remote-building host needs, mapped once to each
 //!   protocol's messages, so that runtimes never know which they drive.
+//! - [`runtime`]: what every runtime shares: how a URI is reached
+//!   ([`Plan`](runtime::Plan)), the host's options, the one error type.
 //! - [`pair`]: two connections joined in memory with a virtual clock, for
 //!   tests and examples.
 //! - `machines` (cargo feature `machines`, on by default): machines files
@@ -177,6 +179,7 @@ pub mod conn;
 pub mod machines;
 pub mod nar;
 pub mod pair;
+pub mod runtime;
 pub mod session;
 pub mod serve;
 pub mod store;

@@ -1,0 +1,298 @@
+//! What every runtime shares, so that each owns I/O and nothing else: how to
+//! reach a store named by a URI ([`Plan`]), the settings a host gives
+//! ([`Options`]), the one error type of every runtime ([`Error`]), and the
+//! book of answers that arrived while the host waited for another
+//! ([`Answers`]).
+//!
+//! A runtime (`nixwire-tokio`, `nixwire-smol`, `nixwire-blocking`) turns a
+//! [`Plan`] into a byte stream (a child's pipes, an ssh channel, a unix
+//! socket), puts a [`Session`](crate::session::Session) on it and runs the
+//! loop of the [crate documentation](crate). None of them decides anything a
+//! plan or a session does not say.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::conn::{self, ErrorClass, RequestId};
+use crate::session::{Answer, Protocol, SessionConfig};
+use crate::ssh::SshOptions;
+use crate::uri::{RemoteProtocol, SshStore, StoreUri, UriError};
+
+/// Where the local daemon listens unless told otherwise (Nix's default
+/// `state` directory).
+pub const DAEMON_SOCKET: &str = "/nix/var/nix/daemon-socket/socket";
+
+/// What a host says about how to connect and how long to wait.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// How long connecting and the handshake may take together (ssh's own
+    /// `ConnectTimeout` is part of it). Default 60 s, Hydra's.
+    pub connect_timeout: Option<Duration>,
+    /// How long a request may wait with nothing arriving (a stalled
+    /// transfer, a SIGSTOPped peer). Default: none, since builds can be
+    /// silent for hours; set it to the builds' `max-silent-time` or less.
+    pub stall_timeout: Option<Duration>,
+    /// How long a cancelled or closed peer may take to exit before it is
+    /// killed.
+    pub exit_grace: Duration,
+    /// How ssh is run (the ssh runtimes that spawn `ssh` use it whole; the
+    /// in-process ones take the timeouts and the pinned key from it).
+    pub ssh: SshOptions,
+    /// The session's settings (protocol clients, worker settings); the
+    /// protocol and the timeouts above are filled in when opening.
+    pub session: SessionConfig,
+    /// The program run for a `local` store and, with `auto`, when no daemon
+    /// listens: `nix-daemon` (spoken to as `nix-daemon --stdio`).
+    pub nix_daemon: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Some(Duration::from_secs(60)),
+            stall_timeout: None,
+            exit_grace: Duration::from_secs(10),
+            ssh: SshOptions::default(),
+            session: SessionConfig::new(Protocol::Worker),
+            nix_daemon: "nix-daemon".to_owned(),
+        }
+    }
+}
+
+impl Options {
+    /// The session settings for `protocol` with these options' deadlines.
+    pub fn session_config(&self, protocol: Protocol) -> SessionConfig {
+        let mut config = self.session.clone();
+        config.protocol = protocol;
+        config
+            .with_handshake_timeout(self.connect_timeout)
+            .with_stall_timeout(self.stall_timeout)
+    }
+}
+
+/// How to reach a store: what a runtime connects to, and the protocol the
+/// session speaks there.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Plan {
+    /// Run a program here; its stdin and stdout are the stream, its stderr
+    /// the peer's stderr.
+    Process {
+        /// The program.
+        program: String,
+        /// Its arguments.
+        args: Vec<String>,
+        /// The protocol it speaks.
+        protocol: Protocol,
+    },
+    /// Run the remote command on an ssh host.
+    Ssh {
+        /// The host and its parameters.
+        store: SshStore,
+        /// The remote command's words (quoted into one line for ssh by
+        /// [`crate::ssh`]).
+        command: Vec<String>,
+        /// The protocol it speaks.
+        protocol: Protocol,
+    },
+    /// Connect to a daemon's unix socket (the worker protocol).
+    Unix {
+        /// The socket.
+        path: PathBuf,
+    },
+}
+
+impl Plan {
+    /// How to reach `uri`. `daemon_listening` says whether the default
+    /// daemon socket exists, which decides `auto` (the runtime looks; this
+    /// stays pure).
+    pub fn for_uri(uri: &StoreUri, options: &Options, daemon_listening: bool) -> Self {
+        let local = |root: Option<&PathBuf>| {
+            let mut args = vec!["--stdio".to_owned()];
+            if let Some(root) = root {
+                args.push("--store".to_owned());
+                args.push(root.display().to_string());
+            }
+            Self::Process {
+                program: options.nix_daemon.clone(),
+                args,
+                protocol: Protocol::Worker,
+            }
+        };
+        match uri {
+            StoreUri::Ssh(store) => Self::Ssh {
+                command: crate::ssh::remote_command(store),
+                protocol: protocol_of(store.protocol),
+                store: store.clone(),
+            },
+            StoreUri::Unix { path, .. } => Self::Unix { path: path.clone() },
+            StoreUri::Daemon => Self::Unix {
+                path: PathBuf::from(DAEMON_SOCKET),
+            },
+            StoreUri::Local { root } => local(root.as_ref()),
+            StoreUri::Auto if daemon_listening => Self::Unix {
+                path: PathBuf::from(DAEMON_SOCKET),
+            },
+            StoreUri::Auto => local(None),
+        }
+    }
+
+    /// The protocol spoken at the end of this plan.
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            Self::Process { protocol, .. } | Self::Ssh { protocol, .. } => *protocol,
+            Self::Unix { .. } => Protocol::Worker,
+        }
+    }
+
+    /// The same plan with the remote command run here, without ssh: what a
+    /// test or a local builder does with an `ssh://` URI's command.
+    pub fn without_ssh(self) -> Self {
+        match self {
+            Self::Ssh {
+                mut command,
+                protocol,
+                ..
+            } if !command.is_empty() => {
+                let program = command.remove(0);
+                Self::Process {
+                    program,
+                    args: command,
+                    protocol,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// The session protocol of an ssh store's scheme.
+pub fn protocol_of(remote: RemoteProtocol) -> Protocol {
+    match remote {
+        RemoteProtocol::Serve => Protocol::Serve,
+        RemoteProtocol::Worker => Protocol::Worker,
+    }
+}
+
+/// Everything that can go wrong in a runtime, with a class a host acts on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store URI does not parse.
+    #[error(transparent)]
+    Uri(#[from] UriError),
+    /// The ssh invocation cannot be made (an option, a pinned key).
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
+    /// A program could not be started.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Connecting failed before any protocol byte: the socket, the ssh
+    /// login, the host key.
+    #[error("cannot connect to {target}: {reason}")]
+    Connect {
+        /// What was being connected to.
+        target: String,
+        /// Why, as the transport said.
+        reason: String,
+    },
+    /// Reading or writing the stream failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The connection broke, or the peer refused a request (see the
+    /// error's class).
+    #[error(transparent)]
+    Connection(#[from] conn::Error),
+    /// A deadline of the runtime passed (connecting, or a peer that would
+    /// not exit).
+    #[error("timed out after {:.1}s {during}", after.as_secs_f64())]
+    TimedOut {
+        /// What was being waited for.
+        during: &'static str,
+        /// The limit.
+        after: Duration,
+    },
+    /// The host cancelled; the connection is discarded.
+    #[error("cancelled {during}")]
+    Cancelled {
+        /// What was under way.
+        during: &'static str,
+    },
+    /// The stream ended while something was still awaited.
+    #[error("the connection ended {during}")]
+    Ended {
+        /// What was awaited.
+        during: &'static str,
+    },
+    /// The store cannot do this (a unix socket for the serve protocol).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl Error {
+    /// What a host does about it: transport and timeout errors mean "retry
+    /// elsewhere, back the machine off"; a refusal is the request's alone.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Uri(_) | Self::Ssh(_) | Self::Unsupported(_) => ErrorClass::Usage,
+            Self::Spawn { .. } | Self::Connect { .. } | Self::Io { .. } | Self::Ended { .. } => {
+                ErrorClass::Transport
+            }
+            Self::Connection(e) => e.class(),
+            Self::TimedOut { .. } => ErrorClass::Timeout,
+            Self::Cancelled { .. } => ErrorClass::Cancelled,
+        }
+    }
+
+    /// An I/O error while doing `what`.
+    pub fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> Self {
+        move |source| Self::Io { what, source }
+    }
+}
+
+/// Answers that arrived while the host waited for another request's: with
+/// many requests in flight on one connection, they end in order but are
+/// awaited in any order.
+#[derive(Debug, Default)]
+pub struct Answers {
+    done: HashMap<RequestId, Result<Answer, conn::Error>>,
+}
+
+impl Answers {
+    /// Keeps request `id`'s answer until it is taken.
+    pub fn keep(&mut self, id: RequestId, result: Result<Answer, conn::Error>) {
+        self.done.insert(id, result);
+    }
+
+    /// Request `id`'s answer, if it has arrived.
+    pub fn take(&mut self, id: RequestId) -> Option<Result<Answer, conn::Error>> {
+        self.done.remove(&id)
+    }
+}
+
+/// The answer of `op` if it is of the expected kind, or an error saying
+/// which came: answers come from the session's own mapping, so a mismatch
+/// is a bug here, reported rather than panicked on.
+pub fn expect<T>(
+    op: &'static str,
+    answer: Answer,
+    pick: impl FnOnce(Answer) -> Result<T, Answer>,
+) -> Result<T, Error> {
+    pick(answer).map_err(|other| {
+        Error::Connection(conn::Error::misuse(format!(
+            "{op} was answered by {other:?}"
+        )))
+    })
+}
