@@ -24,6 +24,8 @@
 //! same failed build, the same refusal, or fail on the same bytes.
 
 mod cursor;
+pub mod link;
+mod runtimes;
 pub mod serve;
 pub mod transcript;
 pub mod worker;
@@ -41,17 +43,18 @@ pub enum Verdict {
     Skip(String),
 }
 
-/// Checks one transcript file.
-pub fn check_file(path: &Path) -> (String, Verdict) {
+/// Checks one transcript file, the client's bytes travelling as `link`
+/// says.
+pub fn check_file(path: &Path, link: &link::Link) -> (String, Verdict) {
     match transcript::load(path) {
         Err(e) => (path.display().to_string(), Verdict::Fail(e.to_string())),
         Ok(t) => {
             let verdict = match t.protocol.as_str() {
-                "serve" => match serve::check(&t) {
+                "serve" => match serve::check_via(&t, path, link) {
                     Ok(s) => Verdict::Ok(s),
                     Err(e) => Verdict::Fail(e),
                 },
-                "worker" => match worker::check(&t) {
+                "worker" => match worker::check_via(&t, path, link) {
                     Ok(s) => Verdict::Ok(s),
                     Err(e) => Verdict::Fail(e),
                 },

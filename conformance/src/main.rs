@@ -1,20 +1,79 @@
-//! `nixwire-conformance PATH...`: checks every transcript under the paths and
-//! prints one line each, then `N passed, M failed`. Exits 1 if any failed.
+//! `nixwire-conformance [--runtime R --transport T ...] PATH...`: checks
+//! every transcript under the paths and prints one line each, then
+//! `N passed, M failed`. Exits 1 if any failed.
+//!
+//! With `--runtime tokio|smol|blocking`, the client role runs through that
+//! runtime and a real transport (`--transport process`: `nixwire-replay` as
+//! a child; `--transport ssh`: through the sshd given), the replay playing
+//! the recorded server and checking the client's bytes as they come.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
+use nixwire_conformance::link::{Link, Runtime, SshTarget, Transport};
 use nixwire_conformance::{Verdict, check_file, transcript};
 
+/// Replays captured Nix sessions against nixwire.
+#[derive(Debug, Parser)]
+#[command(name = "nixwire-conformance")]
+struct Args {
+    /// Who drives the client: core (in memory), tokio, smol or blocking.
+    #[arg(long, default_value = "core")]
+    runtime: Runtime,
+    /// How the bytes travel: memory (core only), process or ssh.
+    #[arg(long)]
+    transport: Option<Transport>,
+    /// The sshd's host, for `--transport ssh`.
+    #[arg(long, default_value = "127.0.0.1")]
+    ssh_host: String,
+    /// The sshd's port.
+    #[arg(long)]
+    ssh_port: Option<u16>,
+    /// The user to log in as.
+    #[arg(long)]
+    ssh_user: Option<String>,
+    /// The private key to log in with.
+    #[arg(long)]
+    ssh_key: Option<PathBuf>,
+    /// The replay program (default: `nixwire-replay` beside this program).
+    #[arg(long)]
+    replay: Option<PathBuf>,
+    /// Transcript files, or folders of them.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
 fn main() -> ExitCode {
-    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
-    if args.is_empty() {
-        eprintln!("usage: nixwire-conformance PATH...  (a transcript file or a folder of them)");
+    let args = Args::parse();
+    let transport = args.transport.unwrap_or(match args.runtime {
+        Runtime::Core => Transport::Memory,
+        _ => Transport::Process,
+    });
+    let replay = args.replay.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("nixwire-replay")))
+            .unwrap_or_else(|| PathBuf::from("nixwire-replay"))
+    });
+    let link = Link {
+        runtime: args.runtime,
+        transport,
+        ssh: args.ssh_port.map(|port| SshTarget {
+            host: args.ssh_host.clone(),
+            port,
+            user: args.ssh_user.clone(),
+            key: args.ssh_key.clone(),
+        }),
+        replay,
+    };
+    if let Err(e) = link.check() {
+        eprintln!("nixwire-conformance: {e}");
         return ExitCode::from(2);
     }
     let verbose = std::env::var_os("NIXWIRE_CONFORMANCE_VERBOSE").is_some();
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    for arg in &args {
+    for arg in &args.paths {
         let files = match transcript::find(arg) {
             Ok(f) if f.is_empty() => {
                 println!("FAIL {}: no transcripts (conn*.json) found", arg.display());
@@ -29,7 +88,7 @@ fn main() -> ExitCode {
             }
         };
         for file in files {
-            match check_file(&file) {
+            match check_file(&file, &link) {
                 (name, Verdict::Ok(detail)) => {
                     passed += 1;
                     if verbose {

@@ -1,6 +1,7 @@
 //! The three checks of a serve transcript: the codec, the core as client and
 //! the core as server.
 
+use std::path::Path;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -15,6 +16,7 @@ use nixwire_core::serve::{
 use nixwire_core::wire::{Cx, Decoded, Protocol, Reader, Serve, Version, Wire, encode_u64};
 
 use crate::cursor::{Cursor, same};
+use crate::link::{Link, drive};
 use crate::transcript::{From, Transcript};
 
 /// A request as recorded: the request and its NAR bodies (one for
@@ -275,8 +277,14 @@ pub struct ClientRun {
 }
 
 /// Replays the recorded server against the core's client, asking for the
-/// requests the codec found in the recorded client stream.
-pub fn run_client(t: &Transcript, walk: &CodecWalk) -> Result<ClientRun, String> {
+/// requests the codec found in the recorded client stream, the bytes
+/// travelling as `link` says.
+pub fn run_client(
+    t: &Transcript,
+    path: &Path,
+    walk: &CodecWalk,
+    link: &Link,
+) -> Result<ClientRun, String> {
     let now = Instant::now();
     let version = walk.client_version.ok_or("no client version")?;
     let mut config = ClientConfig::default();
@@ -297,67 +305,38 @@ pub fn run_client(t: &Transcript, walk: &CodecWalk) -> Result<ClientRun, String>
         outcome: Outcome::default(),
     };
     let mut nar = Vec::new();
-    let mut result: Result<(), String> = Ok(());
-    // The run loop's step 1 and 2: send what it has, handle its events;
-    // again while offering a body made it send more.
-    let mut drain = |client: &mut Client, run: &mut ClientRun| -> Result<(), String> {
-        loop {
-            while let Some(bytes) = client.poll_transmit() {
-                run.sent.extend_from_slice(&bytes);
-            }
-            let Some(event) = client.poll_event() else {
-                return Ok(());
-            };
-            match event {
-                ClientEvent::BodyWanted { id, .. } => {
-                    let index = ids.iter().position(|i| *i == id).ok_or("unknown id")?;
-                    for body in &walk.requests[index].bodies {
-                        let taken = client
-                            .offer_body(now, id, Bytes::copy_from_slice(body))
-                            .map_err(|e| e.to_string())?;
-                        if taken != body.len() {
-                            return Err(format!(
-                                "client role: request {id} took {taken} of its {} body bytes",
-                                body.len()
-                            ));
-                        }
+    // The run loop's step 2: handle its events.
+    let mut handle = |client: &mut Client, event: ClientEvent| -> Result<(), String> {
+        match event {
+            ClientEvent::BodyWanted { id, .. } => {
+                let index = ids.iter().position(|i| *i == id).ok_or("unknown id")?;
+                for body in &walk.requests[index].bodies {
+                    let taken = client
+                        .offer_body(Instant::now(), id, Bytes::copy_from_slice(body))
+                        .map_err(|e| e.to_string())?;
+                    if taken != body.len() {
+                        return Err(format!(
+                            "client role: request {id} took {taken} of its {} body bytes",
+                            body.len()
+                        ));
                     }
                 }
-                ClientEvent::NarChunk { data, .. } => nar.extend_from_slice(&data),
-                ClientEvent::Reply { reply, .. } => {
-                    let nar = std::mem::take(&mut nar);
-                    run.replies.push(RecordedReply { reply, nar });
-                }
-                ClientEvent::Log(log) => run.logs.extend_from_slice(&log.text),
-                _ => {}
             }
+            ClientEvent::NarChunk { data, .. } => nar.extend_from_slice(&data),
+            ClientEvent::Reply { reply, .. } => {
+                let nar = std::mem::take(&mut nar);
+                run.replies.push(RecordedReply { reply, nar });
+            }
+            ClientEvent::Log(log) => run.logs.extend_from_slice(&log.text),
+            _ => {}
         }
+        Ok(())
     };
-    drain(&mut client, &mut run)?;
-    for chunk in &t.chunks {
-        let step = match chunk.from {
-            From::Server => client
-                .handle_input(now, Bytes::copy_from_slice(&chunk.data))
-                .map_err(|e| e.to_string()),
-            From::Stderr => {
-                client.handle_stderr(now, Bytes::copy_from_slice(&chunk.data));
-                Ok(())
-            }
-            From::Client => Ok(()),
-        };
-        // Logs keep coming after a protocol error; keep draining them.
-        if result.is_ok() {
-            result = step;
-        }
-        drain(&mut client, &mut run)?;
-    }
-    if result.is_ok() {
-        result = client.handle_eof(now).map_err(|e| e.to_string());
-    }
-    drain(&mut client, &mut run)?;
+    let driven = drive(link, t, path, client, &mut handle)?;
+    run.sent = driven.sent;
     run.outcome = Outcome {
         build_failures: run.replies.iter().filter_map(build_failure).collect(),
-        error: result.err(),
+        error: driven.error,
     };
     Ok(run)
 }
@@ -509,6 +488,12 @@ fn judge(expected: Expected, run: &ClientRun, walk: &CodecWalk) -> Result<String
 /// Runs every check on one serve transcript. `Ok` carries a one-line summary
 /// of what was checked.
 pub fn check(t: &Transcript) -> Result<String, String> {
+    check_via(t, Path::new(""), &Link::default())
+}
+
+/// Runs every check on one transcript (the file `path`), the client role's
+/// bytes travelling as `link` says. `Ok` carries a one-line summary.
+pub fn check_via(t: &Transcript, path: &Path, link: &Link) -> Result<String, String> {
     let client_bytes = t.stream(From::Client);
     let server_bytes = t.stream(From::Server);
     let stderr_bytes = t.stream(From::Stderr);
@@ -543,7 +528,7 @@ pub fn check(t: &Transcript) -> Result<String, String> {
     }
 
     // 2. The core as client.
-    let run = run_client(t, &walk)?;
+    let run = run_client(t, path, &walk, link)?;
     same("client role, bytes sent", &run.sent, &client_bytes)?;
     same("client role, logs", &run.logs, &stderr_bytes)?;
     let n = run.replies.len().min(walk.replies.len());

@@ -6,6 +6,7 @@
 //! [`body_at`]) and never names an operation, so that every operation the
 //! table has is checked the same way.
 
+use std::path::Path;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -26,6 +27,7 @@ use nixwire_core::worker::{
 };
 
 use crate::cursor::{Cursor, same};
+use crate::link::{Link, drive};
 use crate::transcript::{From, Transcript};
 
 /// The version from which both ends exchange features.
@@ -509,7 +511,12 @@ fn log_message(source: LogSource, text: Bytes) -> Option<Stderr> {
 /// the recorded client announced and asking for the requests the codec
 /// found in the recorded client stream, with their bodies in the pieces they
 /// travelled in.
-pub fn run_client(t: &Transcript, walk: &CodecWalk) -> Result<ClientRun, String> {
+pub fn run_client(
+    t: &Transcript,
+    path: &Path,
+    walk: &CodecWalk,
+    link: &Link,
+) -> Result<ClientRun, String> {
     let now = Instant::now();
     let mut config = ClientConfig::default();
     config.version = walk.client_version.ok_or("no client version")?;
@@ -536,16 +543,9 @@ pub fn run_client(t: &Transcript, walk: &CodecWalk) -> Result<ClientRun, String>
     let mut next_piece = vec![0; ids.len()];
     let mut nars = vec![Vec::new(); ids.len()];
     let index = |id: RequestId| ids.iter().position(|i| *i == id);
-    // The run loop's step 1 and 2: send what it has, handle its events;
-    // again while offering a body made it send more.
-    let mut drain = |client: &mut Client, run: &mut ClientRun| -> Result<(), String> {
-        loop {
-            while let Some(bytes) = client.poll_transmit() {
-                run.sent.extend_from_slice(&bytes);
-            }
-            let Some(event) = client.poll_event() else {
-                return Ok(());
-            };
+    // The run loop's step 2: handle its events.
+    let mut handle = |client: &mut Client, event: ClientEvent| -> Result<(), String> {
+        {
             let of = |id: RequestId| {
                 index(id).ok_or_else(|| format!("an event of unknown request {id}"))
             };
@@ -594,12 +594,12 @@ pub fn run_client(t: &Transcript, walk: &CodecWalk) -> Result<ClientRun, String>
                 ClientEvent::Log(log) => {
                     if log.source == LogSource::Stderr {
                         run.logs.extend_from_slice(&log.text);
-                        continue;
+                        return Ok(());
                     }
                     let Some(message) = log_message(log.source, log.text) else {
                         run.oddities
                             .push(format!("a log of source {:?}", log.source));
-                        continue;
+                        return Ok(());
                     };
                     match log.request {
                         Some(id) => run.messages[of(id)?].push(message),
@@ -626,30 +626,11 @@ pub fn run_client(t: &Transcript, walk: &CodecWalk) -> Result<ClientRun, String>
                 other => run.oddities.push(format!("an unexpected event {other:?}")),
             }
         }
+        Ok(())
     };
-    drain(&mut client, &mut run)?;
-    let mut result: Result<(), String> = Ok(());
-    for chunk in &t.chunks {
-        let step = match chunk.from {
-            From::Server => client
-                .handle_input(now, Bytes::copy_from_slice(&chunk.data))
-                .map_err(|e| e.to_string()),
-            From::Stderr => {
-                client.handle_stderr(now, Bytes::copy_from_slice(&chunk.data));
-                Ok(())
-            }
-            From::Client => Ok(()),
-        };
-        if result.is_ok() {
-            result = step;
-        }
-        drain(&mut client, &mut run)?;
-    }
-    if result.is_ok() {
-        result = client.handle_eof(now).map_err(|e| e.to_string());
-    }
-    drain(&mut client, &mut run)?;
-    run.error = result.err();
+    let driven = drive(link, t, path, client, &mut handle)?;
+    run.sent = driven.sent;
+    run.error = driven.error;
     Ok(run)
 }
 
@@ -961,6 +942,12 @@ fn compare_answers(walk: &CodecWalk, run: &ClientRun) -> Result<(), String> {
 /// Runs every check on one worker transcript. `Ok` carries a one-line
 /// summary of what was checked.
 pub fn check(t: &Transcript) -> Result<String, String> {
+    check_via(t, Path::new(""), &Link::default())
+}
+
+/// Runs every check on one transcript (the file `path`), the client role's
+/// bytes travelling as `link` says. `Ok` carries a one-line summary.
+pub fn check_via(t: &Transcript, path: &Path, link: &Link) -> Result<String, String> {
     let client_bytes = t.stream(From::Client);
     let server_bytes = t.stream(From::Server);
     let stderr_bytes = t.stream(From::Stderr);
@@ -988,7 +975,7 @@ pub fn check(t: &Transcript) -> Result<String, String> {
     let version = walk.version().ok_or("no version")?;
 
     // 2. The core as client.
-    let run = run_client(t, &walk)?;
+    let run = run_client(t, path, &walk, link)?;
     // No recorded worker session broke: an error is the core's, and says
     // more than where the bytes part.
     if let Some(e) = &run.error {

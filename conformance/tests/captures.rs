@@ -20,7 +20,7 @@ fn check_some(dir: &Path, prefix: &str) -> Vec<(String, Verdict)> {
             let folder = file.parent().and_then(Path::file_name).unwrap_or_default();
             folder.to_string_lossy().starts_with(prefix)
         })
-        .map(|file| check_file(file))
+        .map(|file| check_file(file, &Default::default()))
         .collect()
 }
 

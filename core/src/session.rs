@@ -323,7 +323,9 @@ impl Session {
     /// once). A worker session queues its settings behind the handshake.
     pub fn new(config: SessionConfig, now: Instant) -> Self {
         let inner = match config.protocol {
-            Protocol::Serve => Inner::Serve(Box::new(serve::Client::new(config.serve.clone(), now))),
+            Protocol::Serve => {
+                Inner::Serve(Box::new(serve::Client::new(config.serve.clone(), now)))
+            }
             Protocol::Worker => {
                 Inner::Worker(Box::new(worker::Client::new(config.worker.clone(), now)))
             }
@@ -580,7 +582,10 @@ impl Session {
             }
             Inbound::Log(mut log) => {
                 if self.info.is_none() {
-                    let room = self.config.max_peer_said.saturating_sub(self.peer_said.len());
+                    let room = self
+                        .config
+                        .max_peer_said
+                        .saturating_sub(self.peer_said.len());
                     let text = &log.text[..log.text.len().min(room)];
                     self.peer_said.extend_from_slice(text);
                     return;
