@@ -1,6 +1,7 @@
 //! The three checks of a serve transcript: the codec, the core as client and
 //! the core as server.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
 
@@ -306,7 +307,8 @@ pub fn run_client(
     };
     let mut nar = Vec::new();
     // The run loop's step 2: handle its events.
-    let mut handle = |client: &mut Client, event: ClientEvent| -> Result<(), String> {
+    let wanted = walk.requests.len();
+    let mut handle = |client: &mut Client, event: ClientEvent| -> Result<ControlFlow<()>, String> {
         match event {
             ClientEvent::BodyWanted { id, .. } => {
                 let index = ids.iter().position(|i| *i == id).ok_or("unknown id")?;
@@ -328,9 +330,14 @@ pub fn run_client(
                 run.replies.push(RecordedReply { reply, nar });
             }
             ClientEvent::Log(log) => run.logs.extend_from_slice(&log.text),
+            ClientEvent::Closed | ClientEvent::Broken(_) => return Ok(ControlFlow::Break(())),
             _ => {}
         }
-        Ok(())
+        Ok(if run.replies.len() == wanted {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
     };
     let driven = drive(link, t, path, client, &mut handle)?;
     run.sent = driven.sent;

@@ -6,6 +6,7 @@
 //! [`body_at`]) and never names an operation, so that every operation the
 //! table has is checked the same way.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
 
@@ -543,8 +544,9 @@ pub fn run_client(
     let mut next_piece = vec![0; ids.len()];
     let mut nars = vec![Vec::new(); ids.len()];
     let index = |id: RequestId| ids.iter().position(|i| *i == id);
+    let mut ended = false;
     // The run loop's step 2: handle its events.
-    let mut handle = |client: &mut Client, event: ClientEvent| -> Result<(), String> {
+    let mut handle = |client: &mut Client, event: ClientEvent| -> Result<ControlFlow<()>, String> {
         {
             let of = |id: RequestId| {
                 index(id).ok_or_else(|| format!("an event of unknown request {id}"))
@@ -594,12 +596,12 @@ pub fn run_client(
                 ClientEvent::Log(log) => {
                     if log.source == LogSource::Stderr {
                         run.logs.extend_from_slice(&log.text);
-                        return Ok(());
+                        return Ok(ControlFlow::Continue(()));
                     }
                     let Some(message) = log_message(log.source, log.text) else {
                         run.oddities
                             .push(format!("a log of source {:?}", log.source));
-                        return Ok(());
+                        return Ok(ControlFlow::Continue(()));
                     };
                     match log.request {
                         Some(id) => run.messages[of(id)?].push(message),
@@ -622,11 +624,15 @@ pub fn run_client(
                         other => Answered::Failed(other.to_string()),
                     });
                 }
-                ClientEvent::Closed | ClientEvent::Broken(_) => {}
+                ClientEvent::Closed | ClientEvent::Broken(_) => ended = true,
                 other => run.oddities.push(format!("an unexpected event {other:?}")),
             }
         }
-        Ok(())
+        Ok(if ended || run.answers.iter().all(Option::is_some) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
     };
     let driven = drive(link, t, path, client, &mut handle)?;
     run.sent = driven.sent;
