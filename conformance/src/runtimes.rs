@@ -5,15 +5,135 @@ use std::path::Path;
 
 use nixwire_core::conn::Connection;
 
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use nixwire_core::runtime::{Error, Options};
+use nixwire_core::uri::{RemoteProtocol, SshStore};
+
 use crate::link::{Driven, Handler, Link, Tap};
 
-pub(crate) fn tokio<C: Connection>(
-    _link: &Link,
-    _path: &Path,
-    _conn: Tap<C>,
-    _handle: &mut Handler<'_, C>,
+/// How long the replay may take to end once the client has.
+const GRACE: Duration = Duration::from_secs(20);
+
+/// The replay of the transcript at `path`: program and arguments.
+fn replay_command(link: &Link, path: &Path) -> Vec<String> {
+    let absolute = |p: &Path| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    vec![absolute(&link.replay), absolute(path)]
+}
+
+/// The sshd to run the replay through, for the ssh transport.
+fn ssh_target(link: &Link) -> Option<SshStore> {
+    let target = link.ssh.as_ref().filter(|_| link.transport == crate::link::Transport::Ssh)?;
+    // The protocol only names the default remote program, which the replay
+    // replaces.
+    let mut store = SshStore::new(RemoteProtocol::Serve, target.host.clone());
+    store.port = Some(target.port);
+    store.user = target.user.clone();
+    store.params.ssh_key = target.key.clone();
+    Some(store)
+}
+
+/// The runtimes' options for a replay: no host key pinned (a test sshd on
+/// loopback), ssh's defaults otherwise.
+fn options() -> Options {
+    let mut options = Options::default();
+    options.ssh.extra = vec![
+        "-oStrictHostKeyChecking=no".to_owned(),
+        "-oUserKnownHostsFile=/dev/null".to_owned(),
+        "-oLogLevel=ERROR".to_owned(),
+    ];
+    options
+}
+
+/// One event to the client role's handler, inside a runtime's run.
+fn step<C: Connection>(
+    conn: &mut C,
+    event: C::Event,
+    handle: &mut Handler<'_, C>,
+    failed: &mut Option<String>,
+) -> ControlFlow<()> {
+    match handle(conn, event) {
+        Ok(flow) => flow,
+        Err(e) => {
+            *failed = Some(e);
+            ControlFlow::Break(())
+        }
+    }
+}
+
+/// An event after the client's side ended: handled, the first failure
+/// kept.
+fn keep_handling<C: Connection>(
+    conn: &mut C,
+    event: C::Event,
+    handle: &mut Handler<'_, C>,
+    failed: &mut Option<String>,
+) {
+    if let Err(e) = handle(conn, event)
+        && failed.is_none()
+    {
+        *failed = Some(e);
+    }
+}
+
+/// What a runtime's run gives the client role: the handler's failure
+/// first, then a runtime failure other than the stream ending (which is
+/// how a replay says it is done, and how a failing one stops).
+fn conclude<C>(
+    tap: Tap<C>,
+    ran: Result<(), Error>,
+    finished: Result<(), Error>,
+    failed: Option<String>,
 ) -> Result<Driven, String> {
-    Err("the tokio runtime is not built into this conformance binary".into())
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    for r in [ran, finished] {
+        match r {
+            Ok(()) | Err(Error::Ended { .. }) => {}
+            Err(e) => return Err(format!("the runtime failed: {e}")),
+        }
+    }
+    Ok(Driven {
+        sent: tap.sent,
+        error: tap.error,
+    })
+}
+
+pub(crate) fn tokio<C: Connection>(
+    link: &Link,
+    path: &Path,
+    conn: Tap<C>,
+    handle: &mut Handler<'_, C>,
+) -> Result<Driven, String> {
+    use nixwire_tokio::{Driver, Transport};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting tokio: {e}"))?;
+    rt.block_on(async {
+        let command = replay_command(link, path);
+        let transport = match ssh_target(link) {
+            Some(store) => Transport::ssh(&store, &command, &options()).await,
+            None => Transport::spawn(&command[0], &command[1..], &[]),
+        }
+        .map_err(|e| format!("tokio: {e}"))?;
+        let mut driver = Driver::new(conn, transport);
+        let mut failed = None;
+        let ran = driver
+            .run(|c, e| step(&mut c.inner, e, handle, &mut failed))
+            .await;
+        let (tap, finished) = driver
+            .finish(GRACE, |c, e| keep_handling(&mut c.inner, e, handle, &mut failed))
+            .await;
+        conclude(tap, ran, finished, failed)
+    })
 }
 
 pub(crate) fn smol<C: Connection>(

@@ -46,6 +46,9 @@ pub struct Options {
     /// The program run for a `local` store and, with `auto`, when no daemon
     /// listens: `nix-daemon` (spoken to as `nix-daemon --stdio`).
     pub nix_daemon: String,
+    /// Extra environment for the programs run here (a local store's
+    /// program; never sent through ssh), e.g. `NIX_CONF_DIR`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -57,6 +60,7 @@ impl Default for Options {
             ssh: SshOptions::default(),
             session: SessionConfig::new(Protocol::Worker),
             nix_daemon: "nix-daemon".to_owned(),
+            env: Vec::new(),
         }
     }
 }
@@ -128,14 +132,14 @@ impl Plan {
                 store: store.clone(),
             },
             StoreUri::Unix { path, .. } => Self::Unix { path: path.clone() },
-            StoreUri::Daemon => Self::Unix {
+            StoreUri::Daemon { .. } => Self::Unix {
                 path: PathBuf::from(DAEMON_SOCKET),
             },
-            StoreUri::Local { root } => local(root.as_ref()),
-            StoreUri::Auto if daemon_listening => Self::Unix {
+            StoreUri::Local { root, .. } => local(root.as_ref()),
+            StoreUri::Auto { .. } if daemon_listening => Self::Unix {
                 path: PathBuf::from(DAEMON_SOCKET),
             },
-            StoreUri::Auto => local(None),
+            StoreUri::Auto { .. } => local(None),
         }
     }
 

@@ -312,6 +312,10 @@ pub struct Session {
     /// The reverse of `parts` for whole requests, for bodies.
     whole: HashMap<RequestId, RequestId>,
     gathers: HashMap<RequestId, Gather>,
+    /// The paths of each `QueryPathInfos` sent whole, whose answer comes in
+    /// the server's order (a set's, for the serve protocol) and is given in
+    /// this one.
+    orders: HashMap<RequestId, Vec<StorePath>>,
     events: VecDeque<Event>,
     info: Option<Info>,
     /// The peer's stderr before the handshake.
@@ -337,6 +341,7 @@ impl Session {
             parts: HashMap::new(),
             whole: HashMap::new(),
             gathers: HashMap::new(),
+            orders: HashMap::new(),
             events: VecDeque::new(),
             info: None,
             peer_said: Vec::new(),
@@ -382,6 +387,10 @@ impl Session {
     /// returned and changes nothing.
     pub fn request(&mut self, now: Instant, op: Op) -> Result<RequestId, Error> {
         let id = RequestId(self.next);
+        let order = match &op {
+            Op::QueryPathInfos { paths } => Some(paths.clone()),
+            _ => None,
+        };
         match &mut self.inner {
             Inner::Serve(c) => {
                 let version = c.version();
@@ -434,6 +443,11 @@ impl Session {
                     self.whole.insert(id, inner);
                 }
             },
+        }
+        if let Some(order) = order
+            && self.whole.contains_key(&id)
+        {
+            self.orders.insert(id, order);
         }
         self.next += 1;
         Ok(id)
@@ -616,10 +630,15 @@ impl Session {
             None | Some(Part::Settings) => {}
             Some(Part::Whole(id)) => {
                 self.whole.remove(&id);
-                let result = result.and_then(|reply| match reply {
+                let mut result = result.and_then(|reply| match reply {
                     Reply::Serve(r) => serve_answer(r),
                     Reply::Worker(r) => worker_answer(*r),
                 });
+                if let (Some(order), Ok(Answer::PathInfos(infos))) =
+                    (self.orders.remove(&id), &mut result)
+                {
+                    in_order(infos, &order);
+                }
                 self.events.push_back(Event::Done { id, result });
             }
             Some(Part::Path(id, n)) => {
@@ -764,6 +783,12 @@ impl Connection for Session {
             Inner::Worker(c) => c.poll_timeout(),
         }
     }
+}
+
+/// Puts `infos` in the order of `asked` (each path once, as asked).
+fn in_order(infos: &mut [(StorePath, PathInfo)], asked: &[StorePath]) {
+    let rank: HashMap<&StorePath, usize> = asked.iter().enumerate().map(|(n, p)| (p, n)).collect();
+    infos.sort_by_key(|(path, _)| rank.get(path).copied().unwrap_or(usize::MAX));
 }
 
 /// A reply of the wrong kind for its request: the protocol clients never

@@ -136,13 +136,16 @@ impl<C: Connection> Driver<C> {
         if self.stderr_open {
             self.errbuf.reserve(READ_SIZE);
         }
-        let t = &mut self.transport;
+        let Transport {
+            stdin,
+            stdout,
+            stderr,
+            ..
+        } = &mut self.transport;
         let woke = tokio::select! {
-            r = t.stdout.read_buf(&mut self.buf), if self.stdout_open => Woke::Stdout(r),
-            r = async { t.stderr.as_mut().expect("open stderr").read_buf(&mut self.errbuf).await },
-                if self.stderr_open => Woke::Stderr(r),
-            r = async { write_some(t, self.pending.as_ref()).await },
-                if self.pending.is_some() => Woke::Wrote(r),
+            r = stdout.read_buf(&mut self.buf), if self.stdout_open => Woke::Stdout(r),
+            r = read_stderr(stderr, &mut self.errbuf), if self.stderr_open => Woke::Stderr(r),
+            r = write_some(stdin, self.pending.as_ref()), if self.pending.is_some() => Woke::Wrote(r),
             () = sleep_until(deadline), if deadline.is_some() => Woke::Deadline,
             () = self.cancel.notify.notified() => Woke::Cancelled,
         };
@@ -198,15 +201,19 @@ impl<C: Connection> Driver<C> {
     }
 
     /// Ends our side, hands the peer's remaining events to `handle`, and
-    /// waits for the peer to exit within `grace`, killing it after.
+    /// waits for the peer to exit within `grace`, killing it after. Gives
+    /// the connection back, with how the end went.
     pub async fn finish(
         mut self,
         grace: std::time::Duration,
         mut handle: impl FnMut(&mut C, C::Event),
-    ) -> Result<(), Error> {
+    ) -> (C, Result<(), Error>) {
         // What is still queued goes out first.
         while let Some(bytes) = self.pending.take().or_else(|| self.conn.poll_transmit()) {
-            if self.transport.stdin.write_all(&bytes).await.is_err() {
+            let Some(stdin) = self.transport.stdin.as_mut() else {
+                break;
+            };
+            if stdin.write_all(&bytes).await.is_err() {
                 break;
             }
         }
@@ -224,14 +231,15 @@ impl<C: Connection> Driver<C> {
         while let Some(event) = self.conn.poll_event() {
             handle(&mut self.conn, event);
         }
-        self.transport.wait(grace).await?;
-        match drained {
-            Ok(r) => r,
+        let waited = self.transport.wait(grace).await;
+        let result = match drained {
+            Ok(r) => r.and(waited),
             Err(_) => Err(Error::TimedOut {
                 during: "waiting for the peer to end its output",
                 after: grace,
             }),
-        }
+        };
+        (self.conn, result)
     }
 
     /// Closes our side without waiting, and kills the peer if it has not
@@ -242,15 +250,30 @@ impl<C: Connection> Driver<C> {
     }
 }
 
-async fn write_some(t: &mut Transport, pending: Option<&Bytes>) -> std::io::Result<usize> {
-    match pending {
-        Some(bytes) => {
-            let n = t.stdin.write(bytes).await?;
-            t.stdin.flush().await?;
-            Ok(n)
-        }
-        None => Ok(0),
+/// Reads the peer's stderr, when it has one.
+async fn read_stderr(
+    stderr: &mut Option<crate::transport::Reader>,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    match stderr {
+        Some(s) => s.read_buf(buf).await,
+        // No stderr (a socket): nothing ever comes.
+        None => std::future::pending().await,
     }
+}
+
+/// Writes what it can of `pending`.
+async fn write_some(
+    stdin: &mut Option<crate::transport::Writer>,
+    pending: Option<&Bytes>,
+) -> std::io::Result<usize> {
+    let (Some(bytes), Some(stdin)) = (pending, stdin.as_mut()) else {
+        // Our side is closed: nothing more can go.
+        return Err(std::io::ErrorKind::BrokenPipe.into());
+    };
+    let n = stdin.write(bytes).await?;
+    stdin.flush().await?;
+    Ok(n)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -40,9 +40,7 @@ impl Store {
 
     /// Opens the store `uri`.
     pub async fn open_uri(uri: &StoreUri, options: &Options) -> Result<Self, Error> {
-        let listening = tokio::fs::try_exists(nixwire_core::runtime::DAEMON_SOCKET)
-            .await
-            .unwrap_or(false);
+        let listening = std::path::Path::new(nixwire_core::runtime::DAEMON_SOCKET).exists();
         Self::open_plan(&Plan::for_uri(uri, options, listening), options).await
     }
 
@@ -307,7 +305,7 @@ impl Store {
     /// Ends the session cleanly: our side closes, the peer exits.
     pub async fn close(self) -> Result<(), Error> {
         let grace = self.options.exit_grace;
-        self.driver.finish(grace, |_, _| {}).await
+        self.driver.finish(grace, |_, _| {}).await.1
     }
 
     /// Discards the connection (after a cancel or an error): the peer's

@@ -12,8 +12,8 @@ use nixwire_core::ssh;
 use nixwire_core::uri::SshStore;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-type Reader = Box<dyn AsyncRead + Unpin + Send>;
-type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+pub(crate) type Reader = Box<dyn AsyncRead + Unpin + Send>;
+pub(crate) type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// Who is at the other end, for waiting on it and killing it.
 enum Peer {
@@ -170,7 +170,7 @@ impl Transport {
     /// The transport `plan` says.
     pub async fn open(plan: &Plan, options: &Options) -> Result<Self, Error> {
         match plan {
-            Plan::Process { program, args, .. } => Self::spawn(program, args, &[]),
+            Plan::Process { program, args, .. } => Self::spawn(program, args, &options.env),
             Plan::Ssh { store, command, .. } => Self::ssh(store, command, options).await,
             Plan::Unix { path } => Self::unix(path).await,
             other => Err(Error::Unsupported(format!("cannot open {other:?}"))),
