@@ -26,6 +26,13 @@
 //! - [`worker`]: the worker protocol (`nix-daemon`, `unix://` and
 //!   `ssh-ng://` stores): its operation table and messages, every field
 //!   gated by the negotiated version and features.
+//! - [`uri`]: store URIs as Nix spells them (`ssh://`, `ssh-ng://`,
+//!   `unix://`, `daemon`, `local`, `auto`, paths), parsed into
+//!   [`StoreUri`](uri::StoreUri) and written back, with the ssh stores'
+//!   parameters typed and a pinned [`HostKey`](uri::HostKey) checked.
+//! - [`ssh`]: what to run for an ssh store: the remote command, quoted for
+//!   the remote shell, and the whole `ssh` argv with the known_hosts text
+//!   for a pinned key ([`ssh::invocation`]); `NIX_SSHOPTS` split as words.
 //! - [`session`]: one store connection whichever the protocol: the
 //!   operations a remote-building host needs, mapped once to each
 //!   protocol's messages, so that runtimes never know which they drive.
@@ -179,9 +186,11 @@ pub mod conn;
 pub mod machines;
 pub mod nar;
 pub mod pair;
-//TMP pub mod runtime;
+pub mod runtime;
 pub mod serve;
 pub mod session;
+pub mod ssh;
 pub mod store;
+pub mod uri;
 pub mod wire;
 pub mod worker;
