@@ -84,6 +84,9 @@ pub struct SshTarget {
     pub user: Option<String>,
     /// The private key to log in with.
     pub key: Option<PathBuf>,
+    /// The sshd's host key (base64 of its public key line, as a machines
+    /// file's column 8), pinned; without it the user's known_hosts decide.
+    pub host_key: Option<String>,
 }
 
 /// How the client reaches the recorded server.

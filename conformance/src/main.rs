@@ -36,6 +36,9 @@ struct Args {
     /// The private key to log in with.
     #[arg(long)]
     ssh_key: Option<PathBuf>,
+    /// The sshd's host key, base64 of its public key line (pinned).
+    #[arg(long)]
+    ssh_host_key: Option<String>,
     /// The replay program (default: `nixwire-replay` beside this program).
     #[arg(long)]
     replay: Option<PathBuf>,
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
             port,
             user: args.ssh_user.clone(),
             key: args.ssh_key.clone(),
+            host_key: args.ssh_host_key.clone(),
         }),
         replay,
     };

@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use nixwire_core::runtime::{Error, Options};
-use nixwire_core::uri::{RemoteProtocol, SshStore};
+use nixwire_core::uri::{HostKey, RemoteProtocol, SshStore};
 
 use crate::link::{Driven, Handler, Link, Tap};
 
@@ -28,27 +28,30 @@ fn replay_command(link: &Link, path: &Path) -> Vec<String> {
 }
 
 /// The sshd to run the replay through, for the ssh transport.
-fn ssh_target(link: &Link) -> Option<SshStore> {
-    let target = link.ssh.as_ref().filter(|_| link.transport == crate::link::Transport::Ssh)?;
+fn ssh_target(link: &Link) -> Result<Option<SshStore>, String> {
+    let Some(target) = link
+        .ssh
+        .as_ref()
+        .filter(|_| link.transport == crate::link::Transport::Ssh)
+    else {
+        return Ok(None);
+    };
     // The protocol only names the default remote program, which the replay
     // replaces.
     let mut store = SshStore::new(RemoteProtocol::Serve, target.host.clone());
     store.port = Some(target.port);
     store.user = target.user.clone();
     store.params.ssh_key = target.key.clone();
-    Some(store)
+    if let Some(key) = &target.host_key {
+        let key = HostKey::from_base64(key).map_err(|e| format!("--ssh-host-key: {e}"))?;
+        store.params.host_key = Some(key);
+    }
+    Ok(Some(store))
 }
 
-/// The runtimes' options for a replay: no host key pinned (a test sshd on
-/// loopback), ssh's defaults otherwise.
+/// The runtimes' options for a replay: the defaults.
 fn options() -> Options {
-    let mut options = Options::default();
-    options.ssh.extra = vec![
-        "-oStrictHostKeyChecking=no".to_owned(),
-        "-oUserKnownHostsFile=/dev/null".to_owned(),
-        "-oLogLevel=ERROR".to_owned(),
-    ];
-    options
+    Options::default()
 }
 
 /// One event to the client role's handler, inside a runtime's run.
@@ -119,7 +122,7 @@ pub(crate) fn tokio<C: Connection>(
         .map_err(|e| format!("starting tokio: {e}"))?;
     rt.block_on(async {
         let command = replay_command(link, path);
-        let transport = match ssh_target(link) {
+        let transport = match ssh_target(link)? {
             Some(store) => Transport::ssh(&store, &command, &options()).await,
             None => Transport::spawn(&command[0], &command[1..], &[]),
         }
@@ -130,7 +133,9 @@ pub(crate) fn tokio<C: Connection>(
             .run(|c, e| step(&mut c.inner, e, handle, &mut failed))
             .await;
         let (tap, finished) = driver
-            .finish(GRACE, |c, e| keep_handling(&mut c.inner, e, handle, &mut failed))
+            .finish(GRACE, |c, e| {
+                keep_handling(&mut c.inner, e, handle, &mut failed)
+            })
             .await;
         conclude(tap, ran, finished, failed)
     })

@@ -94,7 +94,7 @@ pub enum Plan {
     /// Run the remote command on an ssh host.
     Ssh {
         /// The host and its parameters.
-        store: SshStore,
+        store: Box<SshStore>,
         /// The remote command's words (quoted into one line for ssh by
         /// [`crate::ssh`]).
         command: Vec<String>,
@@ -129,7 +129,7 @@ impl Plan {
             StoreUri::Ssh(store) => Self::Ssh {
                 command: crate::ssh::remote_command(store),
                 protocol: protocol_of(store.protocol),
-                store: store.clone(),
+                store: Box::new(store.clone()),
             },
             StoreUri::Unix { path, .. } => Self::Unix { path: path.clone() },
             StoreUri::Daemon { .. } => Self::Unix {

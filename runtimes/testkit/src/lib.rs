@@ -90,7 +90,10 @@ pub fn have_nix() -> bool {
             .is_ok_and(|o| o.status.success())
     });
     if !found {
-        assert!(!required(), "Nix is required here but `nix --version` fails");
+        assert!(
+            !required(),
+            "Nix is required here but `nix --version` fails"
+        );
         eprintln!("skipped: Nix is not installed (apt-get install nix-bin)");
     }
     found
@@ -223,7 +226,12 @@ pub fn small_closure(root: &Path, tag: &str) -> Vec<StorePath> {
 /// account.
 pub fn is_valid(root: &Path, path: &StorePath) -> bool {
     nix_command("nix-store")
-        .args(["--store", &root.display().to_string(), "--check-validity", &full(path)])
+        .args([
+            "--store",
+            &root.display().to_string(),
+            "--check-validity",
+            &full(path),
+        ])
         .output()
         .is_ok_and(|o| o.status.success())
 }
@@ -249,7 +257,11 @@ pub fn derivation(root: &Path, name: &str, script: &str) -> (StorePath, BasicDer
     let text = |v: &serde_json::Value| NixString::from(v.as_str().unwrap_or_default());
     let strings = |v: &serde_json::Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let outputs = d["outputs"]
@@ -271,10 +283,16 @@ pub fn derivation(root: &Path, name: &str, script: &str) -> (StorePath, BasicDer
         .collect();
     let basic = BasicDerivation {
         outputs,
-        input_srcs: strings(&d["inputSrcs"]).iter().map(|s| store_path(s)).collect(),
+        input_srcs: strings(&d["inputSrcs"])
+            .iter()
+            .map(|s| store_path(s))
+            .collect(),
         platform: text(&d["system"]),
         builder: text(&d["builder"]),
-        args: strings(&d["args"]).into_iter().map(NixString::from).collect(),
+        args: strings(&d["args"])
+            .into_iter()
+            .map(NixString::from)
+            .collect(),
         env,
     };
     (store_path(&drv), basic)
@@ -289,8 +307,11 @@ pub fn processes_with(marker: &str) -> Vec<u32> {
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(marker))
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(marker)
+            })
         })
         .filter(|pid| *pid != std::process::id())
         .collect()

@@ -109,7 +109,11 @@ impl<C: Connection> Driver<C> {
                     return Ok(r);
                 }
             }
-            if self.cancel.cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+            if self
+                .cancel
+                .cancelled
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
                 self.transport.close_input().await;
                 return Err(Error::Cancelled {
                     during: "a request",

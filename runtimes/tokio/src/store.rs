@@ -142,7 +142,10 @@ impl Store {
     }
 
     /// Which of `paths` the store holds.
-    pub async fn query_valid_paths(&mut self, paths: &[StorePath]) -> Result<Vec<StorePath>, Error> {
+    pub async fn query_valid_paths(
+        &mut self,
+        paths: &[StorePath],
+    ) -> Result<Vec<StorePath>, Error> {
         let id = self.start(Op::QueryValidPaths {
             paths: paths.to_vec(),
             substitute: false,
@@ -202,7 +205,9 @@ impl Store {
                         .map_err(Error::io("writing the NAR out"))?;
                 }
                 None => {
-                    out.flush().await.map_err(Error::io("writing the NAR out"))?;
+                    out.flush()
+                        .await
+                        .map_err(Error::io("writing the NAR out"))?;
                     return Ok(size);
                 }
             }
@@ -241,9 +246,7 @@ impl Store {
                     });
                 }
                 let data = buf.split().freeze();
-                self.driver
-                    .conn()
-                    .offer_body(Instant::now(), id, data)?;
+                self.driver.conn().offer_body(Instant::now(), id, data)?;
                 continue;
             }
             let answers = &mut self.answers;
@@ -288,10 +291,14 @@ impl Store {
             drv: Box::new(drv.clone()),
             settings,
         })?;
-        expect("BuildDerivation", self.wait_with(id, logs).await?, |a| match a {
-            Answer::Built(r) => Ok(r),
-            other => Err(other),
-        })
+        expect(
+            "BuildDerivation",
+            self.wait_with(id, logs).await?,
+            |a| match a {
+                Answer::Built(r) => Ok(r),
+                other => Err(other),
+            },
+        )
     }
 
     /// A handle that cancels what this store is doing, from another task:

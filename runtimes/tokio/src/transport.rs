@@ -41,7 +41,9 @@ pub struct Transport {
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transport").field("peer", &self.name).finish()
+        f.debug_struct("Transport")
+            .field("peer", &self.name)
+            .finish()
     }
 }
 
@@ -77,7 +79,11 @@ impl Transport {
     /// Runs `command` on the ssh host of `store`, through a ControlMaster
     /// of our own whose socket, config and pinned host key live in a
     /// private directory (never a user's ControlMaster: NixOS/nix#14132).
-    pub async fn ssh(store: &SshStore, command: &[String], options: &Options) -> Result<Self, Error> {
+    pub async fn ssh(
+        store: &SshStore,
+        command: &[String],
+        options: &Options,
+    ) -> Result<Self, Error> {
         let dir = tempfile::Builder::new()
             .prefix("nixwire-ssh-")
             .tempdir()
@@ -87,7 +93,8 @@ impl Transport {
         ssh_options.known_hosts_file = Some(known_hosts.clone());
         let config = ssh::config_file(store, &ssh_options)?;
         if let Some(pinned) = &config.known_hosts {
-            std::fs::write(&known_hosts, pinned).map_err(Error::io("writing the pinned host key"))?;
+            std::fs::write(&known_hosts, pinned)
+                .map_err(Error::io("writing the pinned host key"))?;
         }
         let config_path = dir.path().join("config");
         std::fs::write(&config_path, &config.text).map_err(Error::io("writing the ssh config"))?;
@@ -104,12 +111,14 @@ impl Transport {
         }
         let connect = builder.connect(&config.destination);
         let session = match options.connect_timeout {
-            Some(limit) => tokio::time::timeout(limit, connect)
-                .await
-                .map_err(|_| Error::TimedOut {
-                    during: "connecting through ssh",
-                    after: limit,
-                })?,
+            Some(limit) => {
+                tokio::time::timeout(limit, connect)
+                    .await
+                    .map_err(|_| Error::TimedOut {
+                        during: "connecting through ssh",
+                        after: limit,
+                    })?
+            }
             None => connect.await,
         }
         .map_err(|e| Error::Connect {

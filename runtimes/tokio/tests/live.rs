@@ -107,7 +107,9 @@ fn a_closure_is_copied_to_a_server_and_back() {
                 let back = kit::scratch(&format!("{name}-back"));
                 let closure = kit::small_closure(&here, &name.to_lowercase());
 
-                let mut source = open(Protocol::Serve, Via::Local, &here).await.expect("source");
+                let mut source = open(Protocol::Serve, Via::Local, &here)
+                    .await
+                    .expect("source");
                 let mut server = open(protocol, via, &there).await.expect("server");
                 copy(&mut source, &mut server, &closure).await;
                 for path in &closure {
@@ -131,7 +133,9 @@ fn a_closure_is_copied_to_a_server_and_back() {
                 assert!(format!("{valid:?}").contains(&closure[1].to_string()));
                 assert!(format!("{infos:?}").contains(&closure[0].to_string()));
 
-                let mut sink = open(Protocol::Worker, Via::Local, &back).await.expect("sink");
+                let mut sink = open(Protocol::Worker, Via::Local, &back)
+                    .await
+                    .expect("sink");
                 copy(&mut server, &mut sink, &closure).await;
                 for path in &closure {
                     assert!(kit::is_valid(&back, path), "{path} copied back");
@@ -148,7 +152,11 @@ fn a_closure_is_copied_to_a_server_and_back() {
 /// NAR streamed through a pipe between the two connections.
 async fn copy(from: &mut Store, to: &mut Store, closure: &[nixwire_core::store::StorePath]) {
     let infos = from.query_path_infos(closure).await.expect("path infos");
-    assert_eq!(infos.len(), closure.len(), "every path is valid at the source");
+    assert_eq!(
+        infos.len(),
+        closure.len(),
+        "every path is valid at the source"
+    );
     for (path, info) in infos {
         let mut nar = Vec::new();
         let size = from.nar_from_path(&path, &mut nar).await.expect("NAR out");
@@ -176,7 +184,10 @@ fn a_build_streams_its_log_while_it_runs() {
                 let mut seen = Vec::new();
                 let result = store
                     .build_derivation(&drv_path, &drv, BuildSettings::default(), |log| {
-                        seen.push((start.elapsed(), String::from_utf8_lossy(&log.text).into_owned()));
+                        seen.push((
+                            start.elapsed(),
+                            String::from_utf8_lossy(&log.text).into_owned(),
+                        ));
                     })
                     .await
                     .expect("build");
@@ -191,7 +202,10 @@ fn a_build_streams_its_log_while_it_runs() {
                     "the first line came {:?} into a build of {total:?}: not while it ran",
                     first.0
                 );
-                assert!(seen.iter().any(|(_, t)| t.contains("second-line")), "{seen:?}");
+                assert!(
+                    seen.iter().any(|(_, t)| t.contains("second-line")),
+                    "{seen:?}"
+                );
                 store.close().await.expect("close");
             }
         }
@@ -234,8 +248,11 @@ fn a_cancelled_build_leaves_no_builder_behind() {
                 let root = kit::scratch(&name);
                 // A sleep no other process has: how the builder is found.
                 let marker = kit::unique_number().to_string();
-                let (drv_path, drv) =
-                    kit::derivation(&root, &name, &format!("echo started; exec /bin/sleep {marker}"));
+                let (drv_path, drv) = kit::derivation(
+                    &root,
+                    &name,
+                    &format!("echo started; exec /bin/sleep {marker}"),
+                );
                 let mut store = open(protocol, via, &root).await.expect("open");
                 // Cancelled from another thread once the builder runs.
                 let canceller = store.canceller();
