@@ -39,6 +39,10 @@ struct Args {
     /// The sshd's host key, base64 of its public key line (pinned).
     #[arg(long)]
     ssh_host_key: Option<String>,
+    /// How many transcripts to check at once (default: the CPUs; a runtime
+    /// over ssh spends most of its time waiting).
+    #[arg(long)]
+    jobs: Option<usize>,
     /// The replay program (default: `nixwire-replay` beside this program).
     #[arg(long)]
     replay: Option<PathBuf>,
@@ -77,40 +81,43 @@ fn main() -> ExitCode {
     }
     let verbose = std::env::var_os("NIXWIRE_CONFORMANCE_VERBOSE").is_some();
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let mut files = Vec::new();
     for arg in &args.paths {
-        let files = match transcript::find(arg) {
+        match transcript::find(arg) {
             Ok(f) if f.is_empty() => {
                 println!("FAIL {}: no transcripts (conn*.json) found", arg.display());
                 failed += 1;
-                continue;
             }
-            Ok(f) => f,
+            Ok(f) => files.extend(f),
             Err(e) => {
                 println!("FAIL {}: {e}", arg.display());
                 failed += 1;
-                continue;
             }
-        };
-        for file in files {
-            match check_file(&file, &link) {
-                (name, Verdict::Ok(detail)) => {
-                    passed += 1;
-                    if verbose {
-                        // One line per transcript, whatever the messages hold.
-                        let detail = detail.replace('\n', " ");
-                        println!("ok {name} ({detail})");
-                    } else {
-                        println!("ok {name}");
-                    }
+        }
+    }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .max(1);
+    for (name, verdict) in check_all(&files, &link, jobs) {
+        match verdict {
+            Verdict::Ok(detail) => {
+                passed += 1;
+                if verbose {
+                    // One line per transcript, whatever the messages hold.
+                    let detail = detail.replace('\n', " ");
+                    println!("ok {name} ({detail})");
+                } else {
+                    println!("ok {name}");
                 }
-                (name, Verdict::Fail(why)) => {
-                    failed += 1;
-                    println!("FAIL {name}: {}", why.replace('\n', " "));
-                }
-                (name, Verdict::Skip(why)) => {
-                    skipped += 1;
-                    println!("skip {name}: {why}");
-                }
+            }
+            Verdict::Fail(why) => {
+                failed += 1;
+                println!("FAIL {name}: {}", why.replace('\n', " "));
+            }
+            Verdict::Skip(why) => {
+                skipped += 1;
+                println!("skip {name}: {why}");
             }
         }
     }
@@ -123,4 +130,37 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Checks `files` on `jobs` threads; the verdicts in the files' order.
+fn check_all(files: &[PathBuf], link: &Link, jobs: usize) -> Vec<(String, Verdict)> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut verdicts: Vec<Option<(String, Verdict)>> = vec![None; files.len()];
+    let done = std::sync::Mutex::new(&mut verdicts);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(files.len()) {
+            scope.spawn(|| {
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(file) = files.get(n) else { return };
+                    let verdict = check_file(file, link);
+                    if let Ok(mut all) = done.lock() {
+                        all[n] = Some(verdict);
+                    }
+                }
+            });
+        }
+    });
+    verdicts
+        .into_iter()
+        .zip(files)
+        .map(|(v, file)| {
+            v.unwrap_or_else(|| {
+                (
+                    file.display().to_string(),
+                    Verdict::Fail("its check did not finish".into()),
+                )
+            })
+        })
+        .collect()
 }
