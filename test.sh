@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test command (see README.md): formatting, lints, every test, and the
-# conformance suite over the captured sessions.
+# conformance suite over the captured sessions, in memory and through every
+# runtime (as a child process, and through the loopback sshd when
+# NIXWIRE_SSH_* say where it is: see docs/conformance.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 cargo fmt --all -- --check
@@ -8,4 +10,26 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 # Broken intra-doc links are errors too: the docs are part of the API.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
-cargo run -q -p nixwire-conformance -- conformance/captures conformance/recorded
+
+TRANSCRIPTS=(conformance/captures conformance/recorded)
+cargo build -q -p nixwire-conformance -p nixwire-replay
+conformance() {
+  echo "== conformance $*"
+  # Every failing transcript's line, and the summary.
+  ./target/debug/nixwire-conformance "$@" "${TRANSCRIPTS[@]}" | grep -v '^ok '
+}
+conformance --runtime core
+for runtime in tokio smol blocking; do
+  conformance --runtime "$runtime" --transport process
+  if [ -n "${NIXWIRE_SSH_PORT:-}" ]; then
+    conformance --runtime "$runtime" --transport ssh \
+      --ssh-host "$NIXWIRE_SSH_HOST" --ssh-port "$NIXWIRE_SSH_PORT" \
+      --ssh-user "$NIXWIRE_SSH_USER" --ssh-key "$NIXWIRE_SSH_KEY" \
+      --ssh-host-key "$NIXWIRE_SSH_HOST_KEY" --jobs 8
+  elif [ "${CI:-}" = true ]; then
+    echo "CI=true but no loopback sshd (NIXWIRE_SSH_PORT unset)" >&2
+    exit 1
+  else
+    echo "== conformance --runtime $runtime --transport ssh: skipped (no loopback sshd; see docs/conformance.md)"
+  fi
+done
