@@ -320,6 +320,12 @@ pub struct Session {
     info: Option<Info>,
     /// The peer's stderr before the handshake.
     peer_said: Vec<u8>,
+    /// Requests made before the handshake completed: how an operation maps
+    /// depends on what the peer announces (its version, its features).
+    deferred: VecDeque<(RequestId, Op)>,
+    /// The latest time a call was given, for requests issued on the
+    /// handshake's completion.
+    now: Instant,
 }
 
 impl Session {
@@ -345,6 +351,8 @@ impl Session {
             events: VecDeque::new(),
             info: None,
             peer_said: Vec::new(),
+            deferred: VecDeque::new(),
+            now,
         };
         if let Inner::Worker(c) = &mut session.inner {
             // A fresh client takes requests before its handshake.
@@ -386,7 +394,31 @@ impl Session {
     /// mistake (a path info without a NAR hash, a closed session) is
     /// returned and changes nothing.
     pub fn request(&mut self, now: Instant, op: Op) -> Result<RequestId, Error> {
+        self.now = now;
+        if let Some(error) = self.error() {
+            return Err(error.clone());
+        }
+        if let Op::AddToStoreNar { path, info, .. } = &op
+            && info.nar_hash.is_none()
+        {
+            return Err(Error::misuse(format!(
+                "adding {path}: its path info has no NAR hash"
+            )));
+        }
         let id = RequestId(self.next);
+        if self.info.is_none() {
+            self.next += 1;
+            self.deferred.push_back((id, op));
+            return Ok(id);
+        }
+        self.issue(now, id, op)?;
+        self.next += 1;
+        self.translate();
+        Ok(id)
+    }
+
+    /// Maps session request `id` to its protocol's requests.
+    fn issue(&mut self, now: Instant, id: RequestId, op: Op) -> Result<(), Error> {
         let order = match &op {
             Op::QueryPathInfos { paths } => Some(paths.clone()),
             _ => None,
@@ -449,8 +481,7 @@ impl Session {
         {
             self.orders.insert(id, order);
         }
-        self.next += 1;
-        Ok(id)
+        Ok(())
     }
 
     /// The request whose body is wanted now, and the most it takes now when
@@ -469,6 +500,7 @@ impl Session {
     /// Offers bytes of request `id`'s body (its NAR) and returns how many
     /// were taken; what is taken is sent as slices of `data`.
     pub fn offer_body(&mut self, now: Instant, id: RequestId, data: Bytes) -> Result<usize, Error> {
+        self.now = now;
         let inner = *self
             .whole
             .get(&id)
@@ -578,6 +610,15 @@ impl Session {
                 self.info = Some(info.clone());
                 self.peer_said = Vec::new();
                 self.events.push_back(Event::Connected(info));
+                let now = self.now;
+                while let Some((id, op)) = self.deferred.pop_front() {
+                    if let Err(error) = self.issue(now, id, op) {
+                        self.events.push_back(Event::Done {
+                            id,
+                            result: Err(error),
+                        });
+                    }
+                }
             }
             Inbound::BodyWanted(inner, max) => {
                 if let Some(id) = whole(&self.parts, inner) {
@@ -739,6 +780,7 @@ impl Connection for Session {
     type Event = Event;
 
     fn handle_input(&mut self, now: Instant, data: Bytes) -> Result<(), Error> {
+        self.now = now;
         let result = match &mut self.inner {
             Inner::Serve(c) => c.handle_input(now, data),
             Inner::Worker(c) => c.handle_input(now, data),
@@ -748,6 +790,7 @@ impl Connection for Session {
     }
 
     fn handle_stderr(&mut self, now: Instant, data: Bytes) {
+        self.now = now;
         match &mut self.inner {
             Inner::Serve(c) => c.handle_stderr(now, data),
             Inner::Worker(c) => c.handle_stderr(now, data),
@@ -756,10 +799,12 @@ impl Connection for Session {
     }
 
     fn handle_eof(&mut self, now: Instant) -> Result<(), Error> {
+        self.now = now;
         self.with_inner(|c| c.handle_eof(now), |c| c.handle_eof(now))
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
+        self.now = now;
         self.with_inner(|c| c.handle_timeout(now), |c| c.handle_timeout(now))
     }
 
@@ -812,8 +857,7 @@ fn serve_request(op: Op, version: Option<Version>) -> Result<serve::Request, Err
             let nar_hash = info.nar_hash.ok_or_else(|| {
                 Error::misuse(format!("adding {path}: its path info has no NAR hash"))
             })?;
-            // Before the handshake the version is unknown: assume a current
-            // server (what every Nix since 2.5 runs).
+            // Requests wait for the handshake, so the version is known.
             if version.is_some_and(|v| v < Version::new(2, 5)) {
                 sm::ImportPaths {
                     paths: vec![sm::ExportTrailer {
