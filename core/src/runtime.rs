@@ -66,6 +66,14 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The same options with the words of `NIX_SSHOPTS` (its value, read
+    /// by the host: this crate reads no environment) after nixwire's own
+    /// ssh options; see [`crate::ssh::split_sshopts`] for how it splits.
+    pub fn with_nix_sshopts(mut self, value: &str) -> Result<Self, crate::ssh::SshError> {
+        self.ssh.extra.extend(crate::ssh::split_sshopts(value)?);
+        Ok(self)
+    }
+
     /// The session settings for `protocol` with these options' deadlines.
     pub fn session_config(&self, protocol: Protocol) -> SessionConfig {
         let mut config = self.session.clone();

@@ -580,3 +580,54 @@ fn ssh_accepts_the_argv() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn nix_sshopts_go_into_the_runtime_options_after_nixwires_own() {
+    let options = nixwire_core::runtime::Options::default()
+        .with_nix_sshopts("-oConnectTimeout=5 -i '/a key'")
+        .expect("splits");
+    assert_eq!(options.ssh.extra, ["-oConnectTimeout=5", "-i", "/a key"]);
+    let err = nixwire_core::runtime::Options::default()
+        .with_nix_sshopts("-o 'unclosed")
+        .expect_err("unbalanced");
+    assert!(err.to_string().contains("quote"), "{err}");
+}
+
+#[test]
+fn the_config_file_says_what_the_argv_says_and_keeps_the_users_files() {
+    let store = ssh("ssh-ng://nix@builder:2222?ssh-key=/k/id&compress=true");
+    let mut options = SshOptions::default();
+    options.extra = words(&["-o", "ProxyJump=gate", "-4"]);
+    let config = nixwire_core::ssh::config_file(&store, &options).expect("config");
+    assert_eq!(config.destination, "builder");
+    let lines: Vec<&str> = config.text.lines().collect();
+    for want in [
+        "Port 2222",
+        "IdentityFile /k/id",
+        "ForwardX11 no",
+        "ForwardAgent no",
+        "BatchMode yes",
+        "ConnectTimeout 60",
+        "ServerAliveInterval 15",
+        "ServerAliveCountMax 3",
+        "ControlMaster no",
+        "Compression yes",
+        "ProxyJump gate",
+        "AddressFamily inet",
+        "User nix",
+    ] {
+        assert!(lines.contains(&want), "{want:?} missing from:\n{}", config.text);
+    }
+    // The user's files come last: ssh keeps the first value it reads.
+    assert_eq!(lines[lines.len() - 2..], ["Include ~/.ssh/config", "Include /etc/ssh/ssh_config"]);
+    assert!(config.known_hosts.is_none());
+}
+
+#[test]
+fn a_word_a_config_file_cannot_say_is_refused_by_name() {
+    let store = ssh("ssh://builder");
+    let mut options = SshOptions::default();
+    options.extra = words(&["-L", "80:x:80"]);
+    let err = nixwire_core::ssh::config_file(&store, &options).expect_err("refused");
+    assert!(err.to_string().contains("\"-L\""), "{err}");
+}
