@@ -13,12 +13,21 @@ fn plan(uri: &str, listening: bool) -> Plan {
 
 #[test]
 fn each_uri_has_its_plan_and_protocol() {
-    let Plan::Ssh { command, protocol, .. } = plan("ssh://h?remote-store=/srv", false) else {
+    let Plan::Ssh {
+        command, protocol, ..
+    } = plan("ssh://h?remote-store=/srv", false)
+    else {
         panic!("ssh");
     };
-    assert_eq!(command, ["nix-store", "--serve", "--write", "--store", "/srv"]);
+    assert_eq!(
+        command,
+        ["nix-store", "--serve", "--write", "--store", "/srv"]
+    );
     assert_eq!(protocol, Protocol::Serve);
-    let Plan::Ssh { command, protocol, .. } = plan("ssh-ng://h", false) else {
+    let Plan::Ssh {
+        command, protocol, ..
+    } = plan("ssh-ng://h", false)
+    else {
         panic!("ssh-ng");
     };
     assert_eq!(command, ["nix-daemon", "--stdio"]);

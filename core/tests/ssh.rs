@@ -616,10 +616,17 @@ fn the_config_file_says_what_the_argv_says_and_keeps_the_users_files() {
         "AddressFamily inet",
         "User nix",
     ] {
-        assert!(lines.contains(&want), "{want:?} missing from:\n{}", config.text);
+        assert!(
+            lines.contains(&want),
+            "{want:?} missing from:\n{}",
+            config.text
+        );
     }
     // The user's files come last: ssh keeps the first value it reads.
-    assert_eq!(lines[lines.len() - 2..], ["Include ~/.ssh/config", "Include /etc/ssh/ssh_config"]);
+    assert_eq!(
+        lines[lines.len() - 2..],
+        ["Include ~/.ssh/config", "Include /etc/ssh/ssh_config"]
+    );
     assert!(config.known_hosts.is_none());
 }
 

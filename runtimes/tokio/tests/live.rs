@@ -299,3 +299,102 @@ fn a_wrong_pinned_host_key_is_refused() {
         }
     });
 }
+
+#[test]
+fn a_peer_that_never_answers_times_out_at_the_handshake() {
+    runtime().block_on(async {
+        let mut options = options();
+        options.connect_timeout = Some(Duration::from_secs(1));
+        options.exit_grace = Duration::from_secs(1);
+        for protocol in PROTOCOLS {
+            let plan = Plan::Process {
+                program: "sleep".into(),
+                args: vec!["30".into()],
+                protocol,
+            };
+            let start = Instant::now();
+            let error = Store::open_plan(&plan, &options)
+                .await
+                .expect_err("timed out");
+            assert_eq!(error.class(), ErrorClass::Timeout, "{error}");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{:?}",
+                start.elapsed()
+            );
+        }
+    });
+}
+
+#[test]
+fn a_silent_build_hits_the_stall_deadline_and_its_builder_is_stopped() {
+    runtime().block_on(async {
+        for via in places() {
+            for protocol in PROTOCOLS {
+                let name = format!("stall-{protocol}-{via:?}").to_lowercase();
+                let root = kit::scratch(&name);
+                let marker = kit::unique_number().to_string();
+                let (drv_path, drv) =
+                    kit::derivation(&root, &name, &format!("exec /bin/sleep {marker}"));
+                let mut options = options();
+                options.stall_timeout = Some(Duration::from_secs(2));
+                let mut store = match via {
+                    Via::Local => {
+                        let (program, args) = kit::local_server(protocol, &root);
+                        let plan = Plan::Process {
+                            program,
+                            args,
+                            protocol,
+                        };
+                        Store::open_plan(&plan, &options).await
+                    }
+                    Via::Ssh => {
+                        let sshd = kit::Sshd::from_env().expect("sshd");
+                        Store::open(&sshd.uri(protocol, &root), &options).await
+                    }
+                }
+                .expect("open");
+                let start = Instant::now();
+                let error = store
+                    .build_derivation(&drv_path, &drv, BuildSettings::default(), |_| {})
+                    .await
+                    .expect_err("stalled");
+                assert_eq!(error.class(), ErrorClass::Timeout, "{error}");
+                let took = start.elapsed();
+                assert!(
+                    took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+                    "{took:?}"
+                );
+                let _ = store.abort().await;
+                let left = kit::wait_gone(&format!("/bin/sleep {marker}"), Duration::from_secs(20));
+                assert!(left.is_empty(), "builder processes left: {left:?}");
+            }
+        }
+    });
+}
+
+#[test]
+fn a_refused_login_says_what_ssh_said() {
+    if !kit::have_nix() {
+        return;
+    }
+    let Some(sshd) = kit::Sshd::from_env() else {
+        return;
+    };
+    runtime().block_on(async {
+        let dir = kit::scratch("refused-login");
+        let key = dir.join("stranger");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen");
+        assert!(made.success());
+        let stranger = kit::Sshd { key, ..sshd };
+        let error = Store::open(&stranger.uri(Protocol::Worker, &dir), &options())
+            .await
+            .expect_err("refused");
+        assert_eq!(error.class(), ErrorClass::Transport, "{error}");
+        assert!(error.to_string().contains("Permission denied"), "{error}");
+    });
+}
