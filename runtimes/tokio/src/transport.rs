@@ -20,7 +20,7 @@ enum Peer {
     Child(tokio::process::Child),
     Ssh {
         child: Option<openssh::Child<Arc<openssh::Session>>>,
-        session: Arc<openssh::Session>,
+        session: Option<Arc<openssh::Session>>,
         /// The private directory of the control socket, the config and the
         /// pinned key; removed when dropped.
         _dir: tempfile::TempDir,
@@ -150,7 +150,7 @@ impl Transport {
             stderr: Some(Box::new(stderr)),
             peer: Peer::Ssh {
                 child: Some(child),
-                session,
+                session: Some(session),
                 _dir: dir,
             },
             name: store.to_string(),
@@ -213,8 +213,13 @@ impl Transport {
                 if let Some(child) = child.take() {
                     late = tokio::time::timeout(grace, child.wait()).await.is_err();
                 }
-                // Ours alone: closing it ends every channel on it.
-                let _ = session.check().await;
+                // The child held the other reference: ours is the last, and
+                // closing our ControlMaster ends every channel on it.
+                if let Some(session) = session.take()
+                    && let Ok(session) = Arc::try_unwrap(session)
+                {
+                    let _ = tokio::time::timeout(grace, session.close()).await;
+                }
                 if late {
                     return Err(Error::TimedOut {
                         during: "waiting for the remote command to exit",
