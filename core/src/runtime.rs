@@ -11,11 +11,12 @@
 //! plan or a session does not say.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::conn::{self, ErrorClass, RequestId};
-use crate::session::{Answer, Protocol, SessionConfig};
+use crate::session::{Answer, Event, Protocol, SessionConfig};
 use crate::ssh::SshOptions;
 use crate::uri::{RemoteProtocol, SshStore, StoreUri, UriError};
 
@@ -282,7 +283,51 @@ pub struct Answers {
     done: HashMap<RequestId, Result<Answer, conn::Error>>,
 }
 
+/// What a session event means to a host waiting for one request: each
+/// runtime's `Store` runs its loop until [`Answers::sort`] gives one of
+/// these, then does the I/O it calls for (write a chunk, read a body, hand
+/// a log on) and runs it again.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Step {
+    /// A piece of the request's NAR.
+    Chunk(bytes::Bytes),
+    /// A log of the request (or of none: the peer's own).
+    Log(conn::Log),
+    /// The request's body is wanted, at most this much now when known.
+    BodyWanted(Option<u64>),
+    /// The request ended (or the connection broke under it).
+    Done(Result<Answer, Error>),
+}
+
 impl Answers {
+    /// Sorts `event` for a host waiting for request `id`: what concerns
+    /// `id` (or breaks the connection) is a [`Step`]; answers of other
+    /// requests are kept for their own wait; anything else is dropped.
+    pub fn sort(&mut self, id: RequestId, event: Event) -> ControlFlow<Step> {
+        match event {
+            Event::NarChunk { id: of, data } if of == id => ControlFlow::Break(Step::Chunk(data)),
+            Event::Log(log) if log.request.is_none_or(|r| r == id) => {
+                ControlFlow::Break(Step::Log(log))
+            }
+            Event::BodyWanted { id: of, max } if of == id => {
+                ControlFlow::Break(Step::BodyWanted(max))
+            }
+            Event::Done { id: done, result } if done == id => {
+                ControlFlow::Break(Step::Done(result.map_err(Error::Connection)))
+            }
+            Event::Done { id: other, result } => {
+                self.keep(other, result);
+                ControlFlow::Continue(())
+            }
+            Event::Broken(e) => ControlFlow::Break(Step::Done(Err(Error::Connection(e)))),
+            Event::Closed => ControlFlow::Break(Step::Done(Err(Error::Ended {
+                during: "while a reply was awaited",
+            }))),
+            _ => ControlFlow::Continue(()),
+        }
+    }
+
     /// Keeps request `id`'s answer until it is taken.
     pub fn keep(&mut self, id: RequestId, result: Result<Answer, conn::Error>) {
         self.done.insert(id, result);
