@@ -398,3 +398,42 @@ fn a_refused_login_says_what_ssh_said() {
         assert!(error.to_string().contains("Permission denied"), "{error}");
     });
 }
+
+#[test]
+fn a_machines_entry_opens_with_its_key_and_pinned_host_key() {
+    if !kit::have_nix() {
+        return;
+    }
+    let Some(sshd) = kit::Sshd::from_env() else {
+        return;
+    };
+    runtime().block_on(async {
+        let root = kit::scratch("machine");
+        for protocol in PROTOCOLS {
+            let scheme = match protocol {
+                Protocol::Serve => "ssh",
+                Protocol::Worker => "ssh-ng",
+            };
+            // The key and the host key come from the entry's columns 3 and
+            // 8, not the URI.
+            let uri = format!(
+                "{scheme}://{}@{}:{}?remote-store={}",
+                sshd.user,
+                sshd.host,
+                sshd.port,
+                root.display()
+            );
+            let mut machine = nixwire_core::machines::Machine::with_defaults(
+                &uri,
+                ["x86_64-linux".to_owned()].into(),
+            );
+            machine.ssh_key = Some(sshd.key.display().to_string());
+            machine.ssh_public_host_key = Some(sshd.host_key.clone());
+            let store = Store::open_machine(&machine, &options())
+                .await
+                .expect("open");
+            assert_eq!(store.info().protocol, protocol);
+            store.close().await.expect("close");
+        }
+    });
+}
