@@ -398,12 +398,8 @@ impl Session {
         if let Some(error) = self.error() {
             return Err(error.clone());
         }
-        if let Op::AddToStoreNar { path, info, .. } = &op
-            && info.nar_hash.is_none()
-        {
-            return Err(Error::misuse(format!(
-                "adding {path}: its path info has no NAR hash"
-            )));
+        if let Op::AddToStoreNar { path, info, .. } = &op {
+            nar_hash_of(path, info)?;
         }
         let id = RequestId(self.next);
         if self.info.is_none() {
@@ -842,6 +838,12 @@ fn unexpected(op: &'static str, reply: &dyn std::fmt::Debug) -> Error {
     Error::misuse(format!("{op} was answered by {reply:?}"))
 }
 
+/// The NAR hash a path being added must have (both protocols send it).
+fn nar_hash_of(path: &StorePath, info: &PathInfo) -> Result<crate::store::NarHash, Error> {
+    info.nar_hash
+        .ok_or_else(|| Error::misuse(format!("adding {path}: its path info has no NAR hash")))
+}
+
 /// The serve request for `op`, at the negotiated `version` when known.
 fn serve_request(op: Op, version: Option<Version>) -> Result<serve::Request, Error> {
     Ok(match op {
@@ -854,9 +856,7 @@ fn serve_request(op: Op, version: Option<Version>) -> Result<serve::Request, Err
         Op::QueryPathInfos { paths } => sm::QueryPathInfos { paths }.into(),
         Op::NarFromPath { path } => sm::DumpStorePath { path }.into(),
         Op::AddToStoreNar { path, info, .. } => {
-            let nar_hash = info.nar_hash.ok_or_else(|| {
-                Error::misuse(format!("adding {path}: its path info has no NAR hash"))
-            })?;
+            let nar_hash = nar_hash_of(&path, &info)?;
             // Requests wait for the handshake, so the version is known.
             if version.is_some_and(|v| v < Version::new(2, 5)) {
                 sm::ImportPaths {
@@ -919,9 +919,7 @@ fn worker_request(op: Op) -> Result<worker::Request, Error> {
             repair,
             dont_check_sigs,
         } => {
-            let nar_hash = info.nar_hash.ok_or_else(|| {
-                Error::misuse(format!("adding {path}: its path info has no NAR hash"))
-            })?;
+            let nar_hash = nar_hash_of(&path, &info)?;
             wm::AddToStoreNar {
                 path,
                 deriver: info.deriver,

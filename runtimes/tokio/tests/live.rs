@@ -49,6 +49,16 @@ fn places() -> Vec<Via> {
 
 /// Opens the server of `protocol` on the chroot store `root`.
 async fn open(protocol: Protocol, via: Via, root: &Path) -> Result<Store, Error> {
+    open_with(protocol, via, root, &options()).await
+}
+
+/// The same with `options`.
+async fn open_with(
+    protocol: Protocol,
+    via: Via,
+    root: &Path,
+    options: &Options,
+) -> Result<Store, Error> {
     match via {
         Via::Local => {
             let (program, args) = kit::local_server(protocol, root);
@@ -57,11 +67,11 @@ async fn open(protocol: Protocol, via: Via, root: &Path) -> Result<Store, Error>
                 args,
                 protocol,
             };
-            Store::open_plan(&plan, &options()).await
+            Store::open_plan(&plan, options).await
         }
         Via::Ssh => {
             let sshd = kit::Sshd::from_env().expect("sshd");
-            Store::open(&sshd.uri(protocol, root), &options()).await
+            Store::open(&sshd.uri(protocol, root), options).await
         }
     }
 }
@@ -338,22 +348,9 @@ fn a_silent_build_hits_the_stall_deadline_and_its_builder_is_stopped() {
                     kit::derivation(&root, &name, &format!("exec /bin/sleep {marker}"));
                 let mut options = options();
                 options.stall_timeout = Some(Duration::from_secs(2));
-                let mut store = match via {
-                    Via::Local => {
-                        let (program, args) = kit::local_server(protocol, &root);
-                        let plan = Plan::Process {
-                            program,
-                            args,
-                            protocol,
-                        };
-                        Store::open_plan(&plan, &options).await
-                    }
-                    Via::Ssh => {
-                        let sshd = kit::Sshd::from_env().expect("sshd");
-                        Store::open(&sshd.uri(protocol, &root), &options).await
-                    }
-                }
-                .expect("open");
+                let mut store = open_with(protocol, via, &root, &options)
+                    .await
+                    .expect("open");
                 let start = Instant::now();
                 let error = store
                     .build_derivation(&drv_path, &drv, BuildSettings::default(), |_| {})
