@@ -21,8 +21,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use nixwire_core::conn::{Connection, Error};
-use nixwire_core::store::{BasicDerivation, DerivationOutput, OutputName, StoreDir, StorePath};
-use nixwire_core::wire::NixString;
 
 /// Every test stops on its own: no single wait is longer than this.
 pub const GUARD: Duration = Duration::from_secs(120);
@@ -260,18 +258,6 @@ pub fn run_nix(program: &str, args: &[String]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
-/// A full store path as Nix prints it, as the [`StorePath`] it names.
-pub fn store_path(full: &str) -> StorePath {
-    StoreDir::default()
-        .parse_path(full.as_bytes())
-        .unwrap_or_else(|e| panic!("{full:?}: {e}"))
-}
-
-/// A store path's full form, as Nix prints it.
-pub fn full(path: &StorePath) -> String {
-    StoreDir::default().display_path(path)
-}
-
 /// The strings of a JSON array (none if it is not one).
 pub fn items(v: &serde_json::Value) -> Vec<&str> {
     v.as_array()
@@ -279,47 +265,6 @@ pub fn items(v: &serde_json::Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// Instantiates a one-line derivation in `store` and returns its path and
-/// its `BasicDerivation`, read back with `nix show-derivation`.
-pub fn derivation(store: &Path, name: &str, script: &str) -> (StorePath, BasicDerivation) {
-    let expr = format!(
-        "derivation {{ name = \"{name}\"; system = builtins.currentSystem; \
-         builder = \"/bin/sh\"; args = [ \"-c\" \"{script}\" ]; }}"
-    );
-    let mut args = nix_args(store);
-    args.extend(["-E".into(), expr]);
-    let drv = run_nix("nix-instantiate", &args).trim().to_owned();
-    let mut args = vec!["show-derivation".into()];
-    args.extend(nix_args(store));
-    args.push(drv.clone());
-    let json: serde_json::Value =
-        serde_json::from_str(&run_nix("nix", &args)).expect("derivation JSON");
-    let d = &json[&drv];
-    let text = |v: &serde_json::Value| NixString::from(v.as_str().unwrap_or_default());
-    let outputs = d["outputs"]
-        .as_object()
-        .expect("outputs")
-        .iter()
-        .map(|(name, o)| DerivationOutput {
-            name: OutputName::new(name).expect("an output name"),
-            path: o["path"].as_str().map(store_path),
-            hash_algo: NixString::new(),
-            hash: NixString::new(),
-        })
-        .collect();
-    let env = d["env"]
-        .as_object()
-        .expect("env")
-        .iter()
-        .map(|(k, v)| (NixString::from(k.as_str()), text(v)))
-        .collect();
-    let basic = BasicDerivation {
-        outputs,
-        input_srcs: items(&d["inputSrcs"]).into_iter().map(store_path).collect(),
-        platform: text(&d["system"]),
-        builder: text(&d["builder"]),
-        args: items(&d["args"]).into_iter().map(NixString::from).collect(),
-        env,
-    };
-    (store_path(&drv), basic)
-}
+// A store path parsed and printed, and a one-line derivation instantiated in
+// a chroot store: what the runtimes' live tests use too.
+pub use nixwire_testkit::{derivation, full, store_path};
