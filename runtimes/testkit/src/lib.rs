@@ -354,3 +354,44 @@ pub fn wait_for(marker: &str, limit: std::time::Duration) -> bool {
     }
     false
 }
+
+/// A `nix-daemon` listening on a unix socket of its own, for the chroot
+/// store `root` (its state directory, hence its socket, under `dir`);
+/// killed when dropped.
+#[derive(Debug)]
+pub struct Daemon {
+    child: std::process::Child,
+    /// The socket it listens on.
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon and waits (up to 20 s) for its socket.
+    pub fn start(dir: &Path, root: &Path) -> Self {
+        let state = dir.join("state");
+        let socket = state.join("daemon-socket").join("socket");
+        let child = nix_command("nix-daemon")
+            .env("NIX_STATE_DIR", &state)
+            .args(["--store", &root.display().to_string()])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("nix-daemon");
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(
+                std::time::Instant::now() < end,
+                "no socket at {}",
+                socket.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { child, socket }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

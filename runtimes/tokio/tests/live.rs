@@ -434,3 +434,28 @@ fn a_machines_entry_opens_with_its_key_and_pinned_host_key() {
         }
     });
 }
+
+#[test]
+fn a_daemon_socket_is_a_worker_store() {
+    if !kit::have_nix() {
+        return;
+    }
+    runtime().block_on(async {
+        let dir = kit::scratch("unix");
+        let root = dir.join("root");
+        let closure = kit::small_closure(&root, "unix");
+        let daemon = kit::Daemon::start(&dir, &root);
+        let uri = format!("unix://{}", daemon.socket.display());
+        let mut store = Store::open(&uri, &options()).await.expect("open");
+        assert_eq!(store.info().protocol, Protocol::Worker);
+        let valid = store.query_valid_paths(&closure).await.expect("valid");
+        assert_eq!(valid.len(), closure.len(), "{valid:?}");
+        let mut nar = Vec::new();
+        let size = store
+            .nar_from_path(&closure[0], &mut nar)
+            .await
+            .expect("NAR");
+        assert_eq!(size as usize, nar.len());
+        store.close().await.expect("close");
+    });
+}
