@@ -273,6 +273,29 @@ impl Error {
     pub fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> Self {
         move |source| Self::Io { what, source }
     }
+
+    /// The error of a handshake that broke with `error` on the way `plan`
+    /// says. Over ssh, a stream that closed before the server's handshake
+    /// is a failure to connect ([`Error::Connect`], whose reason has ssh's
+    /// own words from [`conn::Error::peer_said`]): a runtime that spawns
+    /// the system `ssh` learns of a refused connection, a wrong host key or
+    /// a failed login only by ssh exiting, and the host should be told
+    /// what it is told when an in-process ssh client fails to connect.
+    /// Anything else is [`Error::Connection`].
+    pub fn from_handshake(plan: &Plan, error: conn::Error) -> Self {
+        match plan {
+            Plan::Ssh { store, .. }
+                if error.phase == conn::Phase::Handshake
+                    && matches!(*error.kind, conn::ErrorKind::Closed { .. }) =>
+            {
+                Self::Connect {
+                    target: store.to_string(),
+                    reason: error.to_string(),
+                }
+            }
+            _ => Self::Connection(error),
+        }
+    }
 }
 
 /// Answers that arrived while the host waited for another request's: with

@@ -486,6 +486,19 @@ fn check_destination(store: &SshStore) -> Result<(), SshError> {
 /// pins a host key and [`SshOptions::known_hosts_file`] is not set, or when
 /// a path cannot be passed to ssh.
 pub fn invocation(store: &SshStore, options: &SshOptions) -> Result<Invocation, SshError> {
+    invocation_for(store, options, &remote_command(store))
+}
+
+/// The `ssh` invocation of [`invocation`], running `command` on the host
+/// instead of the store's [`remote_command`]: for a runtime given a
+/// [`Plan`](crate::runtime::Plan)'s command, which a host may have changed
+/// (a test's stand-in server, a wrapper). `command` is quoted with
+/// [`remote_command_line`]; it fails as [`invocation`] does.
+pub fn invocation_for(
+    store: &SshStore,
+    options: &SshOptions,
+    command: &[String],
+) -> Result<Invocation, SshError> {
     check_destination(store)?;
     let mut args: Vec<String> = Vec::new();
     let mut push = |arg: String| args.push(arg);
@@ -561,7 +574,7 @@ pub fn invocation(store: &SshStore, options: &SshOptions) -> Result<Invocation, 
     }
     push(store.destination());
     push("--".to_owned());
-    push(remote_command_line(&remote_command(store)));
+    push(remote_command_line(command));
 
     Ok(Invocation {
         program: options.program.clone(),

@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use nixwire_core::ssh::{
-    Invocation, SshError, SshOptions, invocation, known_hosts_line, known_hosts_name,
-    remote_command, remote_command_line, shell_quote, split_sshopts,
+    Invocation, SshError, SshOptions, invocation, invocation_for, known_hosts_line,
+    known_hosts_name, remote_command, remote_command_line, shell_quote, split_sshopts,
 };
 use nixwire_core::uri::{HostKey, RemoteProtocol, SshStore, StoreUri};
 use quickcheck::{Arbitrary, Gen, QuickCheck};
@@ -404,6 +404,34 @@ fn argv_for_a_plain_store() {
     );
     assert_eq!(inv.argv()[0], "ssh");
     assert_eq!(inv.argv()[1..], inv.args[..]);
+}
+
+#[test]
+fn argv_for_a_command_of_the_hosts() {
+    // Everything but the remote command is the store's invocation; the
+    // command is the one given, quoted as the remote shell reads it back.
+    let store = ssh(&pinned_uri());
+    let options = SshOptions {
+        known_hosts_file: Some("/run/nixwire/conn-2/known_hosts".into()),
+        ..SshOptions::default()
+    };
+    let command = words(&["/opt/replay", "/srv/a transcript.json"]);
+    let given = invocation_for(&store, &options, &command).expect("invocation");
+    let usual = invocation(&store, &options).expect("invocation");
+    let (last, rest) = given.args.split_last().expect("a command");
+    assert_eq!(last, "/opt/replay '/srv/a transcript.json'");
+    assert_eq!(rest, &usual.args[..usual.args.len() - 1]);
+    assert_eq!(given.known_hosts, usual.known_hosts);
+    assert_eq!(
+        invocation_for(&store, &options, &remote_command(&store)).expect("invocation"),
+        usual
+    );
+    // The same checks as the store's own command.
+    let unpinned = SshOptions::default();
+    assert!(matches!(
+        invocation_for(&store, &unpinned, &command),
+        Err(SshError::NoKnownHostsFile { .. })
+    ));
 }
 
 fn pinned_uri() -> String {
