@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::conn::{self, ErrorClass, RequestId};
-use crate::session::{Answer, Event, Protocol, SessionConfig};
+use crate::session::{Answer, Event, Info, Protocol, SessionConfig};
 use crate::ssh::SshOptions;
 use crate::uri::{RemoteProtocol, SshStore, StoreUri, UriError};
 
@@ -295,6 +295,21 @@ impl Error {
             }
             _ => Self::Connection(error),
         }
+    }
+}
+
+/// What a session event means while the handshake is under way: the peer's
+/// [`Info`] when it completes, the error (told as
+/// [`Error::from_handshake`]) when it fails, nothing otherwise. Every
+/// runtime's `Store` runs its loop on this until it breaks.
+pub fn handshake_step(plan: &Plan, event: Event) -> ControlFlow<Result<Info, Error>> {
+    match event {
+        Event::Connected(info) => ControlFlow::Break(Ok(info)),
+        Event::Broken(e) => ControlFlow::Break(Err(Error::from_handshake(plan, e))),
+        Event::Closed => ControlFlow::Break(Err(Error::Ended {
+            during: "during the handshake",
+        })),
+        _ => ControlFlow::Continue(()),
     }
 }
 

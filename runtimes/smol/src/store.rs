@@ -1,13 +1,12 @@
 //! A store over any transport: a [`Driver`] of a
 //! [`Session`], with an async method per operation.
 
-use std::ops::ControlFlow;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use nixwire_core::conn::{Log, RequestId};
-use nixwire_core::runtime::{Answers, Error, Options, Plan, expect};
-use nixwire_core::session::{Answer, BuildSettings, Event, Info, Op, Session};
+use nixwire_core::runtime::{Answers, Error, Options, Plan, Step, expect, handshake_step};
+use nixwire_core::session::{Answer, BuildSettings, Info, Op, Session};
 use nixwire_core::store::{BasicDerivation, BuildResult, PathInfo, StorePath};
 use nixwire_core::uri::StoreUri;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -69,17 +68,7 @@ impl Store {
         let config = options.session_config(plan.protocol());
         let session = Session::new(config, Instant::now());
         let mut driver = Driver::new(session, transport);
-        let connected = driver
-            .run(|_, event| match event {
-                Event::Connected(info) => ControlFlow::Break(Ok(info)),
-                // Over ssh that may be ssh failing to connect.
-                Event::Broken(e) => ControlFlow::Break(Err(Error::from_handshake(plan, e))),
-                Event::Closed => ControlFlow::Break(Err(Error::Ended {
-                    during: "during the handshake",
-                })),
-                _ => ControlFlow::Continue(()),
-            })
-            .await;
+        let connected = driver.run(|_, event| handshake_step(plan, event)).await;
         let info = match connected.and_then(|r| r) {
             Ok(info) => info,
             Err(e) => {
@@ -114,32 +103,28 @@ impl Store {
         self.wait_with(id, |_| {}).await
     }
 
+    /// The next step of request `id`: an answer kept from before, or the
+    /// loop run until something concerns it.
+    async fn next(&mut self, id: RequestId) -> Result<Step, Error> {
+        if let Some(done) = self.answers.take(id) {
+            return Ok(Step::Done(done.map_err(Error::Connection)));
+        }
+        let answers = &mut self.answers;
+        self.driver.run(|_, event| answers.sort(id, event)).await
+    }
+
     async fn wait_with(
         &mut self,
         id: RequestId,
         mut logs: impl FnMut(&Log),
     ) -> Result<Answer, Error> {
-        if let Some(done) = self.answers.take(id) {
-            return Ok(done?);
+        loop {
+            match self.next(id).await? {
+                Step::Done(result) => return result,
+                Step::Log(log) => logs(&log),
+                _ => {}
+            }
         }
-        let answers = &mut self.answers;
-        let answer = self
-            .driver
-            .run(|_, event| match event {
-                Event::Done { id: done, result } if done == id => ControlFlow::Break(result),
-                Event::Done { id, result } => {
-                    answers.keep(id, result);
-                    ControlFlow::Continue(())
-                }
-                Event::Log(log) if log.request.is_none_or(|r| r == id) => {
-                    logs(&log);
-                    ControlFlow::Continue(())
-                }
-                Event::Broken(e) => ControlFlow::Break(Err(e)),
-                _ => ControlFlow::Continue(()),
-            })
-            .await?;
-        Ok(answer?)
     }
 
     /// Which of `paths` the store holds.
@@ -180,37 +165,21 @@ impl Store {
         let id = self.start(Op::NarFromPath { path: path.clone() })?;
         let mut size = 0u64;
         loop {
-            let answers = &mut self.answers;
-            let step = self
-                .driver
-                .run(|_, event| match event {
-                    Event::NarChunk { id: of, data } if of == id => {
-                        ControlFlow::Break(Ok(Some(data)))
-                    }
-                    Event::Done { id: done, result } if done == id => {
-                        ControlFlow::Break(result.map(|_| None))
-                    }
-                    Event::Done { id, result } => {
-                        answers.keep(id, result);
-                        ControlFlow::Continue(())
-                    }
-                    Event::Broken(e) => ControlFlow::Break(Err(e)),
-                    _ => ControlFlow::Continue(()),
-                })
-                .await??;
-            match step {
-                Some(data) => {
+            match self.next(id).await? {
+                Step::Chunk(data) => {
                     size += data.len() as u64;
                     out.write_all(&data)
                         .await
                         .map_err(Error::io("writing the NAR out"))?;
                 }
-                None => {
+                Step::Done(result) => {
+                    result?;
                     out.flush()
                         .await
                         .map_err(Error::io("writing the NAR out"))?;
                     return Ok(size);
                 }
+                _ => {}
             }
         }
     }
@@ -231,49 +200,45 @@ impl Store {
         })?;
         let mut buf = BytesMut::new();
         loop {
-            if let Some((wanted, max)) = self.driver.conn().body_wanted()
-                && wanted == id
-            {
-                let limit = max.map_or(CHUNK, |m| usize::try_from(m).unwrap_or(CHUNK).min(CHUNK));
-                buf.resize(limit, 0);
-                let n = nar
-                    .read(&mut buf)
-                    .await
-                    .map_err(Error::io("reading the NAR in"))?;
-                buf.truncate(n);
-                if n == 0 {
-                    return Err(Error::Ended {
-                        during: "reading the NAR to add: it is shorter than its path info says",
+            // The body is offered while the session wants it; its events
+            // only say when that starts.
+            let step = match self.driver.conn().body_wanted() {
+                Some((wanted, max)) if wanted == id && max != Some(0) => Step::BodyWanted(max),
+                _ => self.next(id).await?,
+            };
+            match step {
+                Step::BodyWanted(_) => {
+                    let Some((wanted, max)) = self.driver.conn().body_wanted() else {
+                        continue;
+                    };
+                    if wanted != id || max == Some(0) {
+                        continue;
+                    }
+                    let limit =
+                        max.map_or(CHUNK, |m| usize::try_from(m).unwrap_or(CHUNK).min(CHUNK));
+                    // futures-io reads into initialised memory only.
+                    buf.resize(limit, 0);
+                    let n = nar
+                        .read(&mut buf)
+                        .await
+                        .map_err(Error::io("reading the NAR in"))?;
+                    buf.truncate(n);
+                    if n == 0 {
+                        return Err(Error::Ended {
+                            during: "reading the NAR to add: it is shorter than its path info says",
+                        });
+                    }
+                    self.driver
+                        .conn()
+                        .offer_body(Instant::now(), id, buf.split().freeze())?;
+                }
+                Step::Done(result) => {
+                    return expect("AddToStoreNar", result?, |a| match a {
+                        Answer::Added => Ok(()),
+                        other => Err(other),
                     });
                 }
-                let data = buf.split().freeze();
-                self.driver.conn().offer_body(Instant::now(), id, data)?;
-                continue;
-            }
-            let answers = &mut self.answers;
-            let step = self
-                .driver
-                .run(|conn, event| match event {
-                    Event::BodyWanted { id: of, .. } if of == id => ControlFlow::Break(None),
-                    Event::Done { id: done, result } if done == id => {
-                        ControlFlow::Break(Some(result))
-                    }
-                    Event::Done { id, result } => {
-                        answers.keep(id, result);
-                        ControlFlow::Continue(())
-                    }
-                    Event::Broken(e) => ControlFlow::Break(Some(Err(e))),
-                    _ => {
-                        let _ = conn;
-                        ControlFlow::Continue(())
-                    }
-                })
-                .await?;
-            if let Some(result) = step {
-                return expect("AddToStoreNar", result?, |a| match a {
-                    Answer::Added => Ok(()),
-                    other => Err(other),
-                });
+                _ => {}
             }
         }
     }

@@ -374,6 +374,7 @@ impl Daemon {
             .env("NIX_STATE_DIR", &state)
             .args(["--store", &root.display().to_string()])
             .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .expect("nix-daemon");
         let end = std::time::Instant::now() + std::time::Duration::from_secs(20);

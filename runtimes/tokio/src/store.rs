@@ -1,13 +1,12 @@
 //! A store over any transport: a [`Driver`] of a
 //! [`Session`], with an async method per operation.
 
-use std::ops::ControlFlow;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use nixwire_core::conn::{Log, RequestId};
-use nixwire_core::runtime::{Answers, Error, Options, Plan, Step, expect};
-use nixwire_core::session::{Answer, BuildSettings, Event, Info, Op, Session};
+use nixwire_core::runtime::{Answers, Error, Options, Plan, Step, expect, handshake_step};
+use nixwire_core::session::{Answer, BuildSettings, Info, Op, Session};
 use nixwire_core::store::{BasicDerivation, BuildResult, PathInfo, StorePath};
 use nixwire_core::uri::StoreUri;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -69,16 +68,7 @@ impl Store {
         let config = options.session_config(plan.protocol());
         let session = Session::new(config, Instant::now());
         let mut driver = Driver::new(session, transport);
-        let connected = driver
-            .run(|_, event| match event {
-                Event::Connected(info) => ControlFlow::Break(Ok(info)),
-                Event::Broken(e) => ControlFlow::Break(Err(Error::Connection(e))),
-                Event::Closed => ControlFlow::Break(Err(Error::Ended {
-                    during: "during the handshake",
-                })),
-                _ => ControlFlow::Continue(()),
-            })
-            .await;
+        let connected = driver.run(|_, event| handshake_step(plan, event)).await;
         let info = match connected.and_then(|r| r) {
             Ok(info) => info,
             Err(e) => {
