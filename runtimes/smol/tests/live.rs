@@ -12,7 +12,7 @@ use nixwire_smol::Store;
 struct Runtime;
 
 impl Runtime {
-    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
         smol::block_on(future)
     }
 }
