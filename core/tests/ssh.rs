@@ -624,8 +624,10 @@ fn nix_sshopts_go_into_the_runtime_options_after_nixwires_own() {
 #[test]
 fn the_config_file_says_what_the_argv_says_and_keeps_the_users_files() {
     let store = ssh("ssh-ng://nix@builder:2222?ssh-key=/k/id&compress=true");
-    let mut options = SshOptions::default();
-    options.extra = words(&["-o", "ProxyJump=gate", "-4"]);
+    let options = SshOptions {
+        extra: words(&["-o", "ProxyJump=gate", "-4"]),
+        ..SshOptions::default()
+    };
     let config = nixwire_core::ssh::config_file(&store, &options).expect("config");
     assert_eq!(config.destination, "builder");
     let lines: Vec<&str> = config.text.lines().collect();
@@ -661,8 +663,10 @@ fn the_config_file_says_what_the_argv_says_and_keeps_the_users_files() {
 #[test]
 fn a_word_a_config_file_cannot_say_is_refused_by_name() {
     let store = ssh("ssh://builder");
-    let mut options = SshOptions::default();
-    options.extra = words(&["-L", "80:x:80"]);
+    let options = SshOptions {
+        extra: words(&["-L", "80:x:80"]),
+        ..SshOptions::default()
+    };
     let err = nixwire_core::ssh::config_file(&store, &options).expect_err("refused");
     assert!(err.to_string().contains("\"-L\""), "{err}");
 }
