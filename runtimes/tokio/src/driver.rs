@@ -212,17 +212,22 @@ impl<C: Connection> Driver<C> {
         grace: std::time::Duration,
         mut handle: impl FnMut(&mut C, C::Event),
     ) -> (C, Result<(), Error>) {
-        // What is still queued goes out first.
-        while let Some(bytes) = self.pending.take().or_else(|| self.conn.poll_transmit()) {
-            let Some(stdin) = self.transport.stdin.as_mut() else {
-                break;
-            };
-            if stdin.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
-        self.transport.close_input().await;
         let drained = tokio::time::timeout(grace, async {
+            // What is still queued goes out first, the peer's output read
+            // meanwhile (a peer stuck on a full stderr pipe reads nothing).
+            loop {
+                if self.pending.is_none() {
+                    self.pending = self.conn.poll_transmit();
+                }
+                if self.pending.is_none() || self.transport.stdin.is_none() {
+                    break;
+                }
+                self.step().await?;
+                while let Some(event) = self.conn.poll_event() {
+                    handle(&mut self.conn, event);
+                }
+            }
+            self.transport.close_input().await;
             while self.stdout_open || self.stderr_open {
                 self.step().await?;
                 while let Some(event) = self.conn.poll_event() {
