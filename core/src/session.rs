@@ -512,6 +512,8 @@ impl Session {
     /// Gives up on request `id`; one already under way breaks the session
     /// (its reply can no longer be told apart from the next one's).
     pub fn abandon(&mut self, id: RequestId) {
+        // One still waiting for the handshake was never sent.
+        self.deferred.retain(|(d, _)| *d != id);
         let inners: Vec<RequestId> = self
             .parts
             .iter()
