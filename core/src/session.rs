@@ -383,10 +383,11 @@ impl Session {
 
     /// Whether no request is queued, in flight or uploading.
     pub fn is_idle(&self) -> bool {
-        match &self.inner {
-            Inner::Serve(c) => c.is_idle(),
-            Inner::Worker(c) => c.is_idle(),
-        }
+        self.deferred.is_empty()
+            && match &self.inner {
+                Inner::Serve(c) => c.is_idle(),
+                Inner::Worker(c) => c.is_idle(),
+            }
     }
 
     /// Starts an operation and returns its id. Requests are pipelined: many
