@@ -85,7 +85,9 @@ pub(crate) fn open(
             .max(1);
         // want_reply: the server's answers are how a dead peer is noticed.
         session.set_keepalive(true, secs);
-        Duration::from_secs(u64::from(secs)) * (options.ssh.server_alive_count_max + 1)
+        // libssh2 makes an interval of 1 s one of 2 s.
+        let every = Duration::from_secs(u64::from(secs.max(2)));
+        every * options.ssh.server_alive_count_max.saturating_add(1)
     });
 
     let spawn_error = |e: std::io::Error| refuse(format!("cannot start the ssh pump: {e}"));

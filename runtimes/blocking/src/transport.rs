@@ -266,8 +266,13 @@ impl Transport {
     pub(crate) fn wait(&mut self, grace: Duration) -> Result<(), Error> {
         self.close_input(false);
         let end = Instant::now() + grace;
+        // Nothing reads the inputs any more: dropping them keeps the
+        // readers (and the ssh pump) from blocking on a full channel, and
+        // so the peer from blocking on its output, while it exits.
+        let drop_inputs = || while self.inputs.try_recv().is_ok() {};
         match &mut self.peer {
             Peer::Child(child) => loop {
+                drop_inputs();
                 match child.try_wait() {
                     Ok(Some(_)) => return Ok(()),
                     Ok(None) if Instant::now() < end => std::thread::sleep(EXIT_POLL),
@@ -286,6 +291,7 @@ impl Transport {
                 // The pump ends once the remote command has closed the
                 // channel (it then exited) and our side is closed.
                 while !pump.is_finished() {
+                    drop_inputs();
                     if Instant::now() >= end {
                         quit.store(true, Ordering::SeqCst);
                         let _ = (&*wake).write(&[1]);
