@@ -116,6 +116,8 @@ pub(crate) fn open(
         closed: false,
         alive,
         last_heard: Instant::now(),
+        woke_writable: false,
+        out_stale: false,
         host: store.host.clone(),
     };
     let pump = std::thread::Builder::new()
@@ -315,6 +317,11 @@ struct Pump {
     /// (`ServerAliveCountMax` + 1)).
     alive: Option<Duration>,
     last_heard: Instant,
+    /// The last wait ended because the socket could be written.
+    woke_writable: bool,
+    /// libssh2's "blocked on sending" is left over from a send nothing
+    /// retries (a keepalive): waiting for a writable socket would spin.
+    out_stale: bool,
     host: String,
 }
 
@@ -378,7 +385,13 @@ impl Pump {
                 timeout = Some(Duration::from_secs(u64::from(secs.max(1))));
             }
         }
-        if !moved {
+        if moved {
+            self.out_stale = false;
+            self.woke_writable = false;
+        } else {
+            // Woken for writing just before, and nothing moved: nothing is
+            // waiting to be sent after all.
+            self.out_stale = self.woke_writable;
             self.wait(timeout);
         }
         Ok(())
@@ -504,10 +517,12 @@ impl Pump {
     /// driver wakes us, or `timeout`.
     fn wait(&mut self, timeout: Option<Duration>) {
         let mut wanted = PollFlags::IN;
-        if matches!(
-            self.session.block_directions(),
-            BlockDirections::Outbound | BlockDirections::Both
-        ) {
+        if !self.out_stale
+            && matches!(
+                self.session.block_directions(),
+                BlockDirections::Outbound | BlockDirections::Both
+            )
+        {
             wanted |= PollFlags::OUT;
         }
         let timeout = timeout.and_then(|d| Timespec::try_from(d).ok());
@@ -519,6 +534,7 @@ impl Pump {
         // and a hung-up socket would wake every poll.
         let n = if self.closed { 1 } else { 2 };
         let _ = rustix::event::poll(&mut fds[..n], timeout.as_ref());
+        self.woke_writable = n == 2 && fds[1].revents().contains(PollFlags::OUT);
         if n == 2
             && fds[1]
                 .revents()
