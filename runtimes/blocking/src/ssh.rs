@@ -328,7 +328,8 @@ struct Pump {
 /// Whether the pump goes on.
 type Go = Result<(), Gone>;
 
-/// The driver is gone, or told the pump to quit.
+/// The pump ends: the command and our side are done, the driver is gone,
+/// or the pump was told to quit.
 struct Gone;
 
 impl Pump {
