@@ -170,10 +170,23 @@ pub(crate) fn smol<C: Connection>(
 }
 
 pub(crate) fn blocking<C: Connection>(
-    _link: &Link,
-    _path: &Path,
-    _conn: Tap<C>,
-    _handle: &mut Handler<'_, C>,
+    link: &Link,
+    path: &Path,
+    conn: Tap<C>,
+    handle: &mut Handler<'_, C>,
 ) -> Result<Driven, String> {
-    Err("the blocking runtime is not built into this conformance binary".into())
+    use nixwire_blocking::{Driver, Transport};
+    let command = replay_command(link, path);
+    let transport = match ssh_target(link)? {
+        Some(store) => Transport::ssh(&store, &command, &options()),
+        None => Transport::spawn(&command[0], &command[1..], &[]),
+    }
+    .map_err(|e| format!("blocking: {e}"))?;
+    let mut driver = Driver::new(conn, transport);
+    let mut failed = None;
+    let ran = driver.run(|c, e| step(&mut c.inner, e, handle, &mut failed));
+    let (tap, finished) = driver.finish(GRACE, |c, e| {
+        keep_handling(&mut c.inner, e, handle, &mut failed)
+    });
+    conclude(tap, ran, finished, failed)
 }

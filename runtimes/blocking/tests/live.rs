@@ -1,0 +1,275 @@
+//! `nixwire-blocking` against real Nix (Debian's `nix-bin`): `nix-store --serve
+//! --write` and `nix-daemon --stdio`, each run here as a child and through
+//! the loopback sshd of `.ci/sshd.sh`, every server with a chroot store of
+//! its own (so client and server are two stores).
+//!
+//! Without Nix or the sshd a test says why and passes, unless `CI=true` or
+//! `NIXWIRE_REQUIRE_NIX=1` (see `nixwire-testkit`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nixwire_blocking::Store;
+use nixwire_core::conn::ErrorClass;
+use nixwire_core::runtime::{Error, Options, Plan};
+use nixwire_core::session::{BuildSettings, Op, Protocol};
+use nixwire_core::store::BuildStatus;
+use nixwire_testkit as kit;
+
+/// Where a server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// A child process here.
+    Local,
+    /// Through the loopback sshd.
+    Ssh,
+}
+
+const PROTOCOLS: [Protocol; 2] = [Protocol::Serve, Protocol::Worker];
+
+fn options() -> Options {
+    let mut options = Options::default();
+    options.env = kit::nix_env();
+    options.connect_timeout = Some(Duration::from_secs(30));
+    options
+}
+
+/// The places servers can run here: always locally with Nix; through ssh
+/// when the sshd is up.
+fn places() -> Vec<Via> {
+    if !kit::have_nix() {
+        return Vec::new();
+    }
+    let mut v = vec![Via::Local];
+    if kit::Sshd::from_env().is_some() {
+        v.push(Via::Ssh);
+    }
+    v
+}
+
+/// Opens the server of `protocol` on the chroot store `root`.
+fn open(protocol: Protocol, via: Via, root: &Path) -> Result<Store, Error> {
+    match via {
+        Via::Local => {
+            let (program, args) = kit::local_server(protocol, root);
+            let plan = Plan::Process {
+                program,
+                args,
+                protocol,
+            };
+            Store::open_plan(&plan, &options())
+        }
+        Via::Ssh => {
+            let sshd = kit::Sshd::from_env().expect("sshd");
+            Store::open(&sshd.uri(protocol, root), &options())
+        }
+    }
+}
+
+#[test]
+fn ping_says_protocol_version_and_trust() {
+    for via in places() {
+        for protocol in PROTOCOLS {
+            let root = kit::scratch(&format!("ping-{protocol}-{via:?}"));
+            let store = open(protocol, via, &root).expect("open");
+            let info = store.info().clone();
+            assert_eq!(info.protocol, protocol);
+            match protocol {
+                // Nix 2.8 speaks serve 2.7 and worker 1.34.
+                Protocol::Serve => assert!(info.version.major == 2, "{info:?}"),
+                Protocol::Worker => {
+                    assert!(info.version.major == 1, "{info:?}");
+                    assert!(info.version.minor >= 21, "{info:?}");
+                }
+            }
+            store.close().expect("close");
+        }
+    }
+}
+
+#[test]
+fn a_closure_is_copied_to_a_server_and_back() {
+    for via in places() {
+        for protocol in PROTOCOLS {
+            let name = format!("copy-{protocol}-{via:?}");
+            let here = kit::scratch(&format!("{name}-here"));
+            let there = kit::scratch(&format!("{name}-there"));
+            let back = kit::scratch(&format!("{name}-back"));
+            let closure = kit::small_closure(&here, &name.to_lowercase());
+
+            let mut source = open(Protocol::Serve, Via::Local, &here).expect("source");
+            let mut server = open(protocol, via, &there).expect("server");
+            copy(&mut source, &mut server, &closure);
+            for path in &closure {
+                assert!(kit::is_valid(&there, path), "{path} copied to the server");
+            }
+            // Pipelined: both queries are in flight before either answer
+            // is read, and are awaited out of order.
+            let a = server
+                .start(Op::QueryValidPaths {
+                    paths: closure.clone(),
+                    substitute: false,
+                })
+                .expect("start");
+            let b = server
+                .start(Op::QueryPathInfos {
+                    paths: closure.clone(),
+                })
+                .expect("start");
+            let infos = server.wait(b).expect("infos");
+            let valid = server.wait(a).expect("valid");
+            assert!(format!("{valid:?}").contains(&closure[1].to_string()));
+            assert!(format!("{infos:?}").contains(&closure[0].to_string()));
+
+            let mut sink = open(Protocol::Worker, Via::Local, &back).expect("sink");
+            copy(&mut server, &mut sink, &closure);
+            for path in &closure {
+                assert!(kit::is_valid(&back, path), "{path} copied back");
+            }
+            for store in [source, server, sink] {
+                store.close().expect("close");
+            }
+        }
+    }
+}
+
+/// Copies `closure` (dependencies first) from one store to another, each
+/// NAR streamed through a pipe between the two connections.
+fn copy(from: &mut Store, to: &mut Store, closure: &[nixwire_core::store::StorePath]) {
+    let infos = from.query_path_infos(closure).expect("path infos");
+    assert_eq!(
+        infos.len(),
+        closure.len(),
+        "every path is valid at the source"
+    );
+    for (path, info) in infos {
+        let mut nar = Vec::new();
+        let size = from.nar_from_path(&path, &mut nar).expect("NAR out");
+        assert_eq!(size, info.nar_size, "the NAR has the size its info says");
+        to.add_to_store_nar(&path, &info, &mut nar.as_slice())
+            .expect("NAR in");
+    }
+}
+
+#[test]
+fn a_build_streams_its_log_while_it_runs() {
+    for via in places() {
+        for protocol in PROTOCOLS {
+            let name = format!("log-{protocol}-{via:?}").to_lowercase();
+            let root = kit::scratch(&name);
+            let (drv_path, drv) = kit::derivation(
+                &root,
+                &name,
+                "echo first-line; /bin/sleep 2; echo second-line; echo done > $out",
+            );
+            let mut store = open(protocol, via, &root).expect("open");
+            let start = Instant::now();
+            let mut seen = Vec::new();
+            let result = store
+                .build_derivation(&drv_path, &drv, BuildSettings::default(), |log| {
+                    seen.push((
+                        start.elapsed(),
+                        String::from_utf8_lossy(&log.text).into_owned(),
+                    ));
+                })
+                .expect("build");
+            let total = start.elapsed();
+            assert!(result.status.is_success(), "{result:?}");
+            let first = seen
+                .iter()
+                .find(|(_, text)| text.contains("first-line"))
+                .unwrap_or_else(|| panic!("no first line in {seen:?}"));
+            assert!(
+                total - first.0 >= Duration::from_secs(1),
+                "the first line came {:?} into a build of {total:?}: not while it ran",
+                first.0
+            );
+            assert!(
+                seen.iter().any(|(_, t)| t.contains("second-line")),
+                "{seen:?}"
+            );
+            store.close().expect("close");
+        }
+    }
+}
+
+#[test]
+fn a_failing_build_gives_its_status_and_message() {
+    for via in places() {
+        for protocol in PROTOCOLS {
+            let name = format!("fail-{protocol}-{via:?}").to_lowercase();
+            let root = kit::scratch(&name);
+            let (drv_path, drv) = kit::derivation(&root, &name, "echo about-to-fail; exit 3");
+            let mut store = open(protocol, via, &root).expect("open");
+            let mut logs = String::new();
+            let result = store
+                .build_derivation(&drv_path, &drv, BuildSettings::default(), |log| {
+                    logs.push_str(&String::from_utf8_lossy(&log.text));
+                })
+                .expect("a failed build is a result");
+            assert!(!result.status.is_success(), "{result:?}");
+            assert_eq!(result.status, BuildStatus::PermanentFailure, "{result:?}");
+            let message = String::from_utf8_lossy(result.error_msg.as_bytes()).into_owned();
+            assert!(message.contains("failed"), "{message}");
+            assert!(logs.contains("about-to-fail"), "{logs}");
+            store.close().expect("close");
+        }
+    }
+}
+
+#[test]
+fn a_cancelled_build_leaves_no_builder_behind() {
+    for via in places() {
+        for protocol in PROTOCOLS {
+            let name = format!("cancel-{protocol}-{via:?}").to_lowercase();
+            let root = kit::scratch(&name);
+            // A sleep no other process has: how the builder is found.
+            let marker = kit::unique_number().to_string();
+            let (drv_path, drv) = kit::derivation(
+                &root,
+                &name,
+                &format!("echo started; exec /bin/sleep {marker}"),
+            );
+            let mut store = open(protocol, via, &root).expect("open");
+            // Cancelled from another thread once the builder runs.
+            let canceller = store.canceller();
+            let builder = format!("/bin/sleep {marker}");
+            let watcher = std::thread::spawn(move || {
+                let seen = kit::wait_for(&builder, Duration::from_secs(30));
+                canceller.cancel();
+                seen
+            });
+            let outcome = store.build_derivation(&drv_path, &drv, BuildSettings::default(), |_| {});
+            let started = watcher.join().expect("watcher");
+            let error = outcome.expect_err("cancelled");
+            assert_eq!(error.class(), ErrorClass::Cancelled, "{error}");
+            assert!(started, "the builder ran before the cancel");
+            let _ = store.abort();
+            let left = kit::wait_gone(&format!("/bin/sleep {marker}"), Duration::from_secs(20));
+            assert!(left.is_empty(), "builder processes left: {left:?}");
+        }
+    }
+}
+
+#[test]
+fn a_wrong_pinned_host_key_is_refused() {
+    if !kit::have_nix() {
+        return;
+    }
+    let Some(sshd) = kit::Sshd::from_env() else {
+        return;
+    };
+    let root = kit::scratch("wrong-key");
+    // Another key of the same kind: the client's own public key.
+    let other = std::fs::read_to_string(sshd.key.with_extension("pub")).expect("client pub");
+    let other = kit::host_key_base64(other.trim());
+    for protocol in PROTOCOLS {
+        let uri = sshd.uri_with_key(protocol, &root, &other);
+        let error = Store::open(&uri, &options()).expect_err("refused");
+        assert_eq!(error.class(), ErrorClass::Transport, "{error}");
+        let text = error.to_string();
+        assert!(text.contains("cannot connect"), "{text}");
+        assert!(text.contains(&sshd.host), "names the host: {text}");
+        assert!(text.contains("pinned"), "says why: {text}");
+    }
+}
