@@ -1,13 +1,12 @@
 //! A store over any transport: a [`Driver`] of a
 //! [`Session`], with a method per operation.
 
-use std::ops::ControlFlow;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use nixwire_core::conn::{Log, RequestId};
-use nixwire_core::runtime::{Answers, Error, Options, Plan, expect};
-use nixwire_core::session::{Answer, BuildSettings, Event, Info, Op, Session};
+use nixwire_core::runtime::{Answers, Error, Options, Plan, Step, expect, handshake_step};
+use nixwire_core::session::{Answer, BuildSettings, Info, Op, Session};
 use nixwire_core::store::{BasicDerivation, BuildResult, PathInfo, StorePath};
 use nixwire_core::uri::StoreUri;
 use std::io::{Read, Write};
@@ -65,14 +64,7 @@ impl Store {
         let config = options.session_config(plan.protocol());
         let session = Session::new(config, Instant::now());
         let mut driver = Driver::new(session, transport);
-        let connected = driver.run(|_, event| match event {
-            Event::Connected(info) => ControlFlow::Break(Ok(info)),
-            Event::Broken(e) => ControlFlow::Break(Err(Error::Connection(e))),
-            Event::Closed => ControlFlow::Break(Err(Error::Ended {
-                during: "during the handshake",
-            })),
-            _ => ControlFlow::Continue(()),
-        });
+        let connected = driver.run(|_, event| handshake_step(plan, event));
         let info = match connected.and_then(|r| r) {
             Ok(info) => info,
             Err(e) => {
@@ -107,25 +99,24 @@ impl Store {
         self.wait_with(id, |_| {})
     }
 
-    fn wait_with(&mut self, id: RequestId, mut logs: impl FnMut(&Log)) -> Result<Answer, Error> {
+    /// The next step of request `id`: an answer kept from before, or the
+    /// loop run until something concerns it.
+    fn next(&mut self, id: RequestId) -> Result<Step, Error> {
         if let Some(done) = self.answers.take(id) {
-            return Ok(done?);
+            return Ok(Step::Done(done.map_err(Error::Connection)));
         }
         let answers = &mut self.answers;
-        let answer = self.driver.run(|_, event| match event {
-            Event::Done { id: done, result } if done == id => ControlFlow::Break(result),
-            Event::Done { id, result } => {
-                answers.keep(id, result);
-                ControlFlow::Continue(())
+        self.driver.run(|_, event| answers.sort(id, event))
+    }
+
+    fn wait_with(&mut self, id: RequestId, mut logs: impl FnMut(&Log)) -> Result<Answer, Error> {
+        loop {
+            match self.next(id)? {
+                Step::Done(result) => return result,
+                Step::Log(log) => logs(&log),
+                _ => {}
             }
-            Event::Log(log) if log.request.is_none_or(|r| r == id) => {
-                logs(&log);
-                ControlFlow::Continue(())
-            }
-            Event::Broken(e) => ControlFlow::Break(Err(e)),
-            _ => ControlFlow::Continue(()),
-        })?;
-        Ok(answer?)
+        }
     }
 
     /// Which of `paths` the store holds.
@@ -159,29 +150,18 @@ impl Store {
         let id = self.start(Op::NarFromPath { path: path.clone() })?;
         let mut size = 0u64;
         loop {
-            let answers = &mut self.answers;
-            let step = self.driver.run(|_, event| match event {
-                Event::NarChunk { id: of, data } if of == id => ControlFlow::Break(Ok(Some(data))),
-                Event::Done { id: done, result } if done == id => {
-                    ControlFlow::Break(result.map(|_| None))
-                }
-                Event::Done { id, result } => {
-                    answers.keep(id, result);
-                    ControlFlow::Continue(())
-                }
-                Event::Broken(e) => ControlFlow::Break(Err(e)),
-                _ => ControlFlow::Continue(()),
-            })??;
-            match step {
-                Some(data) => {
+            match self.next(id)? {
+                Step::Chunk(data) => {
                     size += data.len() as u64;
                     out.write_all(&data)
                         .map_err(Error::io("writing the NAR out"))?;
                 }
-                None => {
+                Step::Done(result) => {
+                    result?;
                     out.flush().map_err(Error::io("writing the NAR out"))?;
                     return Ok(size);
                 }
+                _ => {}
             }
         }
     }
@@ -202,43 +182,47 @@ impl Store {
         })?;
         let mut buf = BytesMut::new();
         loop {
-            if let Some((wanted, max)) = self.driver.conn().body_wanted()
-                && wanted == id
-            {
-                let limit = max.map_or(CHUNK, |m| usize::try_from(m).unwrap_or(CHUNK).min(CHUNK));
-                buf.resize(limit, 0);
-                let n = loop {
-                    match nar.read(&mut buf) {
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        read => break read.map_err(Error::io("reading the NAR in"))?,
+            // The body is offered while the session wants it; its events
+            // only say when that starts.
+            let step = match self.driver.conn().body_wanted() {
+                Some((wanted, max)) if wanted == id && max != Some(0) => Step::BodyWanted(max),
+                _ => self.next(id)?,
+            };
+            match step {
+                Step::BodyWanted(_) => {
+                    let Some((wanted, max)) = self.driver.conn().body_wanted() else {
+                        continue;
+                    };
+                    if wanted != id || max == Some(0) {
+                        continue;
                     }
-                };
-                buf.truncate(n);
-                if n == 0 {
-                    return Err(Error::Ended {
-                        during: "reading the NAR to add: it is shorter than its path info says",
+                    let limit =
+                        max.map_or(CHUNK, |m| usize::try_from(m).unwrap_or(CHUNK).min(CHUNK));
+                    // std's Read fills initialised memory only.
+                    buf.resize(limit, 0);
+                    let n = loop {
+                        match nar.read(&mut buf) {
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            read => break read.map_err(Error::io("reading the NAR in"))?,
+                        }
+                    };
+                    buf.truncate(n);
+                    if n == 0 {
+                        return Err(Error::Ended {
+                            during: "reading the NAR to add: it is shorter than its path info says",
+                        });
+                    }
+                    self.driver
+                        .conn()
+                        .offer_body(Instant::now(), id, buf.split().freeze())?;
+                }
+                Step::Done(result) => {
+                    return expect("AddToStoreNar", result?, |a| match a {
+                        Answer::Added => Ok(()),
+                        other => Err(other),
                     });
                 }
-                let data = buf.split().freeze();
-                self.driver.conn().offer_body(Instant::now(), id, data)?;
-                continue;
-            }
-            let answers = &mut self.answers;
-            let step = self.driver.run(|_, event| match event {
-                Event::BodyWanted { id: of, .. } if of == id => ControlFlow::Break(None),
-                Event::Done { id: done, result } if done == id => ControlFlow::Break(Some(result)),
-                Event::Done { id, result } => {
-                    answers.keep(id, result);
-                    ControlFlow::Continue(())
-                }
-                Event::Broken(e) => ControlFlow::Break(Some(Err(e))),
-                _ => ControlFlow::Continue(()),
-            })?;
-            if let Some(result) = step {
-                return expect("AddToStoreNar", result?, |a| match a {
-                    Answer::Added => Ok(()),
-                    other => Err(other),
-                });
+                _ => {}
             }
         }
     }
@@ -263,7 +247,7 @@ impl Store {
         })
     }
 
-    /// A handle that cancels what this store is doing, from another task:
+    /// A handle that cancels what this store is doing, from another thread:
     /// the running operation returns [`Error::Cancelled`], the peer's stdin
     /// is closed (Nix's servers then kill their builders), and the store
     /// must be [`abort`](Self::abort)ed.
