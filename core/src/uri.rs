@@ -476,14 +476,7 @@ impl FromStr for HostKey {
                     algorithm: algorithm.to_owned(),
                     reason: format!("it is not padded base64 ({e})"),
                 })?;
-        // An OpenSSH key blob starts with its type as an ssh string: a
-        // 4-byte big-endian length, then the name.
-        let named = blob
-            .get(..4)
-            .and_then(|len| <[u8; 4]>::try_from(len).ok())
-            .map(|len| u32::from_be_bytes(len) as usize)
-            .and_then(|len| blob.get(4..4usize.checked_add(len)?));
-        match named {
+        match blob_algorithm(&blob) {
             Some(name) if name == algorithm.as_bytes() => {}
             Some(name) => {
                 return Err(HostKeyError::Body {
@@ -508,6 +501,29 @@ impl FromStr for HostKey {
             comment,
         })
     }
+}
+
+impl HostKey {
+    /// The key a server offered, from its wire form (the SSH public key
+    /// blob, which names its algorithm first), as an in-process ssh client
+    /// sees it: to compare with a pinned key, or to show the
+    /// `base64-ssh-public-host-key` that would pin it.
+    pub fn from_blob(blob: &[u8]) -> Result<Self, HostKeyError> {
+        let algorithm = blob_algorithm(blob)
+            .and_then(|name| std::str::from_utf8(name).ok())
+            .ok_or_else(|| HostKeyError::Body {
+                algorithm: "?".to_owned(),
+                reason: "the key does not name its algorithm".to_owned(),
+            })?;
+        format!("{algorithm} {}", data_encoding::BASE64.encode(blob)).parse()
+    }
+}
+
+/// The algorithm an OpenSSH key blob names: its first field, an ssh string
+/// (a 4-byte big-endian length, then the name).
+fn blob_algorithm(blob: &[u8]) -> Option<&[u8]> {
+    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
+    blob.get(4..4usize.checked_add(len)?)
 }
 
 impl fmt::Display for HostKey {

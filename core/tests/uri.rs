@@ -614,3 +614,14 @@ mod machines {
         assert!(e.to_string().contains("machines column 8"), "{e}");
     }
 }
+
+#[test]
+fn a_host_key_from_the_wire_is_the_key_its_line_gives() {
+    let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMd8dXaXczuCt7B9zt4Ng3S9zsfY8gb+Ig6G9ZSZpZCo";
+    let key: HostKey = line.parse().expect("a key line");
+    let again = HostKey::from_blob(key.blob()).expect("a blob");
+    assert_eq!(again.algorithm(), "ssh-ed25519");
+    assert_eq!(again.blob(), key.blob());
+    assert_eq!(again.to_string(), line);
+    assert!(HostKey::from_blob(&[0, 0, 0, 99, b'x']).is_err());
+}

@@ -229,25 +229,13 @@ fn check_host_key(session: &Session, store: &SshStore) -> Result<(), String> {
 /// A key blob as a pin: `base64-ssh-public-host-key=…` for it, when it
 /// reads as a key.
 fn describe(blob: &[u8]) -> String {
-    // The blob starts with its algorithm's name, length first.
-    let algorithm = blob
-        .get(..4)
-        .and_then(|len| <[u8; 4]>::try_from(len).ok())
-        .map(|len| u32::from_be_bytes(len) as usize)
-        .and_then(|len| blob.get(4..4 + len))
-        .and_then(|name| std::str::from_utf8(name).ok());
-    let line = format!(
-        "{} {}",
-        algorithm.unwrap_or("?"),
-        data_encoding::BASE64.encode(blob)
-    );
-    match line.parse::<HostKey>() {
+    match HostKey::from_blob(blob) {
         Ok(key) => format!(
             "an {} key, base64-ssh-public-host-key={}",
             key.algorithm(),
             key.to_base64()
         ),
-        Err(_) => format!("a key it does not name ({line})"),
+        Err(e) => format!("a key it cannot read ({e})"),
     }
 }
 
