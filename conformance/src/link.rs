@@ -130,6 +130,20 @@ impl Link {
     }
 }
 
+/// The part of the logs the client surfaced that is compared with the
+/// recorded stderr. Through ssh, the remote user's login shell may print
+/// before the replay starts (an rc file's noise: here, a pyenv rehash that
+/// races its own lock file); the recording has none of it. So over ssh the
+/// recorded stderr must be what the client surfaced last, after whatever the
+/// shell said; elsewhere it must be all of it.
+pub fn logs_to_compare<'a>(link: &Link, ours: &'a [u8], recorded: &[u8]) -> &'a [u8] {
+    if link.transport == Transport::Ssh && ours.ends_with(recorded) {
+        &ours[ours.len() - recorded.len()..]
+    } else {
+        ours
+    }
+}
+
 /// What driving the client gave.
 #[derive(Debug, Default)]
 pub struct Driven {

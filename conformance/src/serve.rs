@@ -17,7 +17,7 @@ use nixwire_core::serve::{
 use nixwire_core::wire::{Cx, Decoded, Protocol, Reader, Serve, Version, Wire, encode_u64};
 
 use crate::cursor::{Cursor, same};
-use crate::link::{Link, drive};
+use crate::link::{Link, drive, logs_to_compare};
 use crate::transcript::{From, Transcript};
 
 /// A request as recorded: the request and its NAR bodies (one for
@@ -537,7 +537,11 @@ pub fn check_via(t: &Transcript, path: &Path, link: &Link) -> Result<String, Str
     // 2. The core as client.
     let run = run_client(t, path, &walk, link)?;
     same("client role, bytes sent", &run.sent, &client_bytes)?;
-    same("client role, logs", &run.logs, &stderr_bytes)?;
+    same(
+        "client role, logs",
+        logs_to_compare(link, &run.logs, &stderr_bytes),
+        &stderr_bytes,
+    )?;
     let n = run.replies.len().min(walk.replies.len());
     if run.replies[..n] != walk.replies[..n] {
         return Err("client role: a reply differs from the codec's decoding".into());

@@ -28,7 +28,7 @@ use nixwire_core::worker::{
 };
 
 use crate::cursor::{Cursor, same};
-use crate::link::{Link, drive};
+use crate::link::{Link, drive, logs_to_compare};
 use crate::transcript::{From, Transcript};
 
 /// The version from which both ends exchange features.
@@ -988,7 +988,11 @@ pub fn check_via(t: &Transcript, path: &Path, link: &Link) -> Result<String, Str
         return Err(format!("client role: {e}"));
     }
     same("client role, bytes sent", &run.sent, &client_bytes)?;
-    same("client role, logs", &run.logs, &stderr_bytes)?;
+    same(
+        "client role, logs",
+        logs_to_compare(link, &run.logs, &stderr_bytes),
+        &stderr_bytes,
+    )?;
     let want = (
         walk.server_version.ok_or("no server version")?,
         version,

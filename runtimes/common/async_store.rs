@@ -1,0 +1,293 @@
+// The `Store` of the async runtimes (`nixwire-tokio`, `nixwire-smol`),
+// written once: each crate's `store.rs` brings its own `AsyncRead`,
+// `AsyncReadExt`, `AsyncWrite` and `AsyncWriteExt` into scope (tokio's, or
+// futures-io's through smol) and includes this file. The two differ in
+// nothing else; the logic under it is the core's (`nixwire_core::session`,
+// `nixwire_core::runtime::{Answers, Step, handshake_step, expect}`).
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+use nixwire_core::conn::{Log, RequestId};
+use nixwire_core::runtime::{Answers, Error, Options, Plan, Step, expect, handshake_step};
+use nixwire_core::session::{Answer, BuildSettings, Info, Op, Session};
+use nixwire_core::store::{BasicDerivation, BuildResult, PathInfo, StorePath};
+use nixwire_core::uri::StoreUri;
+
+use crate::driver::{Canceller, Driver};
+use crate::transport::Transport;
+
+/// How much of a NAR is read from the host's reader at once.
+const CHUNK: usize = 64 * 1024;
+
+/// A store: one connection, any protocol, many requests in flight.
+pub struct Store {
+    driver: Driver<Session>,
+    info: Info,
+    answers: Answers,
+    options: Options,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("info", &self.info).finish()
+    }
+}
+
+impl Store {
+    /// Opens the store named by `uri` (see [`nixwire_core::uri`]).
+    pub async fn open(uri: &str, options: &Options) -> Result<Self, Error> {
+        Self::open_uri(&uri.parse()?, options).await
+    }
+
+    /// Opens the store `uri`.
+    pub async fn open_uri(uri: &StoreUri, options: &Options) -> Result<Self, Error> {
+        let listening = std::path::Path::new(nixwire_core::runtime::DAEMON_SOCKET).exists();
+        Self::open_plan(&Plan::for_uri(uri, options, listening), options).await
+    }
+
+    /// Opens the store of a machines-file entry (its URI, ssh key and
+    /// pinned host key).
+    pub async fn open_machine(
+        machine: &nixwire_core::machines::Machine,
+        options: &Options,
+    ) -> Result<Self, Error> {
+        Self::open_uri(&StoreUri::from_machine(machine)?, options).await
+    }
+
+    /// Opens the store `plan` reaches, and completes the handshake within
+    /// the connect timeout.
+    pub async fn open_plan(plan: &Plan, options: &Options) -> Result<Self, Error> {
+        let transport = Transport::open(plan, options).await?;
+        Self::handshake(transport, plan, options).await
+    }
+
+    /// Completes the handshake on an open transport.
+    pub async fn handshake(
+        transport: Transport,
+        plan: &Plan,
+        options: &Options,
+    ) -> Result<Self, Error> {
+        let config = options.session_config(plan.protocol());
+        let session = Session::new(config, Instant::now());
+        let mut driver = Driver::new(session, transport);
+        let connected = driver.run(|_, event| handshake_step(plan, event)).await;
+        let info = match connected.and_then(|r| r) {
+            Ok(info) => info,
+            Err(e) => {
+                let _ = driver.abort(options.exit_grace).await;
+                return Err(e);
+            }
+        };
+        Ok(Self {
+            driver,
+            info,
+            answers: Answers::default(),
+            options: options.clone(),
+        })
+    }
+
+    /// What the peer said in the handshake: protocol, versions, trust,
+    /// features.
+    pub fn info(&self) -> &Info {
+        &self.info
+    }
+
+    /// Starts `op`; many may be in flight. Wait for each with
+    /// [`wait`](Self::wait), in any order.
+    pub fn start(&mut self, op: Op) -> Result<RequestId, Error> {
+        Ok(self.driver.conn().request(Instant::now(), op)?)
+    }
+
+    /// Waits for request `id`'s answer. A NAR's chunks and logs of requests
+    /// started with [`start`](Self::start) are dropped: use the operation's
+    /// own method to stream them.
+    pub async fn wait(&mut self, id: RequestId) -> Result<Answer, Error> {
+        self.wait_with(id, |_| {}).await
+    }
+
+    /// The next step of request `id`: an answer kept from before, or the
+    /// loop run until something concerns it.
+    async fn next(&mut self, id: RequestId) -> Result<Step, Error> {
+        if let Some(done) = self.answers.take(id) {
+            return Ok(Step::Done(done.map_err(Error::Connection)));
+        }
+        let answers = &mut self.answers;
+        self.driver.run(|_, event| answers.sort(id, event)).await
+    }
+
+    async fn wait_with(
+        &mut self,
+        id: RequestId,
+        mut logs: impl FnMut(&Log),
+    ) -> Result<Answer, Error> {
+        loop {
+            match self.next(id).await? {
+                Step::Done(result) => return result,
+                Step::Log(log) => logs(&log),
+                _ => {}
+            }
+        }
+    }
+
+    /// Which of `paths` the store holds.
+    pub async fn query_valid_paths(
+        &mut self,
+        paths: &[StorePath],
+    ) -> Result<Vec<StorePath>, Error> {
+        let id = self.start(Op::QueryValidPaths {
+            paths: paths.to_vec(),
+            substitute: false,
+        })?;
+        expect("QueryValidPaths", self.wait(id).await?, |a| match a {
+            Answer::ValidPaths(p) => Ok(p),
+            other => Err(other),
+        })
+    }
+
+    /// The metadata of those of `paths` the store holds.
+    pub async fn query_path_infos(
+        &mut self,
+        paths: &[StorePath],
+    ) -> Result<Vec<(StorePath, PathInfo)>, Error> {
+        let id = self.start(Op::QueryPathInfos {
+            paths: paths.to_vec(),
+        })?;
+        expect("QueryPathInfos", self.wait(id).await?, |a| match a {
+            Answer::PathInfos(p) => Ok(p),
+            other => Err(other),
+        })
+    }
+
+    /// Streams `path`'s NAR into `out` as it arrives; returns its size.
+    pub async fn nar_from_path(
+        &mut self,
+        path: &StorePath,
+        out: &mut (impl AsyncWrite + Unpin),
+    ) -> Result<u64, Error> {
+        let id = self.start(Op::NarFromPath { path: path.clone() })?;
+        let mut size = 0u64;
+        loop {
+            match self.next(id).await? {
+                Step::Chunk(data) => {
+                    size += data.len() as u64;
+                    out.write_all(&data)
+                        .await
+                        .map_err(Error::io("writing the NAR out"))?;
+                }
+                Step::Done(result) => {
+                    result?;
+                    out.flush()
+                        .await
+                        .map_err(Error::io("writing the NAR out"))?;
+                    return Ok(size);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Adds `path` with `info`, its NAR read from `nar` as the store asks
+    /// for it.
+    pub async fn add_to_store_nar(
+        &mut self,
+        path: &StorePath,
+        info: &PathInfo,
+        nar: &mut (impl AsyncRead + Unpin),
+    ) -> Result<(), Error> {
+        let id = self.start(Op::AddToStoreNar {
+            path: path.clone(),
+            info: Box::new(info.clone()),
+            repair: false,
+            dont_check_sigs: true,
+        })?;
+        let mut buf = BytesMut::new();
+        loop {
+            // The body is offered while the session wants it; its events
+            // only say when that starts.
+            let step = match self.driver.conn().body_wanted() {
+                Some((wanted, max)) if wanted == id && max != Some(0) => Step::BodyWanted(max),
+                _ => self.next(id).await?,
+            };
+            match step {
+                Step::BodyWanted(_) => {
+                    let Some((wanted, max)) = self.driver.conn().body_wanted() else {
+                        continue;
+                    };
+                    if wanted != id || max == Some(0) {
+                        continue;
+                    }
+                    let limit =
+                        max.map_or(CHUNK, |m| usize::try_from(m).unwrap_or(CHUNK).min(CHUNK));
+                    // Both runtimes' readers fill initialised memory.
+                    buf.resize(limit, 0);
+                    let n = nar
+                        .read(&mut buf)
+                        .await
+                        .map_err(Error::io("reading the NAR in"))?;
+                    buf.truncate(n);
+                    if n == 0 {
+                        return Err(Error::Ended {
+                            during: "reading the NAR to add: it is shorter than its path info says",
+                        });
+                    }
+                    self.driver
+                        .conn()
+                        .offer_body(Instant::now(), id, buf.split().freeze())?;
+                }
+                Step::Done(result) => {
+                    return expect("AddToStoreNar", result?, |a| match a {
+                        Answer::Added => Ok(()),
+                        other => Err(other),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Builds `drv` on the store; every log line goes to `logs` as it
+    /// arrives. A failed build is a [`BuildResult`], not an error.
+    pub async fn build_derivation(
+        &mut self,
+        drv_path: &StorePath,
+        drv: &BasicDerivation,
+        settings: BuildSettings,
+        logs: impl FnMut(&Log),
+    ) -> Result<BuildResult, Error> {
+        let id = self.start(Op::BuildDerivation {
+            drv_path: drv_path.clone(),
+            drv: Box::new(drv.clone()),
+            settings,
+        })?;
+        expect(
+            "BuildDerivation",
+            self.wait_with(id, logs).await?,
+            |a| match a {
+                Answer::Built(r) => Ok(r),
+                other => Err(other),
+            },
+        )
+    }
+
+    /// A handle that cancels what this store is doing, from another task:
+    /// the running operation returns [`Error::Cancelled`], the peer's stdin
+    /// is closed (Nix's servers then kill their builders), and the store
+    /// must be [`abort`](Self::abort)ed.
+    pub fn canceller(&self) -> Canceller {
+        self.driver.canceller()
+    }
+
+    /// Ends the session cleanly: our side closes, the peer exits.
+    pub async fn close(self) -> Result<(), Error> {
+        let grace = self.options.exit_grace;
+        self.driver.finish(grace, |_, _| {}).await.1
+    }
+
+    /// Discards the connection (after a cancel or an error): the peer's
+    /// stdin closes and it is killed if it has not exited within the grace.
+    pub async fn abort(self) -> Result<(), Error> {
+        let grace = self.options.exit_grace;
+        self.driver.abort(grace).await
+    }
+}
