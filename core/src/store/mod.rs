@@ -32,10 +32,16 @@
 //!   worker protocol's [`DerivedPath`] (what a build request names, with
 //!   its text forms). Each protocol declares its own layout of them
 //!   (`serve::messages`, `worker::messages`).
+//! - [`aterm`]: a [`Derivation`] is a store derivation, what a `.drv` file
+//!   says, read from and written to Nix's ATerm text byte for byte, its
+//!   store paths checked through a [`StoreDir`];
+//!   [`Derivation::to_basic`] resolves its input derivations into the
+//!   [`BasicDerivation`] a remote build is sent.
 //!
 //! Each module has its own error type, `#[non_exhaustive]`, whose messages
 //! say what was expected and what came.
 
+pub mod aterm;
 pub mod content_address;
 pub mod dir;
 pub mod hash;
@@ -45,6 +51,7 @@ pub mod signature;
 
 pub(crate) mod base64;
 
+pub use aterm::{Derivation, DerivationError, DynamicInput, OutputAddressing};
 pub use content_address::{ContentAddress, ContentAddressError, ContentAddressMethod};
 pub use dir::{StoreDir, StoreDirError};
 pub use hash::{Hash, HashAlgo, HashError, HashFormat, NarHash};

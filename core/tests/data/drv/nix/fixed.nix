@@ -1,0 +1,1 @@
+derivation { name = "fixed"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "mkdir $out" ]; outputHash = "sha256-pQpattmS9VmO3ZIQUFn66az8GSmB4IvYhTTCFn6SUmo="; outputHashMode = "recursive"; outputHashAlgo = "sha256"; }
