@@ -15,7 +15,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::conn::{self, ErrorClass, RequestId};
+use crate::conn::{self, Connection, ErrorClass, RequestId};
 use crate::session::{Answer, Event, Info, Protocol, SessionConfig};
 use crate::ssh::SshOptions;
 use crate::uri::{RemoteProtocol, SshStore, StoreUri, UriError};
@@ -390,4 +390,128 @@ pub fn expect<T>(
             "{op} was answered by {other:?}"
         )))
     })
+}
+
+/// The bookkeeping of a runtime's driver loop around a connection, the same
+/// in every runtime: which of the peer's streams are still read, when the
+/// connection is told the peer's output ended (once both stdout and stderr
+/// are read out, so that what a failed login printed is the error's text),
+/// when nothing more can come, and what a failed write means. A runtime's
+/// `Driver` waits for I/O and hands each outcome here as an [`Input`].
+#[derive(Debug)]
+pub struct Pump<C> {
+    conn: C,
+    stdout_open: bool,
+    stderr_open: bool,
+    eof_told: bool,
+}
+
+/// What a driver does next, as [`Pump::poll`] says.
+#[derive(Debug)]
+pub enum Next<E> {
+    /// Hand this event to the host.
+    Event(E),
+    /// Wait for I/O (or the deadline) and hand it to [`Pump::handle`].
+    Wait,
+    /// The peer's output is over and every event was handed out: nothing
+    /// more can come.
+    Ended,
+}
+
+/// What happened on a transport, for [`Pump::handle`].
+#[derive(Debug)]
+pub enum Input {
+    /// Bytes from the peer's stdout.
+    Stdout(bytes::Bytes),
+    /// The peer's stdout ended (or failed to read).
+    StdoutEnd,
+    /// Bytes from the peer's stderr.
+    Stderr(bytes::Bytes),
+    /// The peer's stderr ended (or failed to read).
+    StderrEnd,
+    /// The connection's deadline ([`Pump::deadline`]) passed.
+    Deadline,
+}
+
+impl<C: Connection> Pump<C> {
+    /// The loop around `conn`, over a transport with or without a stderr.
+    pub fn new(conn: C, has_stderr: bool) -> Self {
+        Self {
+            conn,
+            stdout_open: true,
+            stderr_open: has_stderr,
+            eof_told: false,
+        }
+    }
+
+    /// The connection.
+    pub fn conn(&mut self) -> &mut C {
+        &mut self.conn
+    }
+
+    /// The connection, given back.
+    pub fn into_conn(self) -> C {
+        self.conn
+    }
+
+    /// The next event, else whether to wait for I/O or give up.
+    pub fn poll(&mut self) -> Next<C::Event> {
+        match self.conn.poll_event() {
+            Some(event) => Next::Event(event),
+            None if self.eof_told => Next::Ended,
+            None => Next::Wait,
+        }
+    }
+
+    /// Whether the peer's stdout is still to be read.
+    pub fn reading_stdout(&self) -> bool {
+        self.stdout_open
+    }
+
+    /// Whether the peer's stderr is still to be read.
+    pub fn reading_stderr(&self) -> bool {
+        self.stderr_open
+    }
+
+    /// Whether anything of the peer's is still to be read.
+    pub fn reading(&self) -> bool {
+        self.stdout_open || self.stderr_open
+    }
+
+    /// When the connection must be woken if nothing comes before.
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.conn.poll_timeout()
+    }
+
+    /// Hands what happened to the connection. Its errors come out as its
+    /// events (`Broken`), so nothing is returned.
+    pub fn handle(&mut self, now: std::time::Instant, input: Input) {
+        match input {
+            Input::Stdout(data) => {
+                let _ = self.conn.handle_input(now, data);
+            }
+            Input::Stderr(data) => self.conn.handle_stderr(now, data),
+            Input::StdoutEnd => self.stdout_open = false,
+            Input::StderrEnd => self.stderr_open = false,
+            Input::Deadline => {
+                let _ = self.conn.handle_timeout(now);
+            }
+        }
+        if !self.reading() && !self.eof_told {
+            self.eof_told = true;
+            let _ = self.conn.handle_eof(now);
+        }
+    }
+
+    /// What a failed write to the peer means: a peer that stopped reading
+    /// (a broken pipe) is not an error here, since what it said, or its
+    /// end, tells the connection why, so reading goes on; any other failure
+    /// is.
+    pub fn write_failed(&mut self, error: std::io::Error) -> Result<(), Error> {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            Ok(())
+        } else {
+            Err(Error::io("writing to the peer")(error))
+        }
+    }
 }

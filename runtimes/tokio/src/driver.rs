@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use nixwire_core::conn::Connection;
-use nixwire_core::runtime::Error;
+use nixwire_core::runtime::{Error, Input, Next, Pump};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
@@ -18,14 +18,10 @@ const READ_SIZE: usize = 64 * 1024;
 
 /// Runs any [`Connection`] over a [`Transport`].
 pub struct Driver<C: Connection> {
-    conn: C,
+    pump: Pump<C>,
     transport: Transport,
     /// Bytes taken from `poll_transmit` and not yet written.
     pending: Option<Bytes>,
-    stdout_open: bool,
-    stderr_open: bool,
-    /// Whether the connection was told of the end of stdout.
-    eof_told: bool,
     buf: BytesMut,
     errbuf: BytesMut,
     cancel: Arc<Cancel>,
@@ -72,14 +68,11 @@ enum Woke {
 impl<C: Connection> Driver<C> {
     /// Drives `conn` over `transport`.
     pub fn new(conn: C, transport: Transport) -> Self {
-        let stderr_open = transport.stderr.is_some();
+        let has_stderr = transport.stderr.is_some();
         Self {
-            conn,
+            pump: Pump::new(conn, has_stderr),
             transport,
             pending: None,
-            stdout_open: true,
-            stderr_open,
-            eof_told: false,
             buf: BytesMut::new(),
             errbuf: BytesMut::new(),
             cancel: Arc::default(),
@@ -88,7 +81,7 @@ impl<C: Connection> Driver<C> {
 
     /// The connection, for requests and bodies.
     pub fn conn(&mut self) -> &mut C {
-        &mut self.conn
+        self.pump.conn()
     }
 
     /// A handle that cancels this driver from elsewhere.
@@ -104,10 +97,19 @@ impl<C: Connection> Driver<C> {
         mut handle: impl FnMut(&mut C, C::Event) -> ControlFlow<R>,
     ) -> Result<R, Error> {
         loop {
-            while let Some(event) = self.conn.poll_event() {
-                if let ControlFlow::Break(r) = handle(&mut self.conn, event) {
-                    return Ok(r);
+            match self.pump.poll() {
+                Next::Event(event) => {
+                    if let ControlFlow::Break(r) = handle(self.pump.conn(), event) {
+                        return Ok(r);
+                    }
+                    continue;
                 }
+                Next::Ended => {
+                    return Err(Error::Ended {
+                        during: "while a reply was awaited",
+                    });
+                }
+                Next::Wait => {}
             }
             if self
                 .cancel
@@ -119,11 +121,6 @@ impl<C: Connection> Driver<C> {
                     during: "a request",
                 });
             }
-            if !self.stdout_open && !self.stderr_open && self.eof_told {
-                return Err(Error::Ended {
-                    during: "while a reply was awaited",
-                });
-            }
             self.step().await?;
         }
     }
@@ -131,13 +128,15 @@ impl<C: Connection> Driver<C> {
     /// Waits for one thing to happen and gives it to the connection.
     async fn step(&mut self) -> Result<(), Error> {
         if self.pending.is_none() {
-            self.pending = self.conn.poll_transmit();
+            self.pending = self.pump.conn().poll_transmit();
         }
-        let deadline = self.conn.poll_timeout();
-        if self.stdout_open {
+        let deadline = self.pump.deadline();
+        let (reading_stdout, reading_stderr) =
+            (self.pump.reading_stdout(), self.pump.reading_stderr());
+        if reading_stdout {
             self.buf.reserve(READ_SIZE);
         }
-        if self.stderr_open {
+        if reading_stderr {
             self.errbuf.reserve(READ_SIZE);
         }
         let Transport {
@@ -147,32 +146,18 @@ impl<C: Connection> Driver<C> {
             ..
         } = &mut self.transport;
         let woke = tokio::select! {
-            r = stdout.read_buf(&mut self.buf), if self.stdout_open => Woke::Stdout(r),
-            r = read_stderr(stderr, &mut self.errbuf), if self.stderr_open => Woke::Stderr(r),
+            r = stdout.read_buf(&mut self.buf), if reading_stdout => Woke::Stdout(r),
+            r = read_stderr(stderr, &mut self.errbuf), if reading_stderr => Woke::Stderr(r),
             r = write_some(stdin, self.pending.as_ref()), if self.pending.is_some() => Woke::Wrote(r),
             () = sleep_until(deadline), if deadline.is_some() => Woke::Deadline,
             () = self.cancel.notify.notified() => Woke::Cancelled,
         };
-        let now = Instant::now();
-        match woke {
-            Woke::Stdout(Ok(0)) | Woke::Stdout(Err(_)) => {
-                self.stdout_open = false;
-                // The end is told once both streams are read out, so that a
-                // failed login's stderr is the error's text.
-                self.tell_eof(now);
-            }
-            Woke::Stdout(Ok(_)) => {
-                let data = self.buf.split().freeze();
-                let _ = self.conn.handle_input(now, data);
-            }
-            Woke::Stderr(Ok(0)) | Woke::Stderr(Err(_)) => {
-                self.stderr_open = false;
-                self.tell_eof(now);
-            }
-            Woke::Stderr(Ok(_)) => {
-                let data = self.errbuf.split().freeze();
-                self.conn.handle_stderr(now, data);
-            }
+        let input = match woke {
+            Woke::Stdout(Ok(0) | Err(_)) => Input::StdoutEnd,
+            Woke::Stdout(Ok(_)) => Input::Stdout(self.buf.split().freeze()),
+            Woke::Stderr(Ok(0) | Err(_)) => Input::StderrEnd,
+            Woke::Stderr(Ok(_)) => Input::Stderr(self.errbuf.split().freeze()),
+            Woke::Deadline => Input::Deadline,
             Woke::Wrote(Ok(n)) => {
                 if let Some(p) = &mut self.pending {
                     let _ = p.split_to(n.min(p.len()));
@@ -180,28 +165,16 @@ impl<C: Connection> Driver<C> {
                         self.pending = None;
                     }
                 }
+                return Ok(());
             }
             Woke::Wrote(Err(e)) => {
-                // The peer stopped reading: what it said (or its end) tells
-                // the connection why; keep reading.
                 self.pending = None;
-                if e.kind() != std::io::ErrorKind::BrokenPipe {
-                    return Err(Error::io("writing to the peer")(e));
-                }
+                return self.pump.write_failed(e);
             }
-            Woke::Deadline => {
-                let _ = self.conn.handle_timeout(now);
-            }
-            Woke::Cancelled => {}
-        }
+            Woke::Cancelled => return Ok(()),
+        };
+        self.pump.handle(Instant::now(), input);
         Ok(())
-    }
-
-    fn tell_eof(&mut self, now: Instant) {
-        if !self.stdout_open && !self.stderr_open && !self.eof_told {
-            self.eof_told = true;
-            let _ = self.conn.handle_eof(now);
-        }
     }
 
     /// Ends our side, hands the peer's remaining events to `handle`, and
@@ -217,29 +190,23 @@ impl<C: Connection> Driver<C> {
             // meanwhile (a peer stuck on a full stderr pipe reads nothing).
             loop {
                 if self.pending.is_none() {
-                    self.pending = self.conn.poll_transmit();
+                    self.pending = self.pump.conn().poll_transmit();
                 }
                 if self.pending.is_none() || self.transport.stdin.is_none() {
                     break;
                 }
                 self.step().await?;
-                while let Some(event) = self.conn.poll_event() {
-                    handle(&mut self.conn, event);
-                }
+                self.hand_out(&mut handle);
             }
             self.transport.close_input().await;
-            while self.stdout_open || self.stderr_open {
+            while self.pump.reading() {
                 self.step().await?;
-                while let Some(event) = self.conn.poll_event() {
-                    handle(&mut self.conn, event);
-                }
+                self.hand_out(&mut handle);
             }
             Ok::<(), Error>(())
         })
         .await;
-        while let Some(event) = self.conn.poll_event() {
-            handle(&mut self.conn, event);
-        }
+        self.hand_out(&mut handle);
         let waited = self.transport.wait(grace).await;
         let result = match drained {
             Ok(r) => r.and(waited),
@@ -248,7 +215,14 @@ impl<C: Connection> Driver<C> {
                 after: grace,
             }),
         };
-        (self.conn, result)
+        (self.pump.into_conn(), result)
+    }
+
+    /// Hands every queued event to `handle`.
+    fn hand_out(&mut self, handle: &mut impl FnMut(&mut C, C::Event)) {
+        while let Next::Event(event) = self.pump.poll() {
+            handle(self.pump.conn(), event);
+        }
     }
 
     /// Closes our side without waiting, and kills the peer if it has not
