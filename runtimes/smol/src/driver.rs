@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use nixwire_core::conn::Connection;
-use nixwire_core::runtime::Error;
+use nixwire_core::runtime::{Error, Input, Next, Pump};
 use smol::channel::{Receiver, Sender};
 use smol::future::{or, race};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,14 +19,10 @@ const READ_SIZE: usize = 64 * 1024;
 
 /// Runs any [`Connection`] over a [`Transport`].
 pub struct Driver<C: Connection> {
-    conn: C,
+    pump: Pump<C>,
     transport: Transport,
     /// Bytes taken from `poll_transmit` and not yet written.
     pending: Option<Bytes>,
-    stdout_open: bool,
-    stderr_open: bool,
-    /// Whether the connection was told of the end of stdout.
-    eof_told: bool,
     buf: BytesMut,
     errbuf: BytesMut,
     /// The sending end is kept to hand out, so the channel never closes
@@ -62,14 +58,11 @@ enum Woke {
 impl<C: Connection> Driver<C> {
     /// Drives `conn` over `transport`.
     pub fn new(conn: C, transport: Transport) -> Self {
-        let stderr_open = transport.stderr.is_some();
+        let has_stderr = transport.stderr.is_some();
         Self {
-            conn,
+            pump: Pump::new(conn, has_stderr),
             transport,
             pending: None,
-            stdout_open: true,
-            stderr_open,
-            eof_told: false,
             buf: BytesMut::new(),
             errbuf: BytesMut::new(),
             cancel: smol::channel::bounded(1),
@@ -79,7 +72,7 @@ impl<C: Connection> Driver<C> {
 
     /// The connection, for requests and bodies.
     pub fn conn(&mut self) -> &mut C {
-        &mut self.conn
+        self.pump.conn()
     }
 
     /// A handle that cancels this driver from elsewhere.
@@ -95,21 +88,25 @@ impl<C: Connection> Driver<C> {
         mut handle: impl FnMut(&mut C, C::Event) -> ControlFlow<R>,
     ) -> Result<R, Error> {
         loop {
-            while let Some(event) = self.conn.poll_event() {
-                if let ControlFlow::Break(r) = handle(&mut self.conn, event) {
-                    return Ok(r);
+            match self.pump.poll() {
+                Next::Event(event) => {
+                    if let ControlFlow::Break(r) = handle(self.pump.conn(), event) {
+                        return Ok(r);
+                    }
+                    continue;
                 }
+                Next::Ended => {
+                    return Err(Error::Ended {
+                        during: "while a reply was awaited",
+                    });
+                }
+                Next::Wait => {}
             }
             self.cancelled |= self.cancel.1.try_recv().is_ok();
             if self.cancelled {
                 self.transport.close_input().await;
                 return Err(Error::Cancelled {
                     during: "a request",
-                });
-            }
-            if !self.stdout_open && !self.stderr_open && self.eof_told {
-                return Err(Error::Ended {
-                    during: "while a reply was awaited",
                 });
             }
             self.step().await?;
@@ -119,17 +116,17 @@ impl<C: Connection> Driver<C> {
     /// Waits for one thing to happen and gives it to the connection.
     async fn step(&mut self) -> Result<(), Error> {
         if self.pending.is_none() {
-            self.pending = self.conn.poll_transmit();
+            self.pending = self.pump.conn().poll_transmit();
         }
-        let deadline = self.conn.poll_timeout();
+        let deadline = self.pump.deadline();
         let Transport {
             stdin,
             stdout,
             stderr,
             ..
         } = &mut self.transport;
-        let stdout = self.stdout_open.then_some(stdout);
-        let stderr = stderr.as_mut().filter(|_| self.stderr_open);
+        let stdout = self.pump.reading_stdout().then_some(stdout);
+        let stderr = stderr.as_mut().filter(|_| self.pump.reading_stderr());
         let (buf, errbuf, unsent) = (&mut self.buf, &mut self.errbuf, self.pending.as_ref());
         let cancel = &self.cancel.1;
         // `race` picks which to poll first at random, so a stream that is
@@ -172,28 +169,18 @@ impl<C: Connection> Driver<C> {
             ),
         )
         .await;
-        let now = Instant::now();
-        match woke {
-            Woke::Stdout(Ok(0)) | Woke::Stdout(Err(_)) => {
-                self.stdout_open = false;
-                // The end is told once both streams are read out, so that a
-                // failed login's stderr is the error's text.
-                self.tell_eof(now);
-            }
+        let input = match woke {
+            Woke::Stdout(Ok(0) | Err(_)) => Input::StdoutEnd,
             Woke::Stdout(Ok(n)) => {
                 self.buf.truncate(n);
-                let data = self.buf.split().freeze();
-                let _ = self.conn.handle_input(now, data);
+                Input::Stdout(self.buf.split().freeze())
             }
-            Woke::Stderr(Ok(0)) | Woke::Stderr(Err(_)) => {
-                self.stderr_open = false;
-                self.tell_eof(now);
-            }
+            Woke::Stderr(Ok(0) | Err(_)) => Input::StderrEnd,
             Woke::Stderr(Ok(n)) => {
                 self.errbuf.truncate(n);
-                let data = self.errbuf.split().freeze();
-                self.conn.handle_stderr(now, data);
+                Input::Stderr(self.errbuf.split().freeze())
             }
+            Woke::Deadline => Input::Deadline,
             Woke::Wrote(Ok(n)) => {
                 if let Some(p) = &mut self.pending {
                     let _ = p.split_to(n.min(p.len()));
@@ -201,28 +188,19 @@ impl<C: Connection> Driver<C> {
                         self.pending = None;
                     }
                 }
+                return Ok(());
             }
             Woke::Wrote(Err(e)) => {
-                // The peer stopped reading: what it said (or its end) tells
-                // the connection why; keep reading.
                 self.pending = None;
-                if e.kind() != std::io::ErrorKind::BrokenPipe {
-                    return Err(Error::io("writing to the peer")(e));
-                }
+                return self.pump.write_failed(e);
             }
-            Woke::Deadline => {
-                let _ = self.conn.handle_timeout(now);
+            Woke::Cancelled => {
+                self.cancelled = true;
+                return Ok(());
             }
-            Woke::Cancelled => self.cancelled = true,
-        }
+        };
+        self.pump.handle(Instant::now(), input);
         Ok(())
-    }
-
-    fn tell_eof(&mut self, now: Instant) {
-        if !self.stdout_open && !self.stderr_open && !self.eof_told {
-            self.eof_told = true;
-            let _ = self.conn.handle_eof(now);
-        }
     }
 
     /// Ends our side once what is queued is written, hands the peer's
@@ -239,7 +217,7 @@ impl<C: Connection> Driver<C> {
             // blocked on a full stderr pipe reads nothing.
             loop {
                 if self.pending.is_none() {
-                    self.pending = self.conn.poll_transmit();
+                    self.pending = self.pump.conn().poll_transmit();
                 }
                 if self.pending.is_none() || self.transport.stdin.is_none() {
                     break;
@@ -247,18 +225,14 @@ impl<C: Connection> Driver<C> {
                 self.step().await?;
             }
             self.transport.close_input().await;
-            while self.stdout_open || self.stderr_open {
+            while self.pump.reading() {
                 self.step().await?;
-                while let Some(event) = self.conn.poll_event() {
-                    handle(&mut self.conn, event);
-                }
+                self.hand_out(&mut handle);
             }
             Ok::<(), Error>(())
         })
         .await;
-        while let Some(event) = self.conn.poll_event() {
-            handle(&mut self.conn, event);
-        }
+        self.hand_out(&mut handle);
         let waited = self.transport.wait(grace).await;
         let result = match drained {
             Some(r) => r.and(waited),
@@ -267,7 +241,14 @@ impl<C: Connection> Driver<C> {
                 after: grace,
             }),
         };
-        (self.conn, result)
+        (self.pump.into_conn(), result)
+    }
+
+    /// Hands every queued event to `handle`.
+    fn hand_out(&mut self, handle: &mut impl FnMut(&mut C, C::Event)) {
+        while let Next::Event(event) = self.pump.poll() {
+            handle(self.pump.conn(), event);
+        }
     }
 
     /// Closes our side without waiting, and kills the peer if it has not
