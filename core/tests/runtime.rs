@@ -115,3 +115,46 @@ fn other_broken_handshakes_stay_connection_errors() {
     let later = Error::from_handshake(&plan("ssh://builder", false), closed(Phase::Receiving));
     assert!(matches!(later, Error::Connection(_)), "{later:?}");
 }
+
+#[test]
+fn the_pump_tells_the_end_once_both_streams_are_read_out() {
+    use bytes::Bytes;
+    use nixwire_core::runtime::{Input, Next, Pump};
+    use nixwire_core::session::{Event, Protocol, Session, SessionConfig};
+    let now = std::time::Instant::now();
+    let session = Session::new(SessionConfig::new(Protocol::Worker), now);
+    let mut pump = Pump::new(session, true);
+    pump.handle(
+        now,
+        Input::Stderr(Bytes::from_static(b"Permission denied\n")),
+    );
+    pump.handle(now, Input::StdoutEnd);
+    // stderr may still say why: nothing ends yet.
+    assert!(matches!(pump.poll(), Next::Wait));
+    assert!(pump.reading() && !pump.reading_stdout() && pump.reading_stderr());
+    pump.handle(now, Input::StderrEnd);
+    let Next::Event(Event::Broken(error)) = pump.poll() else {
+        panic!("not broken");
+    };
+    assert_eq!(error.peer_said.as_deref(), Some("Permission denied"));
+    assert!(matches!(pump.poll(), Next::Ended));
+}
+
+#[test]
+fn a_broken_pipe_is_not_an_error_of_the_pump_but_other_write_failures_are() {
+    use nixwire_core::runtime::Pump;
+    use nixwire_core::session::{Protocol, Session, SessionConfig};
+    let now = std::time::Instant::now();
+    let mut pump = Pump::new(
+        Session::new(SessionConfig::new(Protocol::Serve), now),
+        false,
+    );
+    assert!(
+        pump.write_failed(std::io::ErrorKind::BrokenPipe.into())
+            .is_ok()
+    );
+    let error = pump
+        .write_failed(std::io::Error::other("disk on fire"))
+        .expect_err("an error");
+    assert_eq!(error.class(), ErrorClass::Transport);
+}

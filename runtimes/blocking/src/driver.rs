@@ -9,7 +9,7 @@ use std::sync::mpsc::{RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use nixwire_core::conn::Connection;
-use nixwire_core::runtime::Error;
+use nixwire_core::runtime::{Error, Input as PumpInput, Next, Pump};
 
 use crate::transport::{Input, Transport};
 
@@ -20,17 +20,13 @@ const MAX_IN_FLIGHT: usize = 1 << 20;
 
 /// Runs any [`Connection`] over a [`Transport`].
 pub struct Driver<C: Connection> {
-    conn: C,
+    pump: Pump<C>,
     transport: Transport,
     /// Bytes given to the writer and not yet acknowledged.
     in_flight: usize,
     /// Whether bytes can still go out: our side is open and the peer has
     /// not stopped reading.
     writing: bool,
-    stdout_open: bool,
-    stderr_open: bool,
-    /// Whether the connection was told of the end of stdout.
-    eof_told: bool,
     cancelled: Arc<AtomicBool>,
 }
 
@@ -63,22 +59,19 @@ impl std::fmt::Debug for Canceller {
 impl<C: Connection> Driver<C> {
     /// Drives `conn` over `transport`.
     pub fn new(conn: C, transport: Transport) -> Self {
-        let stderr_open = transport.has_stderr;
+        let has_stderr = transport.has_stderr;
         Self {
-            conn,
+            pump: Pump::new(conn, has_stderr),
             transport,
             in_flight: 0,
             writing: true,
-            stdout_open: true,
-            stderr_open,
-            eof_told: false,
             cancelled: Arc::default(),
         }
     }
 
     /// The connection, for requests and bodies.
     pub fn conn(&mut self) -> &mut C {
-        &mut self.conn
+        self.pump.conn()
     }
 
     /// A handle that cancels this driver from elsewhere.
@@ -97,20 +90,24 @@ impl<C: Connection> Driver<C> {
         mut handle: impl FnMut(&mut C, C::Event) -> ControlFlow<R>,
     ) -> Result<R, Error> {
         loop {
-            while let Some(event) = self.conn.poll_event() {
-                if let ControlFlow::Break(r) = handle(&mut self.conn, event) {
-                    return Ok(r);
+            match self.pump.poll() {
+                Next::Event(event) => {
+                    if let ControlFlow::Break(r) = handle(self.pump.conn(), event) {
+                        return Ok(r);
+                    }
+                    continue;
                 }
+                Next::Ended => {
+                    return Err(Error::Ended {
+                        during: "while a reply was awaited",
+                    });
+                }
+                Next::Wait => {}
             }
             if self.cancelled.load(Ordering::SeqCst) {
                 self.close_input(true);
                 return Err(Error::Cancelled {
                     during: "a request",
-                });
-            }
-            if !self.stdout_open && !self.stderr_open && self.eof_told {
-                return Err(Error::Ended {
-                    during: "while a reply was awaited",
                 });
             }
             self.step(None)?;
@@ -121,7 +118,7 @@ impl<C: Connection> Driver<C> {
     /// [`MAX_IN_FLIGHT`].
     fn transmit(&mut self) {
         while self.in_flight < MAX_IN_FLIGHT {
-            let Some(bytes) = self.conn.poll_transmit() else {
+            let Some(bytes) = self.pump.conn().poll_transmit() else {
                 break;
             };
             // Nothing can carry them any more: what the peer said (or its
@@ -140,7 +137,7 @@ impl<C: Connection> Driver<C> {
     /// `limit`, and gives it to the connection. `false`: `limit` passed.
     fn step(&mut self, limit: Option<Instant>) -> Result<bool, Error> {
         self.transmit();
-        let deadline = self.conn.poll_timeout();
+        let deadline = self.pump.deadline();
         let until = match (deadline, limit) {
             (Some(d), Some(l)) => Some(d.min(l)),
             (d, l) => d.or(l),
@@ -161,57 +158,38 @@ impl<C: Connection> Driver<C> {
             Ok(input) => input,
             Err(RecvTimeoutError::Timeout) => {
                 if deadline.is_some_and(|d| d <= now) {
-                    let _ = self.conn.handle_timeout(now);
+                    self.pump.handle(now, PumpInput::Deadline);
                 }
                 return Ok(limit.is_none_or(|l| l > now));
             }
             // The transport keeps a sender, so this is not expected; if it
             // happens, nothing more can come.
             Err(RecvTimeoutError::Disconnected) => {
-                self.stdout_open = false;
-                self.stderr_open = false;
-                self.tell_eof(now);
+                self.pump.handle(now, PumpInput::StdoutEnd);
+                self.pump.handle(now, PumpInput::StderrEnd);
                 return Ok(true);
             }
         };
-        match input {
-            Input::Stdout(data) => {
-                let _ = self.conn.handle_input(now, data);
+        let input = match input {
+            Input::Stdout(data) => PumpInput::Stdout(data),
+            Input::Stderr(data) => PumpInput::Stderr(data),
+            Input::StdoutEnd => PumpInput::StdoutEnd,
+            Input::StderrEnd => PumpInput::StderrEnd,
+            Input::Wrote(n) => {
+                self.in_flight = self.in_flight.saturating_sub(n);
+                return Ok(true);
             }
-            Input::Stderr(data) => self.conn.handle_stderr(now, data),
-            Input::StdoutEnd => {
-                self.stdout_open = false;
-                // The end is told once both streams are read out, so that a
-                // failed login's stderr is the error's text.
-                self.tell_eof(now);
-            }
-            Input::StderrEnd => {
-                self.stderr_open = false;
-                self.tell_eof(now);
-            }
-            Input::Wrote(n) => self.in_flight = self.in_flight.saturating_sub(n),
             Input::WriteFailed(e) => {
-                // The peer stopped reading: what it said (or its end) tells
-                // the connection why; keep reading.
                 self.close_input(true);
-                if e.kind() != std::io::ErrorKind::BrokenPipe {
-                    return Err(Error::io("writing to the peer")(e));
-                }
+                self.pump.write_failed(e)?;
+                return Ok(true);
             }
-            Input::Cancel => {}
-        }
+            Input::Cancel => return Ok(true),
+        };
+        self.pump.handle(now, input);
         Ok(true)
     }
 
-    fn tell_eof(&mut self, now: Instant) {
-        if !self.stdout_open && !self.stderr_open && !self.eof_told {
-            self.eof_told = true;
-            let _ = self.conn.handle_eof(now);
-        }
-    }
-
-    /// Ends our side; with `abandon`, what is queued is dropped rather
-    /// than written first.
     fn close_input(&mut self, abandon: bool) {
         self.writing = false;
         self.in_flight = 0;
@@ -229,7 +207,7 @@ impl<C: Connection> Driver<C> {
         // What is still queued goes out first: the writer writes what it
         // was given before it sees our side close.
         if self.writing {
-            while let Some(bytes) = self.conn.poll_transmit() {
+            while let Some(bytes) = self.pump.conn().poll_transmit() {
                 if !self.transport.send(bytes) {
                     break;
                 }
@@ -238,7 +216,7 @@ impl<C: Connection> Driver<C> {
         self.close_input(false);
         let end = Instant::now() + grace;
         let mut drained = Ok(());
-        while self.stdout_open || self.stderr_open {
+        while self.pump.reading() {
             match self.step(Some(end)) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -253,15 +231,15 @@ impl<C: Connection> Driver<C> {
                     break;
                 }
             }
-            while let Some(event) = self.conn.poll_event() {
-                handle(&mut self.conn, event);
+            while let Next::Event(event) = self.pump.poll() {
+                handle(self.pump.conn(), event);
             }
         }
-        while let Some(event) = self.conn.poll_event() {
-            handle(&mut self.conn, event);
+        while let Next::Event(event) = self.pump.poll() {
+            handle(self.pump.conn(), event);
         }
         let waited = self.transport.wait(grace);
-        (self.conn, drained.and(waited))
+        (self.pump.into_conn(), drained.and(waited))
     }
 
     /// Closes our side without waiting, and kills the peer if it has not
