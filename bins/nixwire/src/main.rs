@@ -10,6 +10,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod machines_cmd;
+mod path_info_cmd;
+mod ping_cmd;
+mod remote;
 
 /// nixwire: Nix remote-build plumbing.
 #[derive(Debug, Parser)]
@@ -23,11 +26,17 @@ struct Cli {
 enum Command {
     /// Read machines files and choose build machines.
     Machines(machines_cmd::MachinesArgs),
+    /// Open a store and say what it announced in the handshake.
+    Ping(ping_cmd::PingArgs),
+    /// What a store knows of paths, as `nix path-info` prints it.
+    PathInfo(path_info_cmd::PathInfoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Machines(args) => machines_cmd::run(args),
+        Command::Ping(args) => ping_cmd::run(args),
+        Command::PathInfo(args) => path_info_cmd::run(args),
     }
 }

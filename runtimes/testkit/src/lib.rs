@@ -167,6 +167,16 @@ impl Sshd {
         self.uri_with_key(protocol, root, &self.host_key)
     }
 
+    /// The same URI without the port, and the `NIX_SSHOPTS` that gives it
+    /// instead: how Nix 2.8, which reads no port in a store URI, reaches
+    /// this sshd.
+    pub fn uri_for_nix(&self, protocol: Protocol, root: &Path) -> (String, String) {
+        let uri = self
+            .uri(protocol, root)
+            .replacen(&format!(":{}?", self.port), "?", 1);
+        (uri, format!("-p {}", self.port))
+    }
+
     /// The same with another pinned host key (base64 of a key line).
     pub fn uri_with_key(&self, protocol: Protocol, root: &Path, host_key: &str) -> String {
         let scheme = match protocol {
