@@ -19,7 +19,7 @@ pub(crate) enum Runtime {
 
 /// An open store, whichever runtime drives it.
 pub(crate) enum Remote {
-    Tokio(tokio::runtime::Runtime, nixwire_tokio::Store),
+    Tokio(Box<(tokio::runtime::Runtime, nixwire_tokio::Store)>),
     Smol(nixwire_smol::Store),
     Blocking(nixwire_blocking::Store),
 }
@@ -34,7 +34,7 @@ impl Remote {
                     .build()
                     .map_err(Error::io("starting tokio"))?;
                 let store = rt.block_on(nixwire_tokio::Store::open(uri, options))?;
-                Self::Tokio(rt, store)
+                Self::Tokio(Box::new((rt, store)))
             }
             Runtime::Smol => Self::Smol(smol::block_on(nixwire_smol::Store::open(uri, options))?),
             Runtime::Blocking => Self::Blocking(nixwire_blocking::Store::open(uri, options)?),
@@ -44,7 +44,7 @@ impl Remote {
     /// What the handshake said.
     pub(crate) fn info(&self) -> &Info {
         match self {
-            Self::Tokio(_, s) => s.info(),
+            Self::Tokio(t) => t.1.info(),
             Self::Smol(s) => s.info(),
             Self::Blocking(s) => s.info(),
         }
@@ -56,7 +56,10 @@ impl Remote {
         paths: &[StorePath],
     ) -> Result<Vec<(StorePath, PathInfo)>, Error> {
         match self {
-            Self::Tokio(rt, s) => rt.block_on(s.query_path_infos(paths)),
+            Self::Tokio(t) => {
+                let (rt, s) = &mut **t;
+                rt.block_on(s.query_path_infos(paths))
+            }
             Self::Smol(s) => smol::block_on(s.query_path_infos(paths)),
             Self::Blocking(s) => s.query_path_infos(paths),
         }
@@ -65,7 +68,10 @@ impl Remote {
     /// Ends the session cleanly.
     pub(crate) fn close(self) -> Result<(), Error> {
         match self {
-            Self::Tokio(rt, s) => rt.block_on(s.close()),
+            Self::Tokio(t) => {
+                let (rt, s) = *t;
+                rt.block_on(s.close())
+            }
             Self::Smol(s) => smol::block_on(s.close()),
             Self::Blocking(s) => s.close(),
         }
