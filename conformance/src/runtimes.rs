@@ -109,65 +109,50 @@ fn conclude<C>(
     })
 }
 
-pub(crate) fn tokio<C: Connection>(
-    link: &Link,
-    path: &Path,
-    conn: Tap<C>,
-    handle: &mut Handler<'_, C>,
-) -> Result<Driven, String> {
-    use nixwire_tokio::{Driver, Transport};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting tokio: {e}"))?;
-    rt.block_on(async {
-        let command = replay_command(link, path);
-        let transport = match ssh_target(link)? {
-            Some(store) => Transport::ssh(&store, &command, &options()).await,
-            None => Transport::spawn(&command[0], &command[1..], &[]),
+/// The client role through an async runtime: the same steps in each, its
+/// crate's `Driver` and `Transport`, its way of running a future.
+macro_rules! through_async_runtime {
+    ($name:ident, $krate:ident, |$future:ident| $block_on:expr) => {
+        pub(crate) fn $name<C: Connection>(
+            link: &Link,
+            path: &Path,
+            conn: Tap<C>,
+            handle: &mut Handler<'_, C>,
+        ) -> Result<Driven, String> {
+            use $krate::{Driver, Transport};
+            let $future = async {
+                let command = replay_command(link, path);
+                let transport = match ssh_target(link)? {
+                    Some(store) => Transport::ssh(&store, &command, &options()).await,
+                    None => Transport::spawn(&command[0], &command[1..], &[]),
+                }
+                .map_err(|e| format!("{}: {e}", stringify!($name)))?;
+                let mut driver = Driver::new(conn, transport);
+                let mut failed = None;
+                let ran = driver
+                    .run(|c, e| step(&mut c.inner, e, handle, &mut failed))
+                    .await;
+                let (tap, finished) = driver
+                    .finish(GRACE, |c, e| {
+                        keep_handling(&mut c.inner, e, handle, &mut failed)
+                    })
+                    .await;
+                conclude(tap, ran, finished, failed)
+            };
+            $block_on
         }
-        .map_err(|e| format!("tokio: {e}"))?;
-        let mut driver = Driver::new(conn, transport);
-        let mut failed = None;
-        let ran = driver
-            .run(|c, e| step(&mut c.inner, e, handle, &mut failed))
-            .await;
-        let (tap, finished) = driver
-            .finish(GRACE, |c, e| {
-                keep_handling(&mut c.inner, e, handle, &mut failed)
-            })
-            .await;
-        conclude(tap, ran, finished, failed)
-    })
+    };
 }
 
-pub(crate) fn smol<C: Connection>(
-    link: &Link,
-    path: &Path,
-    conn: Tap<C>,
-    handle: &mut Handler<'_, C>,
-) -> Result<Driven, String> {
-    use nixwire_smol::{Driver, Transport};
-    smol::block_on(async {
-        let command = replay_command(link, path);
-        let transport = match ssh_target(link)? {
-            Some(store) => Transport::ssh(&store, &command, &options()).await,
-            None => Transport::spawn(&command[0], &command[1..], &[]),
-        }
-        .map_err(|e| format!("smol: {e}"))?;
-        let mut driver = Driver::new(conn, transport);
-        let mut failed = None;
-        let ran = driver
-            .run(|c, e| step(&mut c.inner, e, handle, &mut failed))
-            .await;
-        let (tap, finished) = driver
-            .finish(GRACE, |c, e| {
-                keep_handling(&mut c.inner, e, handle, &mut failed)
-            })
-            .await;
-        conclude(tap, ran, finished, failed)
-    })
-}
+through_async_runtime!(tokio, nixwire_tokio, |future| {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting tokio: {e}"))?
+        .block_on(future)
+});
+
+through_async_runtime!(smol, nixwire_smol, |future| smol::block_on(future));
 
 pub(crate) fn blocking<C: Connection>(
     link: &Link,
