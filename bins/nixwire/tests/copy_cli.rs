@@ -178,3 +178,35 @@ fn copy_to_and_from_stores_behind_the_sshd() {
         }
     }
 }
+
+#[test]
+fn copy_over_the_maximum_size_is_refused_before_anything_moves() {
+    if !kit::have_nix() {
+        return;
+    }
+    let dir = kit::scratch("cli-copy-max");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let closure = kit::small_closure(&a, "copy-max");
+    let top = kit::full(&closure[closure.len() - 1]);
+    let out = nixwire(&[
+        "copy",
+        "--max-size",
+        "1",
+        "--from-store",
+        &a.display().to_string(),
+        "--to",
+        &b.display().to_string(),
+        &top,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("nixwire: copy: the closure is too large to copy"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("maximum of 1"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    for path in &closure {
+        assert!(!kit::is_valid(&b, path), "{path} was copied");
+    }
+}
