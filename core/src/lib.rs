@@ -38,6 +38,10 @@
 //!   protocol's messages, so that runtimes never know which they drive.
 //! - [`runtime`]: what every runtime shares: how a URI is reached
 //!   ([`Plan`](runtime::Plan)), the host's options, the one error type.
+//! - [`flows`]: jobs across stores as explicit state machines above the
+//!   session: [`flows::copy`] plans a closure copy (which infos to ask the
+//!   source for, one batched validity query to the destination, the missing
+//!   paths in topological order) and checks each NAR as it streams.
 //! - [`pair`]: two connections joined in memory with a virtual clock, for
 //!   tests and examples.
 //! - `machines` (cargo feature `machines`, on by default): machines files
@@ -180,6 +184,7 @@
 #![deny(missing_docs)]
 
 pub mod conn;
+pub mod flows;
 // Behind a feature so that hosts wanting only the protocols do not pull in
 // the TOML parser machines files need.
 #[cfg(feature = "machines")]

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod copy_cmd;
 mod machines_cmd;
 mod path_info_cmd;
 mod ping_cmd;
@@ -24,6 +25,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Copy the closure of paths to or from a store, like `nix copy`
+    /// (signatures are not checked).
+    Copy(copy_cmd::CopyArgs),
     /// Read machines files and choose build machines.
     Machines(machines_cmd::MachinesArgs),
     /// Open a store and say what it announced in the handshake.
@@ -35,6 +39,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Copy(args) => copy_cmd::run(args),
         Command::Machines(args) => machines_cmd::run(args),
         Command::Ping(args) => ping_cmd::run(args),
         Command::PathInfo(args) => path_info_cmd::run(args),

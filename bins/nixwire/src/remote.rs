@@ -1,7 +1,19 @@
 //! A store opened through the runtime the user chose (`--runtime`), seen
 //! through one blocking interface: the command runs one operation at a
 //! time, so it waits on the async runtimes' futures where it stands.
+//!
+//! This is the one place that knows the runtimes. Copying a NAR from one
+//! store into another ([`Remote::copy_nar`]) is the one operation on two
+//! stores at once: both run concurrently, joined by a bounded pipe (a tokio
+//! duplex, a `piper` pipe, an OS pipe between two threads), so a NAR is
+//! never held whole, and it passes a [`NarCheck`] on the way.
 
+use std::io;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+
+use nixwire_core::flows::copy::{NarCheck, NarMismatch};
 use nixwire_core::runtime::{Error, Options};
 use nixwire_core::session::Info;
 use nixwire_core::store::{PathInfo, StorePath};
@@ -19,7 +31,9 @@ pub(crate) enum Runtime {
 
 /// An open store, whichever runtime drives it.
 pub(crate) enum Remote {
-    Tokio(Box<(tokio::runtime::Runtime, nixwire_tokio::Store)>),
+    // Every tokio store of the process lives on one runtime ([`tokio_rt`]):
+    // a copy drives two stores in one future.
+    Tokio(Box<nixwire_tokio::Store>),
     Smol(nixwire_smol::Store),
     Blocking(nixwire_blocking::Store),
 }
@@ -29,12 +43,8 @@ impl Remote {
     pub(crate) fn open(runtime: Runtime, uri: &str, options: &Options) -> Result<Self, Error> {
         Ok(match runtime {
             Runtime::Tokio => {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(Error::io("starting tokio"))?;
-                let store = rt.block_on(nixwire_tokio::Store::open(uri, options))?;
-                Self::Tokio(Box::new((rt, store)))
+                let store = tokio_rt()?.block_on(nixwire_tokio::Store::open(uri, options))?;
+                Self::Tokio(Box::new(store))
             }
             Runtime::Smol => Self::Smol(smol::block_on(nixwire_smol::Store::open(uri, options))?),
             Runtime::Blocking => Self::Blocking(nixwire_blocking::Store::open(uri, options)?),
@@ -44,7 +54,7 @@ impl Remote {
     /// What the handshake said.
     pub(crate) fn info(&self) -> &Info {
         match self {
-            Self::Tokio(t) => t.1.info(),
+            Self::Tokio(s) => s.info(),
             Self::Smol(s) => s.info(),
             Self::Blocking(s) => s.info(),
         }
@@ -56,25 +66,290 @@ impl Remote {
         paths: &[StorePath],
     ) -> Result<Vec<(StorePath, PathInfo)>, Error> {
         match self {
-            Self::Tokio(t) => {
-                let (rt, s) = &mut **t;
-                rt.block_on(s.query_path_infos(paths))
-            }
+            Self::Tokio(s) => tokio_rt()?.block_on(s.query_path_infos(paths)),
             Self::Smol(s) => smol::block_on(s.query_path_infos(paths)),
             Self::Blocking(s) => s.query_path_infos(paths),
+        }
+    }
+
+    /// Which of `paths` the store holds.
+    pub(crate) fn query_valid_paths(
+        &mut self,
+        paths: &[StorePath],
+    ) -> Result<Vec<StorePath>, Error> {
+        match self {
+            Self::Tokio(s) => tokio_rt()?.block_on(s.query_valid_paths(paths)),
+            Self::Smol(s) => smol::block_on(s.query_valid_paths(paths)),
+            Self::Blocking(s) => s.query_valid_paths(paths),
+        }
+    }
+
+    /// Streams `path`'s NAR from `self` into `dest` (which registers it
+    /// with `info`), checked against `info` on the way; returns its size.
+    /// Both stores must be of the same runtime.
+    pub(crate) fn copy_nar(
+        &mut self,
+        dest: &mut Self,
+        path: &StorePath,
+        info: &PathInfo,
+    ) -> Result<u64, CopyNarError> {
+        let check = Gate::new(NarCheck::new(path, info));
+        match (self, dest) {
+            (Self::Tokio(source), Self::Tokio(dest)) => {
+                let (writer, mut reader) = tokio::io::duplex(PIPE);
+                let send = async {
+                    let mut out = Checked {
+                        inner: writer,
+                        gate: check,
+                    };
+                    let sent = source.nar_from_path(path, &mut out).await;
+                    // Dropping the writer ends the NAR for the destination.
+                    let Checked { gate, .. } = out;
+                    gate.result(sent)
+                };
+                let receive = async {
+                    dest.add_to_store_nar(path, info, &mut reader)
+                        .await
+                        .map_err(CopyNarError::Destination)
+                };
+                tokio_rt()
+                    .map_err(CopyNarError::Source)?
+                    .block_on(async { tokio::try_join!(send, receive) })
+                    .map(|(size, ())| size)
+            }
+            (Self::Smol(source), Self::Smol(dest)) => {
+                let (reader, writer) = piper::pipe(PIPE);
+                let mut reader = reader;
+                let send = async {
+                    let mut out = Checked {
+                        inner: writer,
+                        gate: check,
+                    };
+                    let sent = source.nar_from_path(path, &mut out).await;
+                    let Checked { gate, .. } = out;
+                    gate.result(sent)
+                };
+                let receive = async {
+                    dest.add_to_store_nar(path, info, &mut reader)
+                        .await
+                        .map_err(CopyNarError::Destination)
+                };
+                smol::block_on(smol::future::try_zip(send, receive)).map(|(size, ())| size)
+            }
+            (Self::Blocking(source), Self::Blocking(dest)) => {
+                let (mut reader, writer) = io::pipe().map_err(|e| {
+                    CopyNarError::Source(Error::io("making a pipe between the stores")(e))
+                })?;
+                let (sent, received) = std::thread::scope(|scope| {
+                    let send = scope.spawn(move || {
+                        let mut out = Checked {
+                            inner: writer,
+                            gate: check,
+                        };
+                        let sent = source.nar_from_path(path, &mut out);
+                        let Checked { gate, .. } = out;
+                        gate.result(sent)
+                    });
+                    let received = dest.add_to_store_nar(path, info, &mut reader);
+                    // The destination is done with the NAR (or failed):
+                    // a source still writing gets a broken pipe, not a hang.
+                    drop(reader);
+                    let sent = send.join().unwrap_or_else(|_| {
+                        Err(CopyNarError::Source(Error::Ended {
+                            during: "sending the NAR: the sending thread panicked",
+                        }))
+                    });
+                    (sent, received)
+                });
+                match (sent, received) {
+                    (Ok(size), Ok(())) => Ok(size),
+                    // A mismatch, or a source that failed by itself, is the
+                    // cause; a source that could not write was stopped by
+                    // the destination's failure.
+                    (Err(e @ CopyNarError::Mismatch(_)), _) => Err(e),
+                    (Err(CopyNarError::Unwritable(_)), Err(e)) => Err(CopyNarError::Destination(e)),
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Err(e)) => Err(CopyNarError::Destination(e)),
+                }
+            }
+            _ => Err(CopyNarError::Source(Error::Unsupported(
+                "a copy needs both stores on the same runtime".into(),
+            ))),
         }
     }
 
     /// Ends the session cleanly.
     pub(crate) fn close(self) -> Result<(), Error> {
         match self {
-            Self::Tokio(t) => {
-                let (rt, s) = *t;
-                rt.block_on(s.close())
-            }
+            Self::Tokio(s) => tokio_rt()?.block_on(s.close()),
             Self::Smol(s) => smol::block_on(s.close()),
             Self::Blocking(s) => s.close(),
         }
+    }
+}
+
+/// The capacity of the pipe between the two stores of a copy: how much of
+/// a NAR may be in flight between them.
+const PIPE: usize = 256 * 1024;
+
+/// The tokio runtime every tokio store of the process is opened on and
+/// driven by (a current-thread one: the command does one thing at a time).
+fn tokio_rt() -> Result<&'static tokio::runtime::Runtime, Error> {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    if let Some(rt) = RT.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::io("starting tokio"))?;
+    Ok(RT.get_or_init(|| rt))
+}
+
+/// Why a NAR was not copied.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CopyNarError {
+    /// The source failed to send it.
+    #[error("reading it from the source")]
+    Source(#[source] Error),
+    /// The NAR could not be passed on: the destination stopped reading.
+    #[error("passing it to the destination")]
+    Unwritable(#[source] Error),
+    /// The destination failed to add it.
+    #[error("adding it to the destination")]
+    Destination(#[source] Error),
+    /// The NAR is not the one its path info describes.
+    #[error(transparent)]
+    Mismatch(NarMismatch),
+}
+
+/// The NAR check between the source and the pipe: every byte is checked
+/// before it is passed on, and the bytes that complete the NAR are held
+/// back when it does not match, so the destination never gets a whole
+/// wrong NAR to register.
+struct Gate {
+    check: NarCheck,
+    /// Bytes already checked and not yet passed on (a writer may take
+    /// part of a buffer; the caller then offers the rest again).
+    ahead: usize,
+    mismatch: Option<NarMismatch>,
+    write_failed: bool,
+}
+
+impl Gate {
+    fn new(check: NarCheck) -> Self {
+        Self {
+            check,
+            ahead: 0,
+            mismatch: None,
+            write_failed: false,
+        }
+    }
+
+    /// Checks `buf` (once) and says how much of it may be written.
+    fn admit(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(m) = &self.mismatch {
+            return Err(io::Error::other(m.clone()));
+        }
+        if self.ahead == 0 {
+            self.check.update(buf);
+            self.ahead = buf.len();
+            if self.check.seen() >= self.check.expected_size()
+                && let Err(m) = self.check.finish()
+            {
+                self.mismatch = Some(m.clone());
+                return Err(io::Error::other(m));
+            }
+        }
+        Ok(buf.len().min(self.ahead))
+    }
+
+    /// What a write of admitted bytes did.
+    fn wrote(&mut self, result: &io::Result<usize>) {
+        match result {
+            Ok(n) => self.ahead -= (*n).min(self.ahead),
+            Err(_) => self.write_failed = true,
+        }
+    }
+
+    /// The outcome of sending the NAR through this gate.
+    fn result(self, sent: Result<u64, Error>) -> Result<u64, CopyNarError> {
+        if let Some(m) = self.mismatch {
+            return Err(CopyNarError::Mismatch(m));
+        }
+        match sent {
+            Err(e) if self.write_failed => Err(CopyNarError::Unwritable(e)),
+            Err(e) => Err(CopyNarError::Source(e)),
+            // A NAR shorter than its path info says ends here.
+            Ok(size) => self
+                .check
+                .finish()
+                .map(|()| size)
+                .map_err(CopyNarError::Mismatch),
+        }
+    }
+}
+
+/// A writer with a [`Gate`] in front, for each runtime's writer trait.
+struct Checked<W> {
+    inner: W,
+    gate: Gate,
+}
+
+impl<W: io::Write> io::Write for Checked<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.gate.admit(buf)?;
+        let result = self.inner.write(&buf[..n]);
+        self.gate.wrote(&result);
+        result
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Checked<W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = this.gate.admit(buf)?;
+        let result = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, &buf[..n]));
+        this.gate.wrote(&result);
+        Poll::Ready(result)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl<W: smol::io::AsyncWrite + Unpin> smol::io::AsyncWrite for Checked<W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = this.gate.admit(buf)?;
+        let result = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, &buf[..n]));
+        this.gate.wrote(&result);
+        Poll::Ready(result)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
     }
 }
 
@@ -100,4 +375,84 @@ pub(crate) fn one_line(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use nixwire_core::store::NarHash;
+
+    use super::*;
+
+    fn path() -> StorePath {
+        "00000000000000000000000000000000-nar"
+            .parse()
+            .expect("a store path")
+    }
+
+    /// The right path info for `nar`: its hash is what a check of it
+    /// against nothing says it got.
+    fn info_of(nar: &[u8]) -> PathInfo {
+        let mut check = NarCheck::new(&path(), &PathInfo::default());
+        check.update(nar);
+        let got = check.finish().expect_err("an empty info mismatches");
+        PathInfo {
+            nar_hash: Some(NarHash::parse(&got.actual_hash).expect("SRI")),
+            nar_size: nar.len() as u64,
+            ..PathInfo::default()
+        }
+    }
+
+    /// Writes `nar` through a gate checking it against `info`, in chunks.
+    fn send(nar: &[u8], info: &PathInfo) -> (Vec<u8>, Result<u64, CopyNarError>) {
+        let mut out = Checked {
+            inner: Vec::new(),
+            gate: Gate::new(NarCheck::new(&path(), info)),
+        };
+        let mut sent = Ok(nar.len() as u64);
+        for chunk in nar.chunks(100) {
+            if let Err(e) = out.write_all(chunk) {
+                sent = Err(Error::io("writing the NAR out")(e));
+                break;
+            }
+        }
+        let Checked { inner, gate } = out;
+        (inner, gate.result(sent))
+    }
+
+    #[test]
+    fn a_matching_nar_passes_whole() {
+        let nar = b"nix-archive-1 and more".repeat(50);
+        let (passed, result) = send(&nar, &info_of(&nar));
+        assert_eq!(passed, nar);
+        assert_eq!(result.expect("matches"), nar.len() as u64);
+    }
+
+    #[test]
+    fn a_wrong_nar_is_held_back_before_its_last_bytes() {
+        let nar = b"nix-archive-1 and more".repeat(50);
+        let info = info_of(&nar);
+        let mut corrupt = nar.clone();
+        corrupt[5] ^= 1;
+        let (passed, result) = send(&corrupt, &info);
+        // Everything but the last chunk went on; the last did not.
+        assert_eq!(passed.len(), (nar.len() - 1) / 100 * 100);
+        let Err(CopyNarError::Mismatch(m)) = result else {
+            panic!("a mismatch, not {result:?}")
+        };
+        assert_eq!(m.path, path());
+
+        // Too long: refused at the first byte past the size.
+        let mut long = nar.clone();
+        long.extend_from_slice(b"extra");
+        let (passed, result) = send(&long, &info);
+        assert!(passed.len() <= nar.len());
+        assert!(matches!(result, Err(CopyNarError::Mismatch(_))));
+
+        // Too short: found when the source says the NAR ended.
+        let (passed, result) = send(&nar[..nar.len() - 3], &info);
+        assert_eq!(passed.len(), nar.len() - 3);
+        assert!(matches!(result, Err(CopyNarError::Mismatch(_))));
+    }
 }

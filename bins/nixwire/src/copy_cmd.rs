@@ -1,0 +1,118 @@
+//! `nixwire copy --to STORE PATH...` and `nixwire copy --from STORE PATH...`:
+//! copies the closure of paths from one store to another, like `nix copy`.
+//!
+//! The core's [`ClosureCopy`] plans it: the closure's path infos come from
+//! the source a level of references at a time (one batched query each),
+//! the destination is asked once which of them it holds, and the missing
+//! ones are sent in topological order, each NAR streamed from the source
+//! into the destination through [`Remote::copy_nar`] and checked on the
+//! way. Signatures are not checked (`nix copy --no-check-sigs`): the
+//! destination is told not to.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use nixwire_core::flows::copy::{ClosureCopy, Want};
+use nixwire_core::store::StoreDir;
+
+use crate::remote::{Remote, Runtime, one_line, options};
+
+/// Arguments of `nixwire copy`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("direction").required(true).args(["to", "from"]))]
+pub(crate) struct CopyArgs {
+    /// Copy into this store (from `--from-store`).
+    #[arg(long)]
+    to: Option<String>,
+    /// Copy from this store (into `--to-store`).
+    #[arg(long)]
+    from: Option<String>,
+    /// The source of `--to` (a store URI, or a chroot store's path).
+    #[arg(long, default_value = "auto", conflicts_with = "from")]
+    from_store: String,
+    /// The destination of `--from`.
+    #[arg(long, default_value = "auto", conflicts_with = "to")]
+    to_store: String,
+    /// Refuse, before anything is transferred, a copy whose NARs add up to
+    /// more than this many bytes.
+    #[arg(long)]
+    max_size: Option<u64>,
+    /// The runtime that drives both connections.
+    #[arg(long, value_enum, default_value = "tokio")]
+    runtime: Runtime,
+    /// Store paths, in full (`/nix/store/...`); their closure is copied.
+    #[arg(required = true)]
+    paths: Vec<String>,
+}
+
+/// Runs `nixwire copy`: exit 0 when the closure is in the destination, 1
+/// when it could not be copied (the reason on stderr, one line).
+pub(crate) fn run(args: CopyArgs) -> ExitCode {
+    match copy(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nixwire: copy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn copy(args: &CopyArgs) -> Result<(), String> {
+    let dir = StoreDir::default();
+    let roots = args
+        .paths
+        .iter()
+        .map(|p| {
+            dir.parse_path(p.as_bytes())
+                .map_err(|e| format!("{p:?} is not a store path: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let from = args.from.as_deref().unwrap_or(&args.from_store);
+    let to = args.to.as_deref().unwrap_or(&args.to_store);
+    let options = options()?;
+    let mut source = Remote::open(args.runtime, from, &options)
+        .map_err(|e| format!("cannot open {from}: {}", one_line(&e)))?;
+    let mut dest = Remote::open(args.runtime, to, &options)
+        .map_err(|e| format!("cannot open {to}: {}", one_line(&e)))?;
+
+    let mut plan = ClosureCopy::new(roots, args.max_size);
+    let transfer = loop {
+        match plan.want() {
+            Want::AskSource(paths) => {
+                let infos = source
+                    .query_path_infos(&paths)
+                    .map_err(|e| format!("asking {from} for path infos: {}", one_line(&e)))?;
+                plan.source_answered(infos).map_err(|e| e.to_string())?;
+            }
+            Want::AskDestination(paths) => {
+                let valid = dest
+                    .query_valid_paths(&paths)
+                    .map_err(|e| format!("asking {to} for valid paths: {}", one_line(&e)))?;
+                break plan
+                    .destination_answered(valid)
+                    .map_err(|e| e.to_string())?;
+            }
+            Want::Finished => return Err("the copy plan finished without a transfer".into()),
+        }
+    };
+
+    let mut bytes = 0u64;
+    for (path, info) in &transfer.paths {
+        let shown = dir.display_path(path);
+        bytes += source
+            .copy_nar(&mut dest, path, info)
+            .map_err(|e| format!("copying {shown}: {}", one_line(&e)))?;
+        println!("{shown}");
+    }
+    eprintln!(
+        "nixwire: copied {} paths ({bytes} bytes), {} already there",
+        transfer.paths.len(),
+        transfer.already.len()
+    );
+    for (store, uri) in [(source, from), (dest, to)] {
+        if let Err(e) = store.close() {
+            eprintln!("nixwire: closing {uri}: {}", one_line(&e));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! `nixwire copy` against real Nix 2.8 (Debian's `nix-bin`), through each
+//! runtime: a closure made in one chroot store copied into another locally,
+//! then into a store behind the loopback sshd (`ssh://` and `ssh-ng://`) and
+//! back from there into a third; every copied path checked by Nix itself
+//! (`--check-validity`, `--verify-path`) in the store it went to.
+//!
+//! Without Nix or the sshd a test says why and passes, unless `CI=true` or
+//! `NIXWIRE_REQUIRE_NIX=1` (see `nixwire-testkit`).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use nixwire_core::session::Protocol;
+use nixwire_core::store::StorePath;
+use nixwire_testkit as kit;
+
+const RUNTIMES: [&str; 3] = ["tokio", "smol", "blocking"];
+
+fn nixwire(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nixwire"))
+        .args(args)
+        .envs(kit::nix_env())
+        .env_remove("NIX_SSHOPTS")
+        .output()
+        .expect("run nixwire")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `nixwire copy` with `args` and the closure's top path; checks it
+/// succeeded and said it copied `copied` paths, and returns its stdout.
+fn copy(args: &[&str], top: &StorePath, copied: usize, runtime: &str) -> String {
+    let top = kit::full(top);
+    let mut all = vec!["copy", "--runtime", runtime];
+    all.extend_from_slice(args);
+    all.push(&top);
+    let out = nixwire(&all);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{all:?}: {stderr}");
+    assert!(
+        stderr.contains(&format!("nixwire: copied {copied} paths (")),
+        "{all:?}: {stderr}"
+    );
+    text(&out.stdout)
+}
+
+/// Every path of `closure` is valid in the chroot store `root` and its
+/// contents match its registered hash, by Nix's account.
+fn all_there(root: &Path, closure: &[StorePath], what: &str) {
+    for path in closure {
+        assert!(kit::is_valid(root, path), "{what}: {path} is not valid");
+        let out = kit::nix_command("nix-store")
+            .args([
+                "--store",
+                &root.display().to_string(),
+                "--verify-path",
+                &kit::full(path),
+            ])
+            .output()
+            .expect("nix-store --verify-path");
+        assert!(
+            out.status.success(),
+            "{what}: {path}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn copy_between_local_chroot_stores_then_again_copies_nothing() {
+    if !kit::have_nix() {
+        return;
+    }
+    let dir = kit::scratch("cli-copy-local");
+    let a = dir.join("a");
+    let closure = kit::small_closure(&a, "copy-local");
+    let top = &closure[closure.len() - 1];
+    let a_s = a.display().to_string();
+    for runtime in RUNTIMES {
+        let b = dir.join(format!("b-{runtime}"));
+        let b_s = b.display().to_string();
+        let printed = copy(
+            &["--from-store", &a_s, "--to", &b_s],
+            top,
+            closure.len(),
+            runtime,
+        );
+        // Dependencies first, one line each.
+        let want: Vec<String> = closure.iter().map(kit::full).collect();
+        assert_eq!(printed.lines().collect::<Vec<_>>(), want, "{runtime}");
+        all_there(&b, &closure, runtime);
+
+        let out = nixwire(&[
+            "copy",
+            "--runtime",
+            runtime,
+            "--from-store",
+            &a_s,
+            "--to",
+            &b_s,
+            &kit::full(top),
+        ]);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{runtime}: {stderr}");
+        assert!(stderr.contains("copied 0 paths (0 bytes)"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{} already there", closure.len())),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{runtime}: {}", text(&out.stdout));
+    }
+}
+
+#[test]
+fn copy_of_a_path_the_source_lacks_fails_in_one_line() {
+    if !kit::have_nix() {
+        return;
+    }
+    let dir = kit::scratch("cli-copy-missing");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let missing = "/nix/store/00000000000000000000000000000000-missing";
+    let out = nixwire(&[
+        "copy",
+        "--from-store",
+        &a.display().to_string(),
+        "--to",
+        &b.display().to_string(),
+        missing,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "nixwire: copy: 00000000000000000000000000000000-missing is not valid at the source"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+}
+
+#[test]
+fn copy_to_and_from_stores_behind_the_sshd() {
+    if !kit::have_nix() {
+        return;
+    }
+    let Some(sshd) = kit::Sshd::from_env() else {
+        return;
+    };
+    let dir = kit::scratch("cli-copy-ssh");
+    let a = dir.join("a");
+    let closure = kit::small_closure(&a, "copy-ssh");
+    let top = &closure[closure.len() - 1];
+    let a_s = a.display().to_string();
+    for runtime in RUNTIMES {
+        for protocol in [Protocol::Serve, Protocol::Worker] {
+            let tag = format!("{runtime}-{protocol:?}");
+            let remote = dir.join(format!("remote-{tag}"));
+            let uri = sshd.uri(protocol, &remote);
+            copy(
+                &["--from-store", &a_s, "--to", &uri],
+                top,
+                closure.len(),
+                runtime,
+            );
+            all_there(&remote, &closure, &tag);
+            copy(&["--from-store", &a_s, "--to", &uri], top, 0, runtime);
+
+            let back = dir.join(format!("back-{tag}"));
+            copy(
+                &["--from", &uri, "--to-store", &back.display().to_string()],
+                top,
+                closure.len(),
+                runtime,
+            );
+            all_there(&back, &closure, &tag);
+        }
+    }
+}
+
+#[test]
+fn copy_over_the_maximum_size_is_refused_before_anything_moves() {
+    if !kit::have_nix() {
+        return;
+    }
+    let dir = kit::scratch("cli-copy-max");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let closure = kit::small_closure(&a, "copy-max");
+    let top = kit::full(&closure[closure.len() - 1]);
+    let out = nixwire(&[
+        "copy",
+        "--max-size",
+        "1",
+        "--from-store",
+        &a.display().to_string(),
+        "--to",
+        &b.display().to_string(),
+        &top,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("nixwire: copy: the closure is too large to copy"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("maximum of 1"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    for path in &closure {
+        assert!(!kit::is_valid(&b, path), "{path} was copied");
+    }
+}
