@@ -16,6 +16,7 @@
 //! | [`Op::QueryPathInfos`] | `QueryPathInfos` (one request) | `QueryPathInfos` where the daemon has it, else one `QueryPathInfo` per path, all pipelined |
 //! | [`Op::NarFromPath`] | `DumpStorePath` | `NarFromPath` |
 //! | [`Op::AddToStoreNar`] | `AddToStoreNar` (2.5+), else `ImportPaths` | `AddToStoreNar` (framed from 1.23, pulled before) |
+//! | [`Op::AddMultiple`] | one `ImportPaths` with every path | `AddMultipleToStore` (1.32+), else one `AddToStoreNar` per path, all pipelined |
 //! | [`Op::BuildDerivation`] | `BuildDerivation` with its options | `SetOptions` with the build's limits, then `BuildDerivation` |
 //!
 //! Before the handshake completes, what the peer writes on its stderr is
@@ -29,10 +30,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::conn::{Connection, Error, Log, RequestId};
+use crate::conn::{Connection, Error, ErrorKind, Log, Phase, RequestId};
+use crate::nar::NarFramer;
 use crate::serve::messages as sm;
 use crate::store::{BasicDerivation, BuildResult, PathInfo, StoreDir, StorePath};
-use crate::wire::{NixString, Version};
+use crate::wire::{NixString, Version, Wire, encode_u64};
 use crate::{serve, worker};
 
 /// Which protocol a session speaks.
@@ -186,6 +188,23 @@ pub enum Op {
         /// only; the serve protocol never checks them).
         dont_check_sigs: bool,
     },
+    /// Adds many paths in one request: the body is their NARs, one after
+    /// another in the order of `paths`, offered after
+    /// [`Event::BodyWanted`] exactly as for [`Op::AddToStoreNar`] (the
+    /// session writes whatever else the protocol puts around them). Reply:
+    /// [`Answer::Added`] once every path is added; a refusal of any path
+    /// is the request's error.
+    AddMultiple {
+        /// The paths with their metadata, in the order their NARs come;
+        /// each NAR hash is required, and each NAR must be `nar_size`
+        /// bytes.
+        paths: Vec<(StorePath, PathInfo)>,
+        /// Repair the paths that exist (worker only).
+        repair: bool,
+        /// Ask the peer not to check signatures (worker; trusted clients
+        /// only; the serve protocol never checks them).
+        dont_check_sigs: bool,
+    },
     /// Builds a derivation sent inline, its inputs already on the peer;
     /// logs come as [`Event::Log`]s. Reply: [`Answer::Built`].
     BuildDerivation {
@@ -206,6 +225,7 @@ impl Op {
             Self::QueryPathInfos { .. } => "QueryPathInfos",
             Self::NarFromPath { .. } => "NarFromPath",
             Self::AddToStoreNar { .. } => "AddToStoreNar",
+            Self::AddMultiple { .. } => "AddMultiple",
             Self::BuildDerivation { .. } => "BuildDerivation",
         }
     }
@@ -288,6 +308,8 @@ enum Part {
     Whole(RequestId),
     /// One path of a `QueryPathInfos` done as many `QueryPathInfo`s.
     Path(RequestId, usize),
+    /// One path of an `AddMultiple` done as many `AddToStoreNar`s.
+    Each(RequestId),
     /// The settings sent before a worker build, answered by nothing.
     Settings,
 }
@@ -298,6 +320,30 @@ struct Gather {
     paths: Vec<StorePath>,
     infos: Vec<Option<PathInfo>>,
     missing: usize,
+}
+
+/// An `AddMultiple` done as many `AddToStoreNar`s: how many have yet to
+/// answer, and the first refusal. The answer waits for all of them, so
+/// that the host goes on offering every NAR the requests behind a refused
+/// one still expect.
+#[derive(Debug)]
+struct Batch {
+    missing: usize,
+    error: Option<Error>,
+}
+
+/// A worker `AddMultipleToStore` whose body is under way: the session
+/// writes the count and each path's `ValidPathInfo`, the host the NARs
+/// between them.
+#[derive(Debug)]
+struct Multi {
+    /// The paths whose NARs have not ended yet, the current one first.
+    items: VecDeque<(StorePath, PathInfo)>,
+    /// Whether the count and the first path info have been written (when
+    /// the client first wants the body).
+    started: bool,
+    /// Where the current NAR ends: its own grammar, as the daemon reads it.
+    framer: NarFramer,
 }
 
 /// One store connection over either protocol.
@@ -312,6 +358,10 @@ pub struct Session {
     /// The reverse of `parts` for whole requests, for bodies.
     whole: HashMap<RequestId, RequestId>,
     gathers: HashMap<RequestId, Gather>,
+    /// The `AddMultiple`s done path by path.
+    batches: HashMap<RequestId, Batch>,
+    /// The `AddMultiple`s sent as one `AddMultipleToStore`.
+    multis: HashMap<RequestId, Multi>,
     /// The paths of each `QueryPathInfos` sent whole, whose answer comes in
     /// the server's order (a set's, for the serve protocol) and is given in
     /// this one.
@@ -347,6 +397,8 @@ impl Session {
             parts: HashMap::new(),
             whole: HashMap::new(),
             gathers: HashMap::new(),
+            batches: HashMap::new(),
+            multis: HashMap::new(),
             orders: HashMap::new(),
             events: VecDeque::new(),
             info: None,
@@ -399,8 +451,16 @@ impl Session {
         if let Some(error) = self.error() {
             return Err(error.clone());
         }
-        if let Op::AddToStoreNar { path, info, .. } = &op {
-            nar_hash_of(path, info)?;
+        match &op {
+            Op::AddToStoreNar { path, info, .. } => {
+                nar_hash_of(path, info)?;
+            }
+            Op::AddMultiple { paths, .. } => {
+                for (path, info) in paths {
+                    nar_hash_of(path, info)?;
+                }
+            }
+            _ => {}
         }
         let id = RequestId(self.next);
         if self.info.is_none() {
@@ -456,6 +516,63 @@ impl Session {
                         self.finish_gather(id);
                     }
                 }
+                Op::AddMultiple {
+                    paths,
+                    repair,
+                    dont_check_sigs,
+                } if c.version().is_some_and(|v| v >= Version::new(1, 32)) => {
+                    let request = worker::messages::AddMultipleToStore {
+                        repair,
+                        dont_check_sigs,
+                    };
+                    let inner = c.request(now, request)?;
+                    self.parts.insert(inner, Part::Whole(id));
+                    self.whole.insert(id, inner);
+                    let framer = NarFramer::with_limits(c.cx().limits.nar);
+                    self.multis.insert(
+                        id,
+                        Multi {
+                            items: paths.into(),
+                            started: false,
+                            framer,
+                        },
+                    );
+                }
+                Op::AddMultiple {
+                    paths,
+                    repair,
+                    dont_check_sigs,
+                } => {
+                    if let Some(error) = c.error() {
+                        return Err(error.clone());
+                    }
+                    // Before 1.32 there is no batch operation: one
+                    // AddToStoreNar per path, all queued at once so that no
+                    // path waits for the previous one's answer.
+                    let mut sent = Vec::with_capacity(paths.len());
+                    for (path, info) in paths {
+                        let request = worker_request(Op::AddToStoreNar {
+                            path,
+                            info: Box::new(info),
+                            repair,
+                            dont_check_sigs,
+                        })?;
+                        sent.push(c.request(now, request)?);
+                    }
+                    let missing = sent.len();
+                    for inner in sent {
+                        self.parts.insert(inner, Part::Each(id));
+                    }
+                    if missing == 0 {
+                        self.events.push_back(Event::Done {
+                            id,
+                            result: Ok(Answer::Added),
+                        });
+                    } else {
+                        let error = None;
+                        self.batches.insert(id, Batch { missing, error });
+                    }
+                }
                 op => {
                     let build = match &op {
                         Op::BuildDerivation { settings, .. } => Some(*settings),
@@ -489,7 +606,10 @@ impl Session {
             Inner::Worker(c) => c.body_wanted()?,
         };
         match self.parts.get(&inner)? {
-            Part::Whole(id) => Some((*id, max)),
+            // Until the count and first path info are written, the body is
+            // not the host's to offer.
+            Part::Whole(id) if self.multis.get(id).is_some_and(|m| !m.started) => None,
+            Part::Whole(id) | Part::Each(id) => Some((*id, max)),
             _ => None,
         }
     }
@@ -498,6 +618,16 @@ impl Session {
     /// were taken; what is taken is sent as slices of `data`.
     pub fn offer_body(&mut self, now: Instant, id: RequestId, data: Bytes) -> Result<usize, Error> {
         self.now = now;
+        if self.multis.contains_key(&id) {
+            let taken = self.offer_multi(now, id, data);
+            self.translate();
+            return taken;
+        }
+        if self.batches.contains_key(&id) {
+            let taken = self.offer_each(now, id, data);
+            self.translate();
+            return taken;
+        }
         let inner = *self
             .whole
             .get(&id)
@@ -510,6 +640,115 @@ impl Session {
         taken
     }
 
+    /// Offers NAR bytes of an `AddMultiple` sent as `AddMultipleToStore`:
+    /// each NAR's end is found by its grammar, and the next path info (or,
+    /// after the last NAR, the body's end) is written right after it, so
+    /// the host may offer the NARs in pieces of any size.
+    fn offer_multi(&mut self, now: Instant, id: RequestId, data: Bytes) -> Result<usize, Error> {
+        let (Inner::Worker(c), Some(&inner)) = (&mut self.inner, self.whole.get(&id)) else {
+            return Err(Error::misuse(format!(
+                "request {id} is not uploading a body"
+            )));
+        };
+        let item_cx = worker::messages::AddMultipleToStore::item_cx(c.cx());
+        let op = "AddMultipleToStore";
+        let mut taken = 0;
+        while taken < data.len() {
+            let Some(multi) = self.multis.get_mut(&id) else {
+                break;
+            };
+            let Some((path, info)) = multi.items.front() else {
+                break;
+            };
+            let fed = multi.framer.feed(&data[taken..]);
+            let checked = fed
+                .map_err(|source| ErrorKind::Nar {
+                    what: format!("the NAR of {path}"),
+                    source,
+                })
+                .and_then(|used| {
+                    let done = multi.framer.is_done();
+                    let at = multi.framer.position();
+                    // The daemon refuses a NAR whose size is not the one
+                    // its path info states, and would then read the next
+                    // path's bytes as this one's: caught before they go.
+                    if (done && at != info.nar_size) || (!done && at > info.nar_size) {
+                        return Err(ErrorKind::Body {
+                            why: format!(
+                                "the NAR of {path} {} {at} bytes, but its path info states {}",
+                                if done { "is" } else { "is already over" },
+                                info.nar_size
+                            ),
+                        });
+                    }
+                    Ok((used, done))
+                });
+            let (used, done) = match checked {
+                Ok(step) => step,
+                Err(kind) => {
+                    // Part of the body is sent: the stream cannot be
+                    // followed any more, so the request is given up.
+                    let error = Error::new(kind, Phase::Sending).about(id, op);
+                    self.multis.remove(&id);
+                    self.parts.remove(&inner);
+                    self.whole.remove(&id);
+                    c.abandon(inner);
+                    return Err(error);
+                }
+            };
+            c.offer_body(now, inner, data.slice(taken..taken + used))?;
+            taken += used;
+            if done {
+                multi.items.pop_front();
+                multi.framer = NarFramer::with_limits(c.cx().limits.nar);
+                match multi.items.front() {
+                    Some((path, info)) => {
+                        let mut next = Vec::new();
+                        valid_path_info(path, info).encode(&item_cx, &mut next);
+                        c.offer_body(now, inner, Bytes::from(next))?;
+                    }
+                    None => {
+                        self.multis.remove(&id);
+                        c.finish_body(now, inner)?;
+                    }
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Offers NAR bytes of an `AddMultiple` done as many `AddToStoreNar`s:
+    /// to whichever of them is uploading now (each takes up to its own
+    /// `nar_size`, which the host is told as the most it takes).
+    fn offer_each(&mut self, now: Instant, id: RequestId, data: Bytes) -> Result<usize, Error> {
+        let Inner::Worker(c) = &mut self.inner else {
+            return Err(Error::misuse(format!(
+                "request {id} is not uploading a body"
+            )));
+        };
+        let mut taken = 0;
+        while taken < data.len() {
+            let Some((inner, max)) = c.body_wanted() else {
+                break;
+            };
+            if !matches!(self.parts.get(&inner), Some(Part::Each(w)) if *w == id) || max == Some(0)
+            {
+                break;
+            }
+            let n = c.offer_body(now, inner, data.slice(taken..))?;
+            if n == 0 {
+                break;
+            }
+            taken += n;
+        }
+        if taken == 0 {
+            return Err(Error::misuse(format!(
+                "request {id} is not uploading a body now"
+            )));
+        }
+        Ok(taken)
+    }
+
     /// Gives up on request `id`; one already under way breaks the session
     /// (its reply can no longer be told apart from the next one's).
     pub fn abandon(&mut self, id: RequestId) {
@@ -518,7 +757,9 @@ impl Session {
         let inners: Vec<RequestId> = self
             .parts
             .iter()
-            .filter(|(_, p)| matches!(p, Part::Whole(w) | Part::Path(w, _) if *w == id))
+            .filter(
+                |(_, p)| matches!(p, Part::Whole(w) | Part::Path(w, _) | Part::Each(w) if *w == id),
+            )
             .map(|(i, _)| *i)
             .collect();
         for inner in inners {
@@ -530,6 +771,8 @@ impl Session {
         }
         self.whole.remove(&id);
         self.gathers.remove(&id);
+        self.batches.remove(&id);
+        self.multis.remove(&id);
         self.translate();
     }
 
@@ -619,11 +862,18 @@ impl Session {
                     }
                 }
             }
-            Inbound::BodyWanted(inner, max) => {
-                if let Some(id) = whole(&self.parts, inner) {
-                    self.events.push_back(Event::BodyWanted { id, max });
+            Inbound::BodyWanted(inner, max) => match self.parts.get(&inner) {
+                Some(Part::Whole(id)) if self.multis.contains_key(id) => {
+                    let id = *id;
+                    if self.start_multi(id, inner) {
+                        self.events.push_back(Event::BodyWanted { id, max: None });
+                    }
                 }
-            }
+                Some(Part::Whole(id) | Part::Each(id)) => {
+                    self.events.push_back(Event::BodyWanted { id: *id, max });
+                }
+                _ => {}
+            },
             Inbound::BodyStopped(inner) => {
                 if let Some(id) = whole(&self.parts, inner) {
                     self.events.push_back(Event::BodyStopped { id });
@@ -663,13 +913,65 @@ impl Session {
         }
     }
 
+    /// Writes the start of an `AddMultipleToStore` body (the count and the
+    /// first path info; with no paths, the whole body) and says whether
+    /// the host has NARs to offer.
+    fn start_multi(&mut self, id: RequestId, inner: RequestId) -> bool {
+        let (Inner::Worker(c), Some(multi)) = (&mut self.inner, self.multis.get_mut(&id)) else {
+            return false;
+        };
+        if multi.started {
+            return false;
+        }
+        multi.started = true;
+        let item_cx = worker::messages::AddMultipleToStore::item_cx(c.cx());
+        let mut head = Vec::new();
+        encode_u64(multi.items.len() as u64, &mut head);
+        if let Some((path, info)) = multi.items.front() {
+            valid_path_info(path, info).encode(&item_cx, &mut head);
+        }
+        let now = self.now;
+        // Either call fails only when the connection has broken, which the
+        // client reports as its own event; nothing more is owed then.
+        let started = c.offer_body(now, inner, Bytes::from(head)).is_ok();
+        if multi.items.is_empty() {
+            self.multis.remove(&id);
+            let _ = c.finish_body(now, inner);
+            return false;
+        }
+        started
+    }
+
     /// A protocol client's request ended.
     fn finish(&mut self, inner: RequestId, result: Result<Reply, Error>) {
         match self.parts.remove(&inner) {
             // The settings before a build: a refusal shows in the build.
             None | Some(Part::Settings) => {}
+            Some(Part::Each(id)) => {
+                let Some(batch) = self.batches.get_mut(&id) else {
+                    return;
+                };
+                batch.missing -= 1;
+                let failed = match result {
+                    Ok(Reply::Worker(r)) if matches!(*r, worker::Reply::AddToStoreNar(_)) => None,
+                    Ok(Reply::Worker(r)) => Some(unexpected("AddToStoreNar", &r)),
+                    Ok(Reply::Serve(r)) => Some(unexpected("AddToStoreNar", &r)),
+                    Err(error) => Some(error),
+                };
+                if batch.error.is_none() {
+                    batch.error = failed;
+                }
+                if batch.missing == 0 {
+                    let result = match self.batches.remove(&id).and_then(|b| b.error) {
+                        Some(error) => Err(error),
+                        None => Ok(Answer::Added),
+                    };
+                    self.events.push_back(Event::Done { id, result });
+                }
+            }
             Some(Part::Whole(id)) => {
                 self.whole.remove(&id);
+                self.multis.remove(&id);
                 let mut result = result.and_then(|reply| match reply {
                     Reply::Serve(r) => serve_answer(r),
                     Reply::Worker(r) => worker_answer(*r),
@@ -841,6 +1143,14 @@ fn unexpected(op: &'static str, reply: &dyn std::fmt::Debug) -> Error {
     Error::misuse(format!("{op} was answered by {reply:?}"))
 }
 
+/// A path with its metadata as `AddMultipleToStore`'s body carries it.
+fn valid_path_info(path: &StorePath, info: &PathInfo) -> worker::messages::ValidPathInfo {
+    worker::messages::ValidPathInfo {
+        path: path.clone(),
+        info: info.clone(),
+    }
+}
+
 /// The NAR hash a path being added must have (both protocols send it).
 fn nar_hash_of(path: &StorePath, info: &PathInfo) -> Result<crate::store::NarHash, Error> {
     info.nar_hash
@@ -886,6 +1196,22 @@ fn serve_request(op: Op, version: Option<Version>) -> Result<serve::Request, Err
                 }
                 .into()
             }
+        }
+        Op::AddMultiple { paths, .. } => {
+            // Every version imports many paths at once; the client writes
+            // each trailer after its NAR.
+            let mut trailers = Vec::with_capacity(paths.len());
+            for (path, info) in paths {
+                nar_hash_of(&path, &info)?;
+                trailers.push(sm::ExportTrailer {
+                    magic: sm::ExportMagic,
+                    path,
+                    references: info.references,
+                    deriver: info.deriver,
+                    legacy_signature: sm::LegacySignature(None),
+                });
+            }
+            sm::ImportPaths { paths: trailers }.into()
         }
         Op::BuildDerivation {
             drv_path,
@@ -938,6 +1264,11 @@ fn worker_request(op: Op) -> Result<worker::Request, Error> {
                 dont_check_sigs,
             }
             .into()
+        }
+        Op::AddMultiple { .. } => {
+            return Err(Error::misuse(
+                "AddMultiple is mapped by the session itself, not as one request",
+            ));
         }
         Op::BuildDerivation { drv_path, drv, .. } => wm::BuildDerivation {
             drv_path,
@@ -993,7 +1324,7 @@ fn worker_answer(reply: worker::Reply) -> Result<Answer, Error> {
             Answer::PathInfos(infos.into_iter().map(|v| (v.path, v.info)).collect())
         }
         R::NarFromPath(_) => Answer::Nar,
-        R::AddToStoreNar(_) => Answer::Added,
+        R::AddToStoreNar(_) | R::AddMultipleToStore(_) => Answer::Added,
         R::BuildDerivation(result) => Answer::Built(result),
         other => return Err(unexpected("a session operation", &other)),
     })

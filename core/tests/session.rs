@@ -397,3 +397,289 @@ fn serve_logs_after_the_handshake_are_logs_of_the_request_under_way() {
     assert_eq!(log.source, LogSource::Stderr);
     assert_eq!(&log.text[..], b"a build line\n");
 }
+
+/// Three paths with distinct NARs, each info stating its NAR's size.
+fn batch() -> Vec<(StorePath, PathInfo, Bytes)> {
+    (1..=3)
+        .map(|n| {
+            let nar = Bytes::from(
+                Node::Regular {
+                    executable: n == 2,
+                    contents: format!("contents of path {n}")
+                        .repeat(n as usize)
+                        .into_bytes(),
+                }
+                .to_nar(),
+            );
+            let mut info = info(n);
+            info.nar_size = nar.len() as u64;
+            info.references = vec![path(n + 10)];
+            (path(n), info, nar)
+        })
+        .collect()
+}
+
+fn add_multiple(batch: &[(StorePath, PathInfo, Bytes)]) -> Op {
+    Op::AddMultiple {
+        paths: batch
+            .iter()
+            .map(|(p, i, _)| (p.clone(), i.clone()))
+            .collect(),
+        repair: false,
+        dont_check_sigs: true,
+    }
+}
+
+/// Offers `body` while the session wants it, in pieces of at most 7 bytes
+/// (so that pieces straddle the NARs' ends) and never more than it takes;
+/// returns how many bytes were offered.
+fn offer<S: Connection>(
+    p: &mut Pair<Session, S>,
+    id: nixwire_core::conn::RequestId,
+    body: &[u8],
+    at: usize,
+) -> usize {
+    let mut at = at;
+    while let Some((wanted, max)) = p.client.body_wanted() {
+        if wanted != id || at == body.len() {
+            break;
+        }
+        let mut n = 7.min(body.len() - at);
+        if let Some(max) = max {
+            n = n.min(usize::try_from(max).expect("a small max"));
+        }
+        if n == 0 {
+            break;
+        }
+        let piece = Bytes::copy_from_slice(&body[at..at + n]);
+        let taken = p.client.offer_body(p.now, id, piece).expect("offer");
+        assert_eq!(taken, n, "every byte offered within max is taken");
+        at += taken;
+    }
+    at
+}
+
+#[test]
+fn adding_many_paths_over_serve_is_one_import_paths_with_every_trailer() {
+    let mut p = serve_pair(Version::new(2, 7));
+    p.drive(|_, _| {}).expect("handshake");
+    let batch = batch();
+    let body: Vec<u8> = batch.iter().flat_map(|(_, _, n)| n.to_vec()).collect();
+    let id = p
+        .client
+        .request(p.now, add_multiple(&batch))
+        .expect("request");
+    let (mut requests, mut received, mut trailers, mut at) =
+        (Vec::new(), Vec::new(), Vec::new(), 0);
+    for _ in 0..200 {
+        p.drive(|server, event| match event {
+            serve::ServerEvent::Request { request, .. } => requests.push(request.command()),
+            serve::ServerEvent::NarChunk { data, .. } => received.extend_from_slice(&data),
+            serve::ServerEvent::ImportedPath { trailer, .. } => trailers.push(trailer),
+            serve::ServerEvent::BodyEnd { id } => server
+                .reply(id, &serve::Reply::ImportPaths(Default::default()))
+                .expect("reply"),
+            _ => {}
+        })
+        .expect("drive");
+        at = offer(&mut p, id, &body, at);
+    }
+    assert_eq!(
+        requests.iter().map(|c| c.name()).collect::<Vec<_>>(),
+        ["ImportPaths"]
+    );
+    assert_eq!(received, body);
+    let paths: Vec<_> = trailers.iter().map(|t| t.path.clone()).collect();
+    let refs: Vec<_> = trailers.iter().map(|t| t.references.clone()).collect();
+    assert_eq!(paths, vec![path(1), path(2), path(3)]);
+    assert_eq!(refs, vec![vec![path(11)], vec![path(12)], vec![path(13)]]);
+    assert_eq!(answer(&mut p.events, id).expect("answer"), Answer::Added);
+}
+
+#[test]
+fn adding_many_paths_from_worker_1_32_is_one_add_multiple_to_store() {
+    use nixwire_core::wire::{Cx, Wire};
+    let mut p = worker_pair(Version::new(1, 34), &[]);
+    p.drive(|server, event| {
+        if let worker::ServerEvent::Request { id, .. } = event {
+            server
+                .reply(id, &worker::Reply::SetOptions(Default::default()))
+                .expect("reply");
+        }
+    })
+    .expect("handshake");
+    let batch = batch();
+    let nars: Vec<u8> = batch.iter().flat_map(|(_, _, n)| n.to_vec()).collect();
+    let id = p
+        .client
+        .request(p.now, add_multiple(&batch))
+        .expect("request");
+    let (mut requests, mut received, mut at) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..200 {
+        p.drive(|server, event| match event {
+            worker::ServerEvent::Request { request, .. } => requests.push(request),
+            worker::ServerEvent::BodyChunk { data, .. } => received.extend_from_slice(&data),
+            worker::ServerEvent::BodyEnd { id } => server
+                .reply(id, &worker::Reply::AddMultipleToStore(Default::default()))
+                .expect("reply"),
+            _ => {}
+        })
+        .expect("drive");
+        at = offer(&mut p, id, &nars, at);
+    }
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let worker::Request::AddMultipleToStore(m) = &requests[0] else {
+        panic!("not AddMultipleToStore: {requests:?}");
+    };
+    assert!(m.dont_check_sigs && !m.repair);
+    // The body as the daemon reads it: a count, then each path's info (at
+    // 1.16, Nix's fixed choice) and its NAR.
+    let cx = Cx::new(Version::new(1, 16));
+    let (count, mut pos) = u64::decode_exact(&cx, &received).expect("a count");
+    assert_eq!(count, 3);
+    let mut seen_nars = Vec::new();
+    for (path, info, nar) in &batch {
+        let (item, n) = worker::messages::ValidPathInfo::decode_exact(&cx, &received[pos..])
+            .expect("a path info");
+        pos += n;
+        assert_eq!(&item.path, path);
+        assert_eq!(item.info.nar_hash, info.nar_hash);
+        assert_eq!(item.info.nar_size, info.nar_size);
+        assert_eq!(item.info.references, info.references);
+        assert_eq!(&received[pos..pos + nar.len()], &nar[..]);
+        seen_nars.extend_from_slice(&received[pos..pos + nar.len()]);
+        pos += nar.len();
+    }
+    assert_eq!(pos, received.len(), "nothing after the last NAR");
+    assert_eq!(seen_nars, nars);
+    assert_eq!(answer(&mut p.events, id).expect("answer"), Answer::Added);
+}
+
+#[test]
+fn adding_many_paths_before_worker_1_32_is_one_add_to_store_nar_each_pipelined() {
+    let mut p = worker_pair(Version::new(1, 27), &[]);
+    p.drive(|server, event| {
+        if let worker::ServerEvent::Request { id, .. } = event {
+            server
+                .reply(id, &worker::Reply::SetOptions(Default::default()))
+                .expect("reply");
+        }
+    })
+    .expect("handshake");
+    let batch = batch();
+    let nars: Vec<u8> = batch.iter().flat_map(|(_, _, n)| n.to_vec()).collect();
+    let id = p
+        .client
+        .request(p.now, add_multiple(&batch))
+        .expect("request");
+    let (mut requests, mut received, mut at) = (Vec::new(), Vec::new(), 0);
+    let mut replies = Vec::new();
+    for _ in 0..200 {
+        p.drive(|_, event| match event {
+            worker::ServerEvent::Request { request, .. } => requests.push(request),
+            worker::ServerEvent::BodyChunk { data, .. } => received.extend_from_slice(&data),
+            // Answered only once every body is in: the requests are all
+            // sent without waiting for an answer.
+            worker::ServerEvent::BodyEnd { id } => replies.push(id),
+            _ => {}
+        })
+        .expect("drive");
+        at = offer(&mut p, id, &nars, at);
+        if replies.len() == batch.len() {
+            for r in replies.drain(..) {
+                p.server
+                    .reply(r, &worker::Reply::AddToStoreNar(Default::default()))
+                    .expect("reply");
+            }
+        }
+        assert!(
+            !p.events.iter().any(|e| matches!(e, Event::Done { .. })) || at == nars.len(),
+            "no answer before every path was sent"
+        );
+    }
+    let added: Vec<_> = requests
+        .iter()
+        .map(|r| match r {
+            worker::Request::AddToStoreNar(m) => m.path.clone(),
+            other => panic!("not AddToStoreNar: {other:?}"),
+        })
+        .collect();
+    assert_eq!(added, vec![path(1), path(2), path(3)]);
+    assert_eq!(received, nars);
+    let dones = p
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Done { id: d, .. } if *d == id))
+        .count();
+    assert_eq!(dones, 1, "one answer for the whole batch");
+    assert_eq!(answer(&mut p.events, id).expect("answer"), Answer::Added);
+}
+
+#[test]
+fn adding_no_paths_is_answered_on_every_protocol() {
+    let mut s = serve_pair(Version::new(2, 7));
+    s.drive(|_, _| {}).expect("handshake");
+    let empty = Op::AddMultiple {
+        paths: Vec::new(),
+        repair: false,
+        dont_check_sigs: false,
+    };
+    let id = s.client.request(s.now, empty.clone()).expect("request");
+    s.drive(|server, event| {
+        if let serve::ServerEvent::BodyEnd { id } = event {
+            server
+                .reply(id, &serve::Reply::ImportPaths(Default::default()))
+                .expect("reply");
+        }
+    })
+    .expect("drive");
+    assert_eq!(answer(&mut s.events, id).expect("answer"), Answer::Added);
+    for version in [Version::new(1, 34), Version::new(1, 27)] {
+        let mut p = worker_pair(version, &[]);
+        let id = p.client.request(p.now, empty.clone()).expect("request");
+        p.drive(|server, event| match event {
+            worker::ServerEvent::Request { id, request } => {
+                if matches!(request, worker::Request::SetOptions(_)) {
+                    server
+                        .reply(id, &worker::Reply::SetOptions(Default::default()))
+                        .expect("reply");
+                }
+            }
+            worker::ServerEvent::BodyEnd { id } => server
+                .reply(id, &worker::Reply::AddMultipleToStore(Default::default()))
+                .expect("reply"),
+            _ => {}
+        })
+        .expect("drive");
+        assert_eq!(
+            answer(&mut p.events, id).expect("answer"),
+            Answer::Added,
+            "at {version}"
+        );
+    }
+}
+
+#[test]
+fn a_nar_of_another_size_than_its_info_states_is_refused_before_it_ends() {
+    let mut p = worker_pair(Version::new(1, 34), &[]);
+    p.drive(|server, event| {
+        if let worker::ServerEvent::Request { id, .. } = event {
+            server
+                .reply(id, &worker::Reply::SetOptions(Default::default()))
+                .expect("reply");
+        }
+    })
+    .expect("handshake");
+    let mut batch = batch();
+    batch[0].1.nar_size += 8;
+    let id = p
+        .client
+        .request(p.now, add_multiple(&batch))
+        .expect("request");
+    p.drive(|_, _| {}).expect("drive");
+    let error = p
+        .client
+        .offer_body(p.now, id, batch[0].2.clone())
+        .expect_err("a NAR shorter than its info says");
+    assert!(error.to_string().contains("path info states"), "{error}");
+}

@@ -280,6 +280,15 @@ impl Client {
         Ok(id)
     }
 
+    /// The connection's encoding context (version, agreed features, store
+    /// directory, limits): what a host writing part of a body of data in
+    /// the protocol's own encoding (`AddMultipleToStore`'s path infos)
+    /// encodes with. Its version is the client's own until the handshake
+    /// completes.
+    pub fn cx(&self) -> &Cx<Worker> {
+        &self.cx
+    }
+
     /// The request whose body is wanted now, and the most it takes now when
     /// that is known.
     pub fn body_wanted(&self) -> Option<(RequestId, Option<u64>)> {
