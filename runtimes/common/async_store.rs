@@ -195,12 +195,38 @@ impl Store {
         info: &PathInfo,
         nar: &mut (impl AsyncRead + Unpin),
     ) -> Result<(), Error> {
-        let id = self.start(Op::AddToStoreNar {
+        let op = Op::AddToStoreNar {
             path: path.clone(),
             info: Box::new(info.clone()),
             repair: false,
             dont_check_sigs: true,
-        })?;
+        };
+        self.add(op, nar).await
+    }
+
+    /// Adds `paths` with their infos in one request (worker 1.32+:
+    /// `AddMultipleToStore`; older daemons: one `AddToStoreNar` per path,
+    /// pipelined; serve: one `ImportPaths`): their NARs, one after another
+    /// in the order of `paths`, are read from `nar` as the store asks for
+    /// them. Each NAR must be the `nar_size` its info states.
+    pub async fn add_multiple(
+        &mut self,
+        paths: &[(StorePath, PathInfo)],
+        nar: &mut (impl AsyncRead + Unpin),
+    ) -> Result<(), Error> {
+        let op = Op::AddMultiple {
+            paths: paths.to_vec(),
+            repair: false,
+            dont_check_sigs: true,
+        };
+        self.add(op, nar).await
+    }
+
+    /// Runs `op`, whose body is NARs read from `nar` as the session asks
+    /// for them (never more than it says it takes).
+    async fn add(&mut self, op: Op, nar: &mut (impl AsyncRead + Unpin)) -> Result<(), Error> {
+        let name = op.name();
+        let id = self.start(op)?;
         let mut buf = BytesMut::new();
         loop {
             // The body is offered while the session wants it; its events
@@ -228,7 +254,7 @@ impl Store {
                     buf.truncate(n);
                     if n == 0 {
                         return Err(Error::Ended {
-                            during: "reading the NAR to add: it is shorter than its path info says",
+                            during: "reading the NARs to add: the input ended before the sizes their path infos state",
                         });
                     }
                     self.driver
@@ -236,7 +262,7 @@ impl Store {
                         .offer_body(Instant::now(), id, buf.split().freeze())?;
                 }
                 Step::Done(result) => {
-                    return expect("AddToStoreNar", result?, |a| match a {
+                    return expect(name, result?, |a| match a {
                         Answer::Added => Ok(()),
                         other => Err(other),
                     });

@@ -4,9 +4,9 @@
 //! The core's [`ClosureCopy`] plans it: the closure's path infos come from
 //! the source a level of references at a time (one batched query each),
 //! the destination is asked once which of them it holds, and the missing
-//! ones are sent in topological order, each NAR streamed from the source
-//! into the destination through [`Remote::copy_nar`] and checked on the
-//! way. Signatures are not checked (`nix copy --no-check-sigs`): the
+//! ones are sent in topological order, all in one request to the
+//! destination, their NARs streamed from the source one after another
+//! through [`Remote::copy_nars`] and each checked on the way. Signatures are not checked (`nix copy --no-check-sigs`): the
 //! destination is told not to.
 
 use std::process::ExitCode;
@@ -96,13 +96,23 @@ fn copy(args: &CopyArgs) -> Result<(), String> {
         }
     };
 
+    // Every missing path in one request to the destination, their NARs
+    // streamed from the source one after another: no round trip per path.
     let mut bytes = 0u64;
-    for (path, info) in &transfer.paths {
-        let shown = dir.display_path(path);
-        bytes += source
-            .copy_nar(&mut dest, path, info)
-            .map_err(|e| format!("copying {shown}: {}", one_line(&e)))?;
-        println!("{shown}");
+    if !transfer.paths.is_empty() {
+        bytes = source
+            .copy_nars(&mut dest, &transfer.paths)
+            .map_err(|e| match &e.path {
+                Some(path) => format!("copying {}: {}", dir.display_path(path), one_line(&e)),
+                None => format!(
+                    "copying {} paths into {to}: {}",
+                    transfer.paths.len(),
+                    one_line(&e)
+                ),
+            })?;
+    }
+    for (path, _) in &transfer.paths {
+        println!("{}", dir.display_path(path));
     }
     eprintln!(
         "nixwire: copied {} paths ({bytes} bytes), {} already there",

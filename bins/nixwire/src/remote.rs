@@ -2,11 +2,13 @@
 //! through one blocking interface: the command runs one operation at a
 //! time, so it waits on the async runtimes' futures where it stands.
 //!
-//! This is the one place that knows the runtimes. Copying a NAR from one
-//! store into another ([`Remote::copy_nar`]) is the one operation on two
+//! This is the one place that knows the runtimes. Copying NARs from one
+//! store into another ([`Remote::copy_nars`]) is the one operation on two
 //! stores at once: both run concurrently, joined by a bounded pipe (a tokio
-//! duplex, a `piper` pipe, an OS pipe between two threads), so a NAR is
-//! never held whole, and it passes a [`NarCheck`] on the way.
+//! duplex, a `piper` pipe, an OS pipe between two threads) that carries
+//! every NAR of the copy one after another into the destination's one
+//! request, so a NAR is never held whole, and each passes a [`NarCheck`]
+//! on the way.
 
 use std::io;
 use std::pin::Pin;
@@ -84,36 +86,43 @@ impl Remote {
         }
     }
 
-    /// Streams `path`'s NAR from `self` into `dest` (which registers it
-    /// with `info`), checked against `info` on the way; returns its size.
-    /// Both stores must be of the same runtime.
-    pub(crate) fn copy_nar(
+    /// Streams the NARs of `paths` from `self` into `dest`, one after
+    /// another through one pipe, while `dest` adds them all in one request
+    /// ([`add_multiple`](nixwire_tokio::Store::add_multiple)): no round
+    /// trip per path. Each NAR is checked against its info on the way.
+    /// Returns their total size. Both stores must be of the same runtime.
+    pub(crate) fn copy_nars(
         &mut self,
         dest: &mut Self,
-        path: &StorePath,
-        info: &PathInfo,
-    ) -> Result<u64, CopyNarError> {
-        let check = Gate::new(NarCheck::new(path, info));
+        paths: &[(StorePath, PathInfo)],
+    ) -> Result<u64, CopyNarsError> {
         match (self, dest) {
             (Self::Tokio(source), Self::Tokio(dest)) => {
                 let (writer, mut reader) = tokio::io::duplex(PIPE);
                 let send = async {
-                    let mut out = Checked {
-                        inner: writer,
-                        gate: check,
-                    };
-                    let sent = source.nar_from_path(path, &mut out).await;
-                    // Dropping the writer ends the NAR for the destination.
-                    let Checked { gate, .. } = out;
-                    gate.result(sent)
+                    let mut writer = writer;
+                    let mut total = 0;
+                    for (path, info) in paths {
+                        let mut out = Checked {
+                            inner: writer,
+                            gate: Gate::new(NarCheck::new(path, info)),
+                        };
+                        let sent = source.nar_from_path(path, &mut out).await;
+                        let Checked { inner, gate } = out;
+                        writer = inner;
+                        total += gate.result(sent).map_err(|e| e.about(path))?;
+                    }
+                    // Dropping the writer ends the NARs for the destination.
+                    drop(writer);
+                    Ok(total)
                 };
                 let receive = async {
-                    dest.add_to_store_nar(path, info, &mut reader)
+                    dest.add_multiple(paths, &mut reader)
                         .await
-                        .map_err(CopyNarError::Destination)
+                        .map_err(CopyNarsError::destination)
                 };
                 tokio_rt()
-                    .map_err(CopyNarError::Source)?
+                    .map_err(|e| CopyNarsError::batch(CopyNarError::Source(e)))?
                     .block_on(async { tokio::try_join!(send, receive) })
                     .map(|(size, ())| size)
             }
@@ -121,43 +130,58 @@ impl Remote {
                 let (reader, writer) = piper::pipe(PIPE);
                 let mut reader = reader;
                 let send = async {
-                    let mut out = Checked {
-                        inner: writer,
-                        gate: check,
-                    };
-                    let sent = source.nar_from_path(path, &mut out).await;
-                    let Checked { gate, .. } = out;
-                    gate.result(sent)
+                    let mut writer = writer;
+                    let mut total = 0;
+                    for (path, info) in paths {
+                        let mut out = Checked {
+                            inner: writer,
+                            gate: Gate::new(NarCheck::new(path, info)),
+                        };
+                        let sent = source.nar_from_path(path, &mut out).await;
+                        let Checked { inner, gate } = out;
+                        writer = inner;
+                        total += gate.result(sent).map_err(|e| e.about(path))?;
+                    }
+                    drop(writer);
+                    Ok(total)
                 };
                 let receive = async {
-                    dest.add_to_store_nar(path, info, &mut reader)
+                    dest.add_multiple(paths, &mut reader)
                         .await
-                        .map_err(CopyNarError::Destination)
+                        .map_err(CopyNarsError::destination)
                 };
                 smol::block_on(smol::future::try_zip(send, receive)).map(|(size, ())| size)
             }
             (Self::Blocking(source), Self::Blocking(dest)) => {
                 let (mut reader, writer) = io::pipe().map_err(|e| {
-                    CopyNarError::Source(Error::io("making a pipe between the stores")(e))
+                    CopyNarsError::batch(CopyNarError::Source(Error::io(
+                        "making a pipe between the stores",
+                    )(e)))
                 })?;
                 let (sent, received) = std::thread::scope(|scope| {
                     let send = scope.spawn(move || {
-                        let mut out = Checked {
-                            inner: writer,
-                            gate: check,
-                        };
-                        let sent = source.nar_from_path(path, &mut out);
-                        let Checked { gate, .. } = out;
-                        gate.result(sent)
+                        let mut writer = writer;
+                        let mut total = 0;
+                        for (path, info) in paths {
+                            let mut out = Checked {
+                                inner: writer,
+                                gate: Gate::new(NarCheck::new(path, info)),
+                            };
+                            let sent = source.nar_from_path(path, &mut out);
+                            let Checked { inner, gate } = out;
+                            writer = inner;
+                            total += gate.result(sent).map_err(|e| e.about(path))?;
+                        }
+                        Ok(total)
                     });
-                    let received = dest.add_to_store_nar(path, info, &mut reader);
-                    // The destination is done with the NAR (or failed):
+                    let received = dest.add_multiple(paths, &mut reader);
+                    // The destination is done with the NARs (or failed):
                     // a source still writing gets a broken pipe, not a hang.
                     drop(reader);
                     let sent = send.join().unwrap_or_else(|_| {
-                        Err(CopyNarError::Source(Error::Ended {
-                            during: "sending the NAR: the sending thread panicked",
-                        }))
+                        Err(CopyNarsError::batch(CopyNarError::Source(Error::Ended {
+                            during: "sending the NARs: the sending thread panicked",
+                        })))
                     });
                     (sent, received)
                 });
@@ -166,14 +190,28 @@ impl Remote {
                     // A mismatch, or a source that failed by itself, is the
                     // cause; a source that could not write was stopped by
                     // the destination's failure.
-                    (Err(e @ CopyNarError::Mismatch(_)), _) => Err(e),
-                    (Err(CopyNarError::Unwritable(_)), Err(e)) => Err(CopyNarError::Destination(e)),
+                    (
+                        Err(
+                            e @ CopyNarsError {
+                                error: CopyNarError::Mismatch(_),
+                                ..
+                            },
+                        ),
+                        _,
+                    ) => Err(e),
+                    (
+                        Err(CopyNarsError {
+                            error: CopyNarError::Unwritable(_),
+                            ..
+                        }),
+                        Err(e),
+                    ) => Err(CopyNarsError::destination(e)),
                     (Err(e), _) => Err(e),
-                    (Ok(_), Err(e)) => Err(CopyNarError::Destination(e)),
+                    (Ok(_), Err(e)) => Err(CopyNarsError::destination(e)),
                 }
             }
-            _ => Err(CopyNarError::Source(Error::Unsupported(
-                "a copy needs both stores on the same runtime".into(),
+            _ => Err(CopyNarsError::batch(CopyNarError::Source(
+                Error::Unsupported("a copy needs both stores on the same runtime".into()),
             ))),
         }
     }
@@ -221,6 +259,41 @@ pub(crate) enum CopyNarError {
     /// The NAR is not the one its path info describes.
     #[error(transparent)]
     Mismatch(NarMismatch),
+}
+
+impl CopyNarError {
+    /// This error, about the NAR of `path`.
+    fn about(self, path: &StorePath) -> CopyNarsError {
+        CopyNarsError {
+            path: Some(Box::new(path.clone())),
+            error: self,
+        }
+    }
+}
+
+/// Why the NARs of a copy were not all copied, and whose NAR was under way
+/// when that is known (the destination adds them in one request, so its
+/// refusal names none).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub(crate) struct CopyNarsError {
+    /// The path whose NAR failed, when known (boxed: an error stays small).
+    pub(crate) path: Option<Box<StorePath>>,
+    /// What failed.
+    #[source]
+    pub(crate) error: CopyNarError,
+}
+
+impl CopyNarsError {
+    /// A failure of the batch as a whole.
+    fn batch(error: CopyNarError) -> Self {
+        Self { path: None, error }
+    }
+
+    /// The destination's failure to add the batch.
+    fn destination(error: Error) -> Self {
+        Self::batch(CopyNarError::Destination(error))
+    }
 }
 
 /// The NAR check between the source and the pipe: every byte is checked

@@ -174,12 +174,38 @@ impl Store {
         info: &PathInfo,
         nar: &mut impl Read,
     ) -> Result<(), Error> {
-        let id = self.start(Op::AddToStoreNar {
+        let op = Op::AddToStoreNar {
             path: path.clone(),
             info: Box::new(info.clone()),
             repair: false,
             dont_check_sigs: true,
-        })?;
+        };
+        self.add(op, nar)
+    }
+
+    /// Adds `paths` with their infos in one request (worker 1.32+:
+    /// `AddMultipleToStore`; older daemons: one `AddToStoreNar` per path,
+    /// pipelined; serve: one `ImportPaths`): their NARs, one after another
+    /// in the order of `paths`, are read from `nar` as the store asks for
+    /// them. Each NAR must be the `nar_size` its info states.
+    pub fn add_multiple(
+        &mut self,
+        paths: &[(StorePath, PathInfo)],
+        nar: &mut impl Read,
+    ) -> Result<(), Error> {
+        let op = Op::AddMultiple {
+            paths: paths.to_vec(),
+            repair: false,
+            dont_check_sigs: true,
+        };
+        self.add(op, nar)
+    }
+
+    /// Runs `op`, whose body is NARs read from `nar` as the session asks
+    /// for them (never more than it says it takes).
+    fn add(&mut self, op: Op, nar: &mut impl Read) -> Result<(), Error> {
+        let name = op.name();
+        let id = self.start(op)?;
         let mut buf = BytesMut::new();
         loop {
             // The body is offered while the session wants it; its events
@@ -209,7 +235,7 @@ impl Store {
                     buf.truncate(n);
                     if n == 0 {
                         return Err(Error::Ended {
-                            during: "reading the NAR to add: it is shorter than its path info says",
+                            during: "reading the NARs to add: the input ended before the sizes their path infos state",
                         });
                     }
                     self.driver
@@ -217,7 +243,7 @@ impl Store {
                         .offer_body(Instant::now(), id, buf.split().freeze())?;
                 }
                 Step::Done(result) => {
-                    return expect("AddToStoreNar", result?, |a| match a {
+                    return expect(name, result?, |a| match a {
                         Answer::Added => Ok(()),
                         other => Err(other),
                     });

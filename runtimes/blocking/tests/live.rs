@@ -161,6 +161,39 @@ fn copy(from: &mut Store, to: &mut Store, closure: &[nixwire_core::store::StoreP
 }
 
 #[test]
+fn a_closure_is_added_in_one_request() {
+    {
+        for via in places() {
+            for protocol in PROTOCOLS {
+                let name = format!("multi-{protocol}-{via:?}");
+                let here = kit::scratch(&format!("{name}-here"));
+                let there = kit::scratch(&format!("{name}-there"));
+                let closure = kit::small_closure(&here, &name.to_lowercase());
+                let mut source = open(Protocol::Serve, Via::Local, &here).expect("source");
+                let mut server = open(protocol, via, &there).expect("server");
+                // Dependencies first, every NAR one after another in one
+                // reader, as `nixwire copy` streams them.
+                let infos = source.query_path_infos(&closure).expect("path infos");
+                assert_eq!(infos.len(), closure.len());
+                let mut nars = Vec::new();
+                for (path, _) in &infos {
+                    source.nar_from_path(path, &mut nars).expect("NAR out");
+                }
+                server
+                    .add_multiple(&infos, &mut nars.as_slice())
+                    .expect("NARs in");
+                for path in &closure {
+                    assert!(kit::is_valid(&there, path), "{path} added ({name})");
+                }
+                for store in [source, server] {
+                    store.close().expect("close");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn a_build_streams_its_log_while_it_runs() {
     {
         for via in places() {
