@@ -463,6 +463,38 @@ impl<C: Connection> Pump<C> {
         }
     }
 
+    /// Hands queued events to `handle` until it breaks (`Some(Ok(..))`);
+    /// `Some(Err(Error::Ended))` when the peer's output is over and nothing
+    /// broke; `None` when the driver must wait for I/O. A driver's `run` is
+    /// this, a cancel check and a wait, in a loop.
+    pub fn dispatch<R>(
+        &mut self,
+        handle: &mut impl FnMut(&mut C, C::Event) -> ControlFlow<R>,
+    ) -> Option<Result<R, Error>> {
+        loop {
+            match self.poll() {
+                Next::Event(event) => {
+                    if let ControlFlow::Break(r) = handle(&mut self.conn, event) {
+                        return Some(Ok(r));
+                    }
+                }
+                Next::Ended => {
+                    return Some(Err(Error::Ended {
+                        during: "while a reply was awaited",
+                    }));
+                }
+                Next::Wait => return None,
+            }
+        }
+    }
+
+    /// Hands every queued event to `handle` (while a connection ends).
+    pub fn drain(&mut self, handle: &mut impl FnMut(&mut C, C::Event)) {
+        while let Next::Event(event) = self.poll() {
+            handle(&mut self.conn, event);
+        }
+    }
+
     /// Whether the peer's stdout is still to be read.
     pub fn reading_stdout(&self) -> bool {
         self.stdout_open

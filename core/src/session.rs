@@ -614,6 +614,20 @@ impl Session {
         }
     }
 
+    /// How many bytes of request `id`'s body to read now, at most `most`:
+    /// `None` while its body is not wanted (not yet, no more, or a pulled
+    /// body the daemon has not asked for). A host's upload loop reads this
+    /// much, offers it, and asks again; the [`Event::BodyWanted`] events
+    /// only say when to ask.
+    pub fn body_room(&self, id: RequestId, most: usize) -> Option<usize> {
+        match self.body_wanted()? {
+            (wanted, _) if wanted != id => None,
+            (_, Some(0)) => None,
+            (_, Some(max)) => Some(usize::try_from(max).map_or(most, |m| m.min(most))),
+            (_, None) => Some(most),
+        }
+    }
+
     /// Offers bytes of request `id`'s body (its NAR) and returns how many
     /// were taken; what is taken is sent as slices of `data`.
     pub fn offer_body(&mut self, now: Instant, id: RequestId, data: Bytes) -> Result<usize, Error> {

@@ -9,7 +9,7 @@ use std::sync::mpsc::{RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use nixwire_core::conn::Connection;
-use nixwire_core::runtime::{Error, Input as PumpInput, Next, Pump};
+use nixwire_core::runtime::{Error, Input as PumpInput, Pump};
 
 use crate::transport::{Input, Transport};
 
@@ -90,19 +90,8 @@ impl<C: Connection> Driver<C> {
         mut handle: impl FnMut(&mut C, C::Event) -> ControlFlow<R>,
     ) -> Result<R, Error> {
         loop {
-            match self.pump.poll() {
-                Next::Event(event) => {
-                    if let ControlFlow::Break(r) = handle(self.pump.conn(), event) {
-                        return Ok(r);
-                    }
-                    continue;
-                }
-                Next::Ended => {
-                    return Err(Error::Ended {
-                        during: "while a reply was awaited",
-                    });
-                }
-                Next::Wait => {}
+            if let Some(done) = self.pump.dispatch(&mut handle) {
+                return done;
             }
             if self.cancelled.load(Ordering::SeqCst) {
                 self.close_input(true);
@@ -231,13 +220,9 @@ impl<C: Connection> Driver<C> {
                     break;
                 }
             }
-            while let Next::Event(event) = self.pump.poll() {
-                handle(self.pump.conn(), event);
-            }
+            self.pump.drain(&mut handle);
         }
-        while let Next::Event(event) = self.pump.poll() {
-            handle(self.pump.conn(), event);
-        }
+        self.pump.drain(&mut handle);
         let waited = self.transport.wait(grace);
         (self.pump.into_conn(), drained.and(waited))
     }

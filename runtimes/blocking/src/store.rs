@@ -208,47 +208,33 @@ impl Store {
         let id = self.start(op)?;
         let mut buf = BytesMut::new();
         loop {
-            // The body is offered while the session wants it; its events
-            // only say when that starts.
-            let step = match self.driver.conn().body_wanted() {
-                Some((wanted, max)) if wanted == id && max != Some(0) => Step::BodyWanted(max),
-                _ => self.next(id)?,
-            };
-            match step {
-                Step::BodyWanted(_) => {
-                    let Some((wanted, max)) = self.driver.conn().body_wanted() else {
-                        continue;
-                    };
-                    if wanted != id || max == Some(0) {
-                        continue;
+            // The body goes out while the session wants it; its events only
+            // wake this loop.
+            if let Some(limit) = self.driver.conn().body_room(id, CHUNK) {
+                // std's Read fills initialised memory only.
+                buf.resize(limit, 0);
+                let n = loop {
+                    match nar.read(&mut buf) {
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        read => break read.map_err(Error::io("reading the NAR in"))?,
                     }
-                    let limit =
-                        max.map_or(CHUNK, |m| usize::try_from(m).unwrap_or(CHUNK).min(CHUNK));
-                    // std's Read fills initialised memory only.
-                    buf.resize(limit, 0);
-                    let n = loop {
-                        match nar.read(&mut buf) {
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                            read => break read.map_err(Error::io("reading the NAR in"))?,
-                        }
-                    };
-                    buf.truncate(n);
-                    if n == 0 {
-                        return Err(Error::Ended {
-                            during: "reading the NARs to add: the input ended before the sizes their path infos state",
-                        });
-                    }
-                    self.driver
-                        .conn()
-                        .offer_body(Instant::now(), id, buf.split().freeze())?;
-                }
-                Step::Done(result) => {
-                    return expect(name, result?, |a| match a {
-                        Answer::Added => Ok(()),
-                        other => Err(other),
+                };
+                buf.truncate(n);
+                if n == 0 {
+                    return Err(Error::Ended {
+                        during: "reading the NARs to add: the input ended before the sizes their path infos state",
                     });
                 }
-                _ => {}
+                self.driver
+                    .conn()
+                    .offer_body(Instant::now(), id, buf.split().freeze())?;
+                continue;
+            }
+            if let Step::Done(result) = self.next(id)? {
+                return expect(name, result?, |a| match a {
+                    Answer::Added => Ok(()),
+                    other => Err(other),
+                });
             }
         }
     }

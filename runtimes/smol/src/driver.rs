@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use nixwire_core::conn::Connection;
-use nixwire_core::runtime::{Error, Input, Next, Pump};
+use nixwire_core::runtime::{Error, Input, Pump};
 use smol::channel::{Receiver, Sender};
 use smol::future::{or, race};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -88,19 +88,8 @@ impl<C: Connection> Driver<C> {
         mut handle: impl FnMut(&mut C, C::Event) -> ControlFlow<R>,
     ) -> Result<R, Error> {
         loop {
-            match self.pump.poll() {
-                Next::Event(event) => {
-                    if let ControlFlow::Break(r) = handle(self.pump.conn(), event) {
-                        return Ok(r);
-                    }
-                    continue;
-                }
-                Next::Ended => {
-                    return Err(Error::Ended {
-                        during: "while a reply was awaited",
-                    });
-                }
-                Next::Wait => {}
+            if let Some(done) = self.pump.dispatch(&mut handle) {
+                return done;
             }
             self.cancelled |= self.cancel.1.try_recv().is_ok();
             if self.cancelled {
@@ -227,12 +216,12 @@ impl<C: Connection> Driver<C> {
             self.transport.close_input().await;
             while self.pump.reading() {
                 self.step().await?;
-                self.hand_out(&mut handle);
+                self.pump.drain(&mut handle);
             }
             Ok::<(), Error>(())
         })
         .await;
-        self.hand_out(&mut handle);
+        self.pump.drain(&mut handle);
         let waited = self.transport.wait(grace).await;
         let result = match drained {
             Some(r) => r.and(waited),
@@ -242,13 +231,6 @@ impl<C: Connection> Driver<C> {
             }),
         };
         (self.pump.into_conn(), result)
-    }
-
-    /// Hands every queued event to `handle`.
-    fn hand_out(&mut self, handle: &mut impl FnMut(&mut C, C::Event)) {
-        while let Next::Event(event) = self.pump.poll() {
-            handle(self.pump.conn(), event);
-        }
     }
 
     /// Closes our side without waiting, and kills the peer if it has not

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use nixwire_core::conn::Connection;
-use nixwire_core::runtime::{Error, Input, Next, Pump};
+use nixwire_core::runtime::{Error, Input, Pump};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
@@ -97,19 +97,8 @@ impl<C: Connection> Driver<C> {
         mut handle: impl FnMut(&mut C, C::Event) -> ControlFlow<R>,
     ) -> Result<R, Error> {
         loop {
-            match self.pump.poll() {
-                Next::Event(event) => {
-                    if let ControlFlow::Break(r) = handle(self.pump.conn(), event) {
-                        return Ok(r);
-                    }
-                    continue;
-                }
-                Next::Ended => {
-                    return Err(Error::Ended {
-                        during: "while a reply was awaited",
-                    });
-                }
-                Next::Wait => {}
+            if let Some(done) = self.pump.dispatch(&mut handle) {
+                return done;
             }
             if self
                 .cancel
@@ -196,17 +185,17 @@ impl<C: Connection> Driver<C> {
                     break;
                 }
                 self.step().await?;
-                self.hand_out(&mut handle);
+                self.pump.drain(&mut handle);
             }
             self.transport.close_input().await;
             while self.pump.reading() {
                 self.step().await?;
-                self.hand_out(&mut handle);
+                self.pump.drain(&mut handle);
             }
             Ok::<(), Error>(())
         })
         .await;
-        self.hand_out(&mut handle);
+        self.pump.drain(&mut handle);
         let waited = self.transport.wait(grace).await;
         let result = match drained {
             Ok(r) => r.and(waited),
@@ -216,13 +205,6 @@ impl<C: Connection> Driver<C> {
             }),
         };
         (self.pump.into_conn(), result)
-    }
-
-    /// Hands every queued event to `handle`.
-    fn hand_out(&mut self, handle: &mut impl FnMut(&mut C, C::Event)) {
-        while let Next::Event(event) = self.pump.poll() {
-            handle(self.pump.conn(), event);
-        }
     }
 
     /// Closes our side without waiting, and kills the peer if it has not
