@@ -13,5 +13,10 @@
 //!   destination in one batch, the missing paths in topological order, a
 //!   size limit checked before anything moves, and [`NarCheck`](copy::NarCheck)
 //!   for each NAR as it streams through.
+//! - [`build`]: one derivation built on one machine, Hydra's `buildRemote`
+//!   in named phases: its inputs copied there with a [`copy`] plan, the
+//!   build, its outputs copied back with another; failures classed by what
+//!   a scheduler must do about them.
 
+pub mod build;
 pub mod copy;
