@@ -747,7 +747,10 @@ mod tests {
                 b.connected(now);
             }
             if steps >= 2 {
-                b.path_infos(now, vec![(path("src"), info(1, &[])), (path("dep-out"), info(1, &[]))]);
+                b.path_infos(
+                    now,
+                    vec![(path("src"), info(1, &[])), (path("dep-out"), info(1, &[]))],
+                );
             }
             let phase = b.phase();
             b.cancel(now);
@@ -770,7 +773,10 @@ mod tests {
         let Some(Outcome::Failed(f)) = b.outcome() else {
             panic!("failed, not {:?}", b.outcome())
         };
-        assert!(matches!(f, Failure::OutputsRefused(CopyError::TooLarge { .. })), "{f:?}");
+        assert!(
+            matches!(f, Failure::OutputsRefused(CopyError::TooLarge { .. })),
+            "{f:?}"
+        );
         assert_eq!(f.class(), FailureClass::Build);
     }
 

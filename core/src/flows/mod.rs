@@ -17,6 +17,11 @@
 //!   in named phases: its inputs copied there with a [`copy`] plan, the
 //!   build, its outputs copied back with another; failures classed by what
 //!   a scheduler must do about them.
+//! - [`schedule`]: a derivation's closure of builds across a machines pool:
+//!   which `.drv` files to read, which outputs are missing, which build
+//!   may start on which machine, and what a failure does to the rest.
 
 pub mod build;
 pub mod copy;
+#[cfg(feature = "machines")]
+pub mod schedule;
