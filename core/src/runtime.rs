@@ -135,11 +135,19 @@ impl Plan {
             }
         };
         match uri {
-            StoreUri::Ssh(store) => Self::Ssh {
-                command: crate::ssh::remote_command(store),
-                protocol: protocol_of(store.protocol),
-                store: Box::new(store.clone()),
-            },
+            StoreUri::Ssh(store) => {
+                let plan = Self::Ssh {
+                    command: crate::ssh::remote_command(store),
+                    protocol: protocol_of(store.protocol),
+                    store: Box::new(store.clone()),
+                };
+                // Nix's "fake ssh": `localhost` runs the remote command here.
+                if store.is_localhost() {
+                    plan.without_ssh()
+                } else {
+                    plan
+                }
+            }
             StoreUri::Unix { path, .. } => Self::Unix { path: path.clone() },
             StoreUri::Daemon { .. } => Self::Unix {
                 path: PathBuf::from(DAEMON_SOCKET),

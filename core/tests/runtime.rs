@@ -59,6 +59,29 @@ fn each_uri_has_its_plan_and_protocol() {
 }
 
 #[test]
+fn localhost_runs_the_remote_command_here_as_nix_does() {
+    assert_eq!(
+        plan("ssh://localhost?remote-store=/srv", false),
+        Plan::Process {
+            program: "nix-store".into(),
+            args: ["--serve", "--write", "--store", "/srv"].map(String::from).to_vec(),
+            protocol: Protocol::Serve,
+        }
+    );
+    assert_eq!(
+        plan("ssh-ng://localhost", false),
+        Plan::Process {
+            program: "nix-daemon".into(),
+            args: vec!["--stdio".into()],
+            protocol: Protocol::Worker,
+        }
+    );
+    // A user or a port means a real ssh connection.
+    assert!(matches!(plan("ssh://localhost:22", false), Plan::Ssh { .. }));
+    assert!(matches!(plan("ssh://me@localhost", false), Plan::Ssh { .. }));
+}
+
+#[test]
 fn an_ssh_plan_runs_here_without_ssh() {
     let here = plan("ssh://h?remote-program=/opt/nix-store", false).without_ssh();
     assert_eq!(
