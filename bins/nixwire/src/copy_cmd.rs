@@ -101,7 +101,7 @@ fn copy(args: &CopyArgs) -> Result<(), String> {
     let mut bytes = 0u64;
     if !transfer.paths.is_empty() {
         bytes = source
-            .copy_nars(&mut dest, &transfer.paths)
+            .copy_nars(&mut dest, &transfer.paths, &|_| {})
             .map_err(|e| match &e.path {
                 Some(path) => format!("copying {}: {}", dir.display_path(path), one_line(&e)),
                 None => format!(

@@ -105,7 +105,7 @@ impl ReadArgs {
 
 /// Reads includes from the file system; a missing file is `None`, as Nix
 /// skips missing includes.
-struct StdFiles;
+pub(crate) struct StdFiles;
 
 impl FileSource for StdFiles {
     fn read(&self, path: &Path) -> io::Result<Option<String>> {

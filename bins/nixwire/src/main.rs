@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod build_cmd;
 mod copy_cmd;
 mod machines_cmd;
 mod path_info_cmd;
@@ -19,12 +20,19 @@ mod remote;
 #[derive(Debug, Parser)]
 #[command(name = "nixwire", version, about)]
 struct Cli {
+    /// More detail on stderr: -v the steps of each job (connections,
+    /// phases, timings), -vv every request, -vvv everything.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build derivations and their missing inputs on build machines, and
+    /// copy the outputs here, like `nix-build -j0 --builders`.
+    Build(build_cmd::BuildArgs),
     /// Copy the closure of paths to or from a store, like `nix copy`
     /// (signatures are not checked).
     Copy(copy_cmd::CopyArgs),
@@ -38,7 +46,20 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     match cli.command {
+        Command::Build(args) => build_cmd::run(args),
         Command::Copy(args) => copy_cmd::run(args),
         Command::Machines(args) => machines_cmd::run(args),
         Command::Ping(args) => ping_cmd::run(args),

@@ -15,10 +15,12 @@ use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
+use nixwire_core::conn::Log;
 use nixwire_core::flows::copy::{NarCheck, NarMismatch};
+use nixwire_core::machines::Machine;
 use nixwire_core::runtime::{Error, Options};
-use nixwire_core::session::Info;
-use nixwire_core::store::{PathInfo, StorePath};
+use nixwire_core::session::{BuildSettings, Info};
+use nixwire_core::store::{BasicDerivation, BuildResult, PathInfo, StorePath};
 
 /// Which runtime drives the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,6 +53,62 @@ impl Remote {
             Runtime::Smol => Self::Smol(smol::block_on(nixwire_smol::Store::open(uri, options))?),
             Runtime::Blocking => Self::Blocking(nixwire_blocking::Store::open(uri, options)?),
         })
+    }
+
+    /// Opens the store of a machines entry (its URI, key and pinned host
+    /// key) through `runtime`.
+    pub(crate) fn open_machine(
+        runtime: Runtime,
+        machine: &Machine,
+        options: &Options,
+    ) -> Result<Self, Error> {
+        Ok(match runtime {
+            Runtime::Tokio => {
+                let open = nixwire_tokio::Store::open_machine(machine, options);
+                Self::Tokio(Box::new(tokio_rt()?.block_on(open)?))
+            }
+            Runtime::Smol => {
+                Self::Smol(smol::block_on(nixwire_smol::Store::open_machine(machine, options))?)
+            }
+            Runtime::Blocking => {
+                Self::Blocking(nixwire_blocking::Store::open_machine(machine, options)?)
+            }
+        })
+    }
+
+    /// Builds `drv` on the store, every log piece to `logs` as it comes.
+    pub(crate) fn build_derivation(
+        &mut self,
+        drv_path: &StorePath,
+        drv: &BasicDerivation,
+        settings: BuildSettings,
+        logs: impl FnMut(&Log),
+    ) -> Result<BuildResult, Error> {
+        match self {
+            Self::Tokio(s) => {
+                tokio_rt()?.block_on(s.build_derivation(drv_path, drv, settings, logs))
+            }
+            Self::Smol(s) => smol::block_on(s.build_derivation(drv_path, drv, settings, logs)),
+            Self::Blocking(s) => s.build_derivation(drv_path, drv, settings, logs),
+        }
+    }
+
+    /// A handle that cancels what the store is doing, from another thread.
+    pub(crate) fn canceller(&self) -> Canceller {
+        match self {
+            Self::Tokio(s) => Canceller::Tokio(s.canceller()),
+            Self::Smol(s) => Canceller::Smol(s.canceller()),
+            Self::Blocking(s) => Canceller::Blocking(s.canceller()),
+        }
+    }
+
+    /// Discards the connection (after a cancel or a failure).
+    pub(crate) fn abort(self) -> Result<(), Error> {
+        match self {
+            Self::Tokio(s) => tokio_rt()?.block_on(s.abort()),
+            Self::Smol(s) => smol::block_on(s.abort()),
+            Self::Blocking(s) => s.abort(),
+        }
     }
 
     /// What the handshake said.
@@ -95,6 +153,7 @@ impl Remote {
         &mut self,
         dest: &mut Self,
         paths: &[(StorePath, PathInfo)],
+        progress: &Progress,
     ) -> Result<u64, CopyNarsError> {
         match (self, dest) {
             (Self::Tokio(source), Self::Tokio(dest)) => {
@@ -105,7 +164,7 @@ impl Remote {
                     for (path, info) in paths {
                         let mut out = Checked {
                             inner: writer,
-                            gate: Gate::new(NarCheck::new(path, info)),
+                            gate: Gate::new(NarCheck::new(path, info), progress),
                         };
                         let sent = source.nar_from_path(path, &mut out).await;
                         let Checked { inner, gate } = out;
@@ -135,7 +194,7 @@ impl Remote {
                     for (path, info) in paths {
                         let mut out = Checked {
                             inner: writer,
-                            gate: Gate::new(NarCheck::new(path, info)),
+                            gate: Gate::new(NarCheck::new(path, info), progress),
                         };
                         let sent = source.nar_from_path(path, &mut out).await;
                         let Checked { inner, gate } = out;
@@ -165,7 +224,7 @@ impl Remote {
                         for (path, info) in paths {
                             let mut out = Checked {
                                 inner: writer,
-                                gate: Gate::new(NarCheck::new(path, info)),
+                                gate: Gate::new(NarCheck::new(path, info), progress),
                             };
                             let sent = source.nar_from_path(path, &mut out);
                             let Checked { inner, gate } = out;
@@ -226,18 +285,43 @@ impl Remote {
     }
 }
 
+/// Cancels what a [`Remote`] is doing, from another thread.
+#[derive(Clone)]
+pub(crate) enum Canceller {
+    Tokio(nixwire_tokio::Canceller),
+    Smol(nixwire_smol::Canceller),
+    Blocking(nixwire_blocking::Canceller),
+}
+
+impl Canceller {
+    /// Cancels: the store's operation returns [`Error::Cancelled`].
+    pub(crate) fn cancel(&self) {
+        match self {
+            Self::Tokio(c) => c.cancel(),
+            Self::Smol(c) => c.cancel(),
+            Self::Blocking(c) => c.cancel(),
+        }
+    }
+}
+
+/// What a copy tells of its progress: NAR bytes passed on, as they pass.
+pub(crate) type Progress = dyn Fn(u64) + Sync;
+
 /// The capacity of the pipe between the two stores of a copy: how much of
 /// a NAR may be in flight between them.
 const PIPE: usize = 256 * 1024;
 
 /// The tokio runtime every tokio store of the process is opened on and
-/// driven by (a current-thread one: the command does one thing at a time).
+/// driven by. Each thread of the command waits on its own store's futures
+/// with `block_on`; the runtime's two workers drive the I/O underneath
+/// (several builds may run at once, each on its own thread).
 fn tokio_rt() -> Result<&'static tokio::runtime::Runtime, Error> {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     if let Some(rt) = RT.get() {
         return Ok(rt);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .map_err(Error::io("starting tokio"))?;
@@ -300,8 +384,10 @@ impl CopyNarsError {
 /// before it is passed on, and the bytes that complete the NAR are held
 /// back when it does not match, so the destination never gets a whole
 /// wrong NAR to register.
-struct Gate {
+struct Gate<'a> {
     check: NarCheck,
+    /// Told how many bytes passed, each time some do.
+    progress: &'a Progress,
     /// Bytes already checked and not yet passed on (a writer may take
     /// part of a buffer; the caller then offers the rest again).
     ahead: usize,
@@ -309,10 +395,11 @@ struct Gate {
     write_failed: bool,
 }
 
-impl Gate {
-    fn new(check: NarCheck) -> Self {
+impl<'a> Gate<'a> {
+    fn new(check: NarCheck, progress: &'a Progress) -> Self {
         Self {
             check,
+            progress,
             ahead: 0,
             mismatch: None,
             write_failed: false,
@@ -340,7 +427,10 @@ impl Gate {
     /// What a write of admitted bytes did.
     fn wrote(&mut self, result: &io::Result<usize>) {
         match result {
-            Ok(n) => self.ahead -= (*n).min(self.ahead),
+            Ok(n) => {
+                self.ahead -= (*n).min(self.ahead);
+                (self.progress)(*n as u64);
+            }
             Err(_) => self.write_failed = true,
         }
     }
@@ -364,12 +454,12 @@ impl Gate {
 }
 
 /// A writer with a [`Gate`] in front, for each runtime's writer trait.
-struct Checked<W> {
+struct Checked<'a, W> {
     inner: W,
-    gate: Gate,
+    gate: Gate<'a>,
 }
 
-impl<W: io::Write> io::Write for Checked<W> {
+impl<W: io::Write> io::Write for Checked<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.gate.admit(buf)?;
         let result = self.inner.write(&buf[..n]);
@@ -382,7 +472,7 @@ impl<W: io::Write> io::Write for Checked<W> {
     }
 }
 
-impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Checked<W> {
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Checked<'_, W> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -404,7 +494,7 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Checked<W> {
     }
 }
 
-impl<W: smol::io::AsyncWrite + Unpin> smol::io::AsyncWrite for Checked<W> {
+impl<W: smol::io::AsyncWrite + Unpin> smol::io::AsyncWrite for Checked<'_, W> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -447,7 +537,9 @@ pub(crate) fn one_line(error: &dyn std::error::Error) -> String {
         }
         source = cause.source();
     }
-    text
+    // What a peer said may span lines (ssh's own messages do).
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    lines.join(" / ")
 }
 
 #[cfg(test)]
@@ -481,7 +573,7 @@ mod tests {
     fn send(nar: &[u8], info: &PathInfo) -> (Vec<u8>, Result<u64, CopyNarError>) {
         let mut out = Checked {
             inner: Vec::new(),
-            gate: Gate::new(NarCheck::new(&path(), info)),
+            gate: Gate::new(NarCheck::new(&path(), info), &|_| {}),
         };
         let mut sent = Ok(nar.len() as u64);
         for chunk in nar.chunks(100) {
