@@ -64,7 +64,9 @@ fn localhost_runs_the_remote_command_here_as_nix_does() {
         plan("ssh://localhost?remote-store=/srv", false),
         Plan::Process {
             program: "nix-store".into(),
-            args: ["--serve", "--write", "--store", "/srv"].map(String::from).to_vec(),
+            args: ["--serve", "--write", "--store", "/srv"]
+                .map(String::from)
+                .to_vec(),
             protocol: Protocol::Serve,
         }
     );
@@ -77,8 +79,14 @@ fn localhost_runs_the_remote_command_here_as_nix_does() {
         }
     );
     // A user or a port means a real ssh connection.
-    assert!(matches!(plan("ssh://localhost:22", false), Plan::Ssh { .. }));
-    assert!(matches!(plan("ssh://me@localhost", false), Plan::Ssh { .. }));
+    assert!(matches!(
+        plan("ssh://localhost:22", false),
+        Plan::Ssh { .. }
+    ));
+    assert!(matches!(
+        plan("ssh://me@localhost", false),
+        Plan::Ssh { .. }
+    ));
 }
 
 #[test]

@@ -199,9 +199,17 @@ fn build(args: &BuildArgs) -> Result<u8, String> {
             }
             Want::ValidOutputs(paths) => {
                 let valid = local.query_valid_paths(&paths).map_err(|e| {
-                    format!("asking {} for valid paths: {}", args.local_store, one_line(&e))
+                    format!(
+                        "asking {} for valid paths: {}",
+                        args.local_store,
+                        one_line(&e)
+                    )
                 })?;
-                tracing::info!(outputs = paths.len(), valid = valid.len(), "checked outputs");
+                tracing::info!(
+                    outputs = paths.len(),
+                    valid = valid.len(),
+                    "checked outputs"
+                );
                 schedule.outputs_valid(valid);
             }
             Want::Build => break,
@@ -339,7 +347,11 @@ fn build(args: &BuildArgs) -> Result<u8, String> {
         drop(w.jobs);
         let _ = w.thread.join();
     }
-    Ok(summarize(&dir, &schedule, interrupted.load(Ordering::SeqCst)))
+    Ok(summarize(
+        &dir,
+        &schedule,
+        interrupted.load(Ordering::SeqCst),
+    ))
 }
 
 /// Prints the outputs of what was built and the failures; returns the exit
@@ -537,18 +549,16 @@ fn run_job(
                 .side(at, context)
                 .and_then(|s| s.query_valid_paths(&paths))
                 .map(|valid| build.valid_paths(Instant::now(), valid)),
-            BuildWant::Transfer { from, paths } => {
-                match stores.transfer(from, context, &paths) {
-                    Ok(()) => {
-                        build.transferred(Instant::now());
-                        Ok(())
-                    }
-                    Err(message) => {
-                        build.failed(Instant::now(), message);
-                        Ok(())
-                    }
+            BuildWant::Transfer { from, paths } => match stores.transfer(from, context, &paths) {
+                Ok(()) => {
+                    build.transferred(Instant::now());
+                    Ok(())
                 }
-            }
+                Err(message) => {
+                    build.failed(Instant::now(), message);
+                    Ok(())
+                }
+            },
             BuildWant::Build {
                 drv_path,
                 drv,

@@ -67,9 +67,9 @@ impl Remote {
                 let open = nixwire_tokio::Store::open_machine(machine, options);
                 Self::Tokio(Box::new(tokio_rt()?.block_on(open)?))
             }
-            Runtime::Smol => {
-                Self::Smol(smol::block_on(nixwire_smol::Store::open_machine(machine, options))?)
-            }
+            Runtime::Smol => Self::Smol(smol::block_on(nixwire_smol::Store::open_machine(
+                machine, options,
+            ))?),
             Runtime::Blocking => {
                 Self::Blocking(nixwire_blocking::Store::open_machine(machine, options)?)
             }
@@ -538,7 +538,11 @@ pub(crate) fn one_line(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     // What a peer said may span lines (ssh's own messages do).
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     lines.join(" / ")
 }
 

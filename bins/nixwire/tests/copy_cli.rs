@@ -1,8 +1,10 @@
 //! `nixwire copy` against real Nix 2.8 (Debian's `nix-bin`), through each
 //! runtime: a closure made in one chroot store copied into another locally,
-//! then into a store behind the loopback sshd (`ssh://` and `ssh-ng://`) and
-//! back from there into a third; every copied path checked by Nix itself
-//! (`--check-validity`, `--verify-path`) in the store it went to.
+//! then a 31-path closure into a store behind the loopback sshd (`ssh://`
+//! and `ssh-ng://`) and back from there into a third; every copied path
+//! checked by Nix itself (`--check-validity`, `--verify-path`) in the store
+//! it went to. A path whose contents no longer match its hash is refused,
+//! named, and registered nowhere.
 //!
 //! Without Nix or the sshd a test says why and passes, unless `CI=true` or
 //! `NIXWIRE_REQUIRE_NIX=1` (see `nixwire-testkit`).
@@ -150,7 +152,8 @@ fn copy_to_and_from_stores_behind_the_sshd() {
     };
     let dir = kit::scratch("cli-copy-ssh");
     let a = dir.join("a");
-    let closure = kit::small_closure(&a, "copy-ssh");
+    let closure = kit::wide_closure(&a, "copy-ssh");
+    assert_eq!(closure.len(), 31);
     let top = &closure[closure.len() - 1];
     let a_s = a.display().to_string();
     for runtime in RUNTIMES {
@@ -208,5 +211,85 @@ fn copy_over_the_maximum_size_is_refused_before_anything_moves() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
     for path in &closure {
         assert!(!kit::is_valid(&b, path), "{path} was copied");
+    }
+}
+
+#[test]
+fn a_corrupted_nar_is_refused_named_and_registered_nowhere() {
+    if !kit::have_nix() {
+        return;
+    }
+    let dir = kit::scratch("cli-copy-corrupt");
+    let a = dir.join("a");
+    let closure = kit::wide_closure(&a, "copy-corrupt");
+    let top = &closure[closure.len() - 1];
+    // Change a file in the middle of the chain behind Nix's back: its
+    // registered hash and size stay, its NAR no longer matches them.
+    let victim = &closure[10];
+    let file = a.join(kit::full(victim).trim_start_matches('/'));
+    let mut perms = std::fs::metadata(&file).expect("the file").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&file, perms).expect("make it writable");
+    let mut contents = std::fs::read(&file).expect("read it");
+    contents[0] ^= 0x20;
+    std::fs::write(&file, &contents).expect("corrupt it");
+
+    let a_s = a.display().to_string();
+    let sshd = kit::Sshd::from_env();
+    for runtime in RUNTIMES {
+        let local = dir.join(format!("b-{runtime}"));
+        let mut dests = vec![(format!("{runtime} local"), local.clone(), None)];
+        for protocol in [Protocol::Serve, Protocol::Worker] {
+            if let Some(sshd) = &sshd {
+                let root = dir.join(format!("remote-{runtime}-{protocol:?}"));
+                let uri = sshd.uri(protocol, &root);
+                dests.push((format!("{runtime} {protocol:?}"), root, Some(uri)));
+            }
+        }
+        for (what, root, uri) in dests {
+            let to = uri.unwrap_or_else(|| root.display().to_string());
+            let out = nixwire(&[
+                "copy",
+                "--runtime",
+                runtime,
+                "--from-store",
+                &a_s,
+                "--to",
+                &to,
+                &kit::full(top),
+            ]);
+            let stderr = text(&out.stderr);
+            assert!(!out.status.success(), "{what}: {stderr}");
+            assert!(
+                stderr.contains(&kit::full(victim)),
+                "{what}: names the path: {stderr}"
+            );
+            assert!(stderr.contains("does not match its path info"), "{what}: says why: {stderr}");
+            assert_eq!(
+                stderr.trim_end().lines().count(),
+                1,
+                "{what}: one line: {stderr}"
+            );
+            // Neither the corrupted path nor anything after it is
+            // registered; what is registered is whole.
+            for path in &closure[10..] {
+                assert!(!kit::is_valid(&root, path), "{what}: {path} was registered");
+            }
+            if root.exists() {
+                let verify = kit::nix_command("nix-store")
+                    .args([
+                        "--store",
+                        &root.display().to_string(),
+                        "--verify",
+                        "--check-contents",
+                    ])
+                    .output()
+                    .expect("nix-store --verify");
+                assert!(verify.status.success(), "{what}: {}", text(&verify.stderr));
+                let verify_out = text(&verify.stderr);
+                assert!(!verify_out.contains("was modified"), "{what}: {verify_out}");
+            }
+        }
     }
 }

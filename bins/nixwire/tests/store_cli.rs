@@ -81,7 +81,7 @@ fn path_info_json_is_what_nix_path_info_prints() {
         return;
     }
     let root = kit::scratch("cli-path-info");
-    let closure = kit::small_closure(&root, "cli");
+    let closure = kit::wide_closure(&root, "cli");
     let top = kit::full(&closure[closure.len() - 1]);
     for recursive in [false, true] {
         for (store, nix_store, sshopts) in stores_for_nix(&root) {

@@ -232,6 +232,34 @@ pub fn small_closure(root: &Path, tag: &str) -> Vec<StorePath> {
     closure
 }
 
+/// A closure of 31 paths in the chroot store `root`: 30 text files, each
+/// referring to the one before it (so the order of a copy matters), and a
+/// built output referring to the first and the last. Returns them in
+/// dependency order, the built output last.
+pub fn wide_closure(root: &Path, tag: &str) -> Vec<StorePath> {
+    let root_s = root.display().to_string();
+    let mut expr = format!("let f0 = builtins.toFile \"dep-{tag}-0\" \"first of {tag}\"; ");
+    for i in 1..30 {
+        expr.push_str(&format!(
+            "f{i} = builtins.toFile \"dep-{tag}-{i}\" \"{i} after ${{f{}}}\"; ",
+            i - 1
+        ));
+    }
+    expr.push_str(&format!(
+        "in derivation {{ name = \"top-{tag}\"; system = builtins.currentSystem; \
+         builder = \"/bin/sh\"; args = [ \"-c\" \"echo ${{f0}} ${{f29}} > $out\" ]; }}"
+    ));
+    let drv = run_nix("nix-instantiate", &["--store", &root_s, "-E", &expr]);
+    let out = run_nix("nix-store", &["--store", &root_s, "--realise", drv.trim()]);
+    let top = store_path(out.trim());
+    let closure = run_nix(
+        "nix-store",
+        &["--store", &root_s, "--query", "--requisites", &full(&top)],
+    );
+    // `--requisites` lists dependencies first.
+    closure.lines().map(store_path).collect()
+}
+
 /// Whether `path` is valid in the chroot store `root`, by Nix's own
 /// account.
 pub fn is_valid(root: &Path, path: &StorePath) -> bool {
