@@ -371,13 +371,7 @@ fn summarize(dir: &StoreDir, schedule: &Schedule, interrupted: bool) -> u8 {
                     "nixwire: build: {} was not built: {why}",
                     dir.display_path(drv)
                 );
-                let build_failed = match why {
-                    NotBuilt::Failed(f) => f.class() == FailureClass::Build,
-                    NotBuilt::DependencyFailed(_) => true,
-                    _ => false,
-                };
-                let this = if build_failed { EXIT_BUILD_FAILED } else { 1 };
-                code = code.max(this);
+                code = code.max(1);
             }
             other => {
                 eprintln!(
@@ -389,7 +383,15 @@ fn summarize(dir: &StoreDir, schedule: &Schedule, interrupted: bool) -> u8 {
         }
     }
     let _ = out.flush();
-    if interrupted { EXIT_INTERRUPTED } else { code }
+    // A builder that failed is Nix's 100, whatever else failed with it.
+    let build_failed = schedule.all().any(|(_, state)| {
+        matches!(state, State::NotBuilt(NotBuilt::Failed(f)) if f.class() == FailureClass::Build)
+    });
+    match () {
+        () if interrupted => EXIT_INTERRUPTED,
+        () if code != 0 && build_failed => EXIT_BUILD_FAILED,
+        () => code,
+    }
 }
 
 /// Says why a build failed, with its last log lines, as `nix-build` does.

@@ -265,7 +265,10 @@ fn a_corrupted_nar_is_refused_named_and_registered_nowhere() {
                 stderr.contains(&kit::full(victim)),
                 "{what}: names the path: {stderr}"
             );
-            assert!(stderr.contains("does not match its path info"), "{what}: says why: {stderr}");
+            assert!(
+                stderr.contains("does not match its path info"),
+                "{what}: says why: {stderr}"
+            );
             assert_eq!(
                 stderr.trim_end().lines().count(),
                 1,
