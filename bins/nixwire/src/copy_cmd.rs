@@ -100,16 +100,24 @@ fn copy(args: &CopyArgs) -> Result<(), String> {
     // streamed from the source one after another: no round trip per path.
     let mut bytes = 0u64;
     if !transfer.paths.is_empty() {
-        bytes = source
-            .copy_nars(&mut dest, &transfer.paths, &|_| {})
-            .map_err(|e| match &e.path {
-                Some(path) => format!("copying {}: {}", dir.display_path(path), one_line(&e)),
-                None => format!(
-                    "copying {} paths into {to}: {}",
-                    transfer.paths.len(),
-                    one_line(&e)
-                ),
-            })?;
+        let bar = progress_bar(transfer.paths.len(), transfer.nar_size);
+        let progress = |n: u64| {
+            if let Some(bar) = &bar {
+                bar.inc(n);
+            }
+        };
+        let copied = source.copy_nars(&mut dest, &transfer.paths, &progress);
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        bytes = copied.map_err(|e| match &e.path {
+            Some(path) => format!("copying {}: {}", dir.display_path(path), one_line(&e)),
+            None => format!(
+                "copying {} paths into {to}: {}",
+                transfer.paths.len(),
+                one_line(&e)
+            ),
+        })?;
     }
     for (path, _) in &transfer.paths {
         println!("{}", dir.display_path(path));
@@ -125,4 +133,22 @@ fn copy(args: &CopyArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A progress bar of NAR bytes on a terminal; elsewhere one plain line
+/// saying what is about to be copied, and no bar.
+fn progress_bar(paths: usize, bytes: u64) -> Option<indicatif::ProgressBar> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("nixwire: copying {paths} paths ({bytes} bytes of NAR)");
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(bytes);
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(format!("copying {paths} paths"));
+    Some(bar)
 }

@@ -153,7 +153,7 @@ impl Remote {
         &mut self,
         dest: &mut Self,
         paths: &[(StorePath, PathInfo)],
-        progress: &Progress,
+        progress: &Progress<'_>,
     ) -> Result<u64, CopyNarsError> {
         match (self, dest) {
             (Self::Tokio(source), Self::Tokio(dest)) => {
@@ -305,7 +305,7 @@ impl Canceller {
 }
 
 /// What a copy tells of its progress: NAR bytes passed on, as they pass.
-pub(crate) type Progress = dyn Fn(u64) + Sync;
+pub(crate) type Progress<'a> = dyn Fn(u64) + Sync + 'a;
 
 /// The capacity of the pipe between the two stores of a copy: how much of
 /// a NAR may be in flight between them.
@@ -387,7 +387,7 @@ impl CopyNarsError {
 struct Gate<'a> {
     check: NarCheck,
     /// Told how many bytes passed, each time some do.
-    progress: &'a Progress,
+    progress: &'a Progress<'a>,
     /// Bytes already checked and not yet passed on (a writer may take
     /// part of a buffer; the caller then offers the rest again).
     ahead: usize,
@@ -396,7 +396,7 @@ struct Gate<'a> {
 }
 
 impl<'a> Gate<'a> {
-    fn new(check: NarCheck, progress: &'a Progress) -> Self {
+    fn new(check: NarCheck, progress: &'a Progress<'a>) -> Self {
         Self {
             check,
             progress,

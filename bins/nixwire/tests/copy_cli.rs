@@ -45,6 +45,9 @@ fn copy(args: &[&str], top: &StorePath, copied: usize, runtime: &str) -> String 
         stderr.contains(&format!("nixwire: copied {copied} paths (")),
         "{all:?}: {stderr}"
     );
+    // Not a terminal: one plain line before the transfer, no bar.
+    let announced = stderr.contains(&format!("nixwire: copying {copied} paths ("));
+    assert_eq!(announced, copied > 0, "{all:?}: {stderr}");
     text(&out.stdout)
 }
 
