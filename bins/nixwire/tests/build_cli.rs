@@ -61,6 +61,30 @@ fn chain(root: &Path, tag: &str) -> String {
     instantiate(root, &expr)
 }
 
+/// Where a test builds: here (the embedded default, `None`), and on a
+/// chroot store under `dir` behind the sshd with each protocol, by name.
+fn build_stores(dir: &Path) -> Vec<(String, Option<String>)> {
+    let mut stores = vec![("here".to_owned(), None)];
+    if let Some(sshd) = kit::Sshd::from_env() {
+        for protocol in [Protocol::Serve, Protocol::Worker] {
+            let uri = sshd.uri(protocol, &dir.join(format!("remote-{protocol:?}")));
+            stores.push((format!("{protocol:?}"), Some(uri)));
+        }
+    }
+    stores
+}
+
+/// `nixwire build` of `drv` into the local store `local` on `store` (the
+/// embedded default without one).
+fn build_command(runtime: &str, local: &str, store: Option<&str>, drv: &str) -> Command {
+    let mut args = vec!["build", "--runtime", runtime, "--local-store", local];
+    if let Some(uri) = store {
+        args.extend(["--store", uri]);
+    }
+    args.push(drv);
+    command(&args)
+}
+
 /// Whether `path` is valid in `root` and its contents match, by Nix.
 fn verified(root: &Path, path: &str) -> bool {
     kit::nix_command("nix-store")
@@ -104,16 +128,9 @@ fn a_chain_is_built_through_the_sshd_on_every_runtime_and_both_protocols() {
             let drv = chain(&local, &tag);
             let remote = dir.join(format!("remote-{tag}"));
             let uri = sshd.uri(protocol, &remote);
-            let out = nixwire(&[
-                "build",
-                "--runtime",
-                runtime,
-                "--store",
-                &uri,
-                "--local-store",
-                &local_s,
-                &drv,
-            ]);
+            let out = build_command(runtime, &local_s, Some(&uri), &drv)
+                .output()
+                .expect("run nixwire build");
             let stderr = text(&out.stderr);
             assert!(out.status.success(), "{tag}: {stderr}");
             // Each step's log, in order.
@@ -132,16 +149,9 @@ fn a_chain_is_built_through_the_sshd_on_every_runtime_and_both_protocols() {
                 assert!(kit::is_valid(&remote, path), "{tag}: {path} remote");
             }
             // Built once: again, nothing runs and the same path comes out.
-            let again = nixwire(&[
-                "build",
-                "--runtime",
-                runtime,
-                "--store",
-                &uri,
-                "--local-store",
-                &local_s,
-                &drv,
-            ]);
+            let again = build_command(runtime, &local_s, Some(&uri), &drv)
+                .output()
+                .expect("run nixwire build");
             assert!(again.status.success(), "{}", text(&again.stderr));
             assert_eq!(text(&again.stdout), stdout);
             assert!(!text(&again.stderr).contains("building '"));
@@ -156,13 +166,7 @@ fn a_failed_build_exits_100_naming_the_derivation_with_its_last_log_lines() {
     }
     let dir = kit::scratch("cli-build-fail");
     let local = dir.join("local");
-    let mut stores = vec![("here".to_owned(), None)];
-    if let Some(sshd) = kit::Sshd::from_env() {
-        for protocol in [Protocol::Serve, Protocol::Worker] {
-            let uri = sshd.uri(protocol, &dir.join(format!("remote-{protocol:?}")));
-            stores.push((format!("{protocol:?}"), Some(uri)));
-        }
-    }
+    let stores = build_stores(&dir);
     for runtime in RUNTIMES {
         for (tag, store) in &stores {
             let what = format!("{runtime} {tag}");
@@ -172,12 +176,9 @@ fn a_failed_build_exits_100_naming_the_derivation_with_its_last_log_lines() {
             );
             let drv = instantiate(&local, &expr);
             let local_s = local.display().to_string();
-            let mut args = vec!["build", "--runtime", runtime, "--local-store", &local_s];
-            if let Some(uri) = store {
-                args.extend(["--store", uri.as_str()]);
-            }
-            args.push(&drv);
-            let out = nixwire(&args);
+            let out = build_command(runtime, &local_s, store.as_deref(), &drv)
+                .output()
+                .expect("run nixwire build");
             let stderr = text(&out.stderr);
             assert_eq!(out.status.code(), Some(100), "{what}: {stderr}");
             assert!(out.stdout.is_empty(), "{what}");
@@ -333,13 +334,7 @@ fn an_interrupt_cancels_the_build_on_the_machine_and_registers_nothing() {
     let dir = kit::scratch("cli-build-cancel");
     let local = dir.join("local");
     let local_s = local.display().to_string();
-    let mut stores = vec![("here".to_owned(), None)];
-    if let Some(sshd) = kit::Sshd::from_env() {
-        for protocol in [Protocol::Serve, Protocol::Worker] {
-            let uri = sshd.uri(protocol, &dir.join(format!("remote-{protocol:?}")));
-            stores.push((format!("{protocol:?}"), Some(uri)));
-        }
-    }
+    let stores = build_stores(&dir);
     for runtime in RUNTIMES {
         for (tag, store) in &stores {
             let what = format!("{runtime} {tag}");
@@ -349,12 +344,7 @@ fn an_interrupt_cancels_the_build_on_the_machine_and_registers_nothing() {
                  builder = \"/bin/sh\"; args = [ \"-c\" \"echo started-{marker}; exec /bin/sleep {marker}\" ]; }}"
             );
             let drv = instantiate(&local, &expr);
-            let mut args = vec!["build", "--runtime", runtime, "--local-store", &local_s];
-            if let Some(uri) = store {
-                args.extend(["--store", uri.as_str()]);
-            }
-            args.push(&drv);
-            let mut child = command(&args)
+            let mut child = build_command(runtime, &local_s, store.as_deref(), &drv)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()

@@ -27,6 +27,21 @@ fn nixwire(args: &[&str]) -> Output {
         .expect("run nixwire")
 }
 
+/// `nixwire copy --runtime RUNTIME --from-store FROM --to TO PATH`.
+fn copy_to(runtime: &str, from: &str, to: &str, path: &StorePath) -> Output {
+    let path = kit::full(path);
+    nixwire(&[
+        "copy",
+        "--runtime",
+        runtime,
+        "--from-store",
+        from,
+        "--to",
+        to,
+        &path,
+    ])
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -97,16 +112,7 @@ fn copy_between_local_chroot_stores_then_again_copies_nothing() {
         assert_eq!(printed.lines().collect::<Vec<_>>(), want, "{runtime}");
         all_there(&b, &closure, runtime);
 
-        let out = nixwire(&[
-            "copy",
-            "--runtime",
-            runtime,
-            "--from-store",
-            &a_s,
-            "--to",
-            &b_s,
-            &kit::full(top),
-        ]);
+        let out = copy_to(runtime, &a_s, &b_s, top);
         let stderr = text(&out.stderr);
         assert!(out.status.success(), "{runtime}: {stderr}");
         assert!(stderr.contains("copied 0 paths (0 bytes)"), "{stderr}");
@@ -252,16 +258,7 @@ fn a_corrupted_nar_is_refused_named_and_registered_nowhere() {
         }
         for (what, root, uri) in dests {
             let to = uri.unwrap_or_else(|| root.display().to_string());
-            let out = nixwire(&[
-                "copy",
-                "--runtime",
-                runtime,
-                "--from-store",
-                &a_s,
-                "--to",
-                &to,
-                &kit::full(top),
-            ]);
+            let out = copy_to(runtime, &a_s, &to, top);
             let stderr = text(&out.stderr);
             assert!(!out.status.success(), "{what}: {stderr}");
             assert!(

@@ -550,16 +550,7 @@ mod tests {
     use super::*;
     use crate::store::{BuildStatus, OutputAddressing};
 
-    fn path(name: &str) -> StorePath {
-        // A distinct valid hash part per name.
-        let hash: String = name
-            .bytes()
-            .cycle()
-            .take(32)
-            .map(|b| char::from(b"0123456789abcdfghijklmnpqrsvwxyz"[usize::from(b) % 32]))
-            .collect();
-        format!("{hash}-{name}").parse().expect("a store path")
-    }
+    use super::super::test_path as path;
 
     fn info(size: u64, references: &[&str]) -> PathInfo {
         PathInfo {

@@ -574,15 +574,7 @@ mod tests {
     use crate::machines::select::PoolConfig;
     use crate::store::{BuildResult, BuildStatus, OutputAddressing};
 
-    fn path(name: &str) -> StorePath {
-        let hash: String = name
-            .bytes()
-            .cycle()
-            .take(32)
-            .map(|b| char::from(b"0123456789abcdfghijklmnpqrsvwxyz"[usize::from(b) % 32]))
-            .collect();
-        format!("{hash}-{name}").parse().expect("a store path")
-    }
+    use super::super::test_path as path;
 
     /// `name.drv`, building `name` on `system` from the `out` of `inputs`.
     fn drv(name: &str, system: &str, inputs: &[&str]) -> (StorePath, Derivation) {

@@ -220,9 +220,7 @@ pub fn small_closure(root: &Path, tag: &str) -> Vec<StorePath> {
          derivation {{ name = \"top-{tag}\"; system = builtins.currentSystem; \
          builder = \"/bin/sh\"; args = [ \"-c\" \"echo ${{dep}} > $out\" ]; }}"
     );
-    let drv = run_nix("nix-instantiate", &["--store", &root_s, "-E", &expr]);
-    let out = run_nix("nix-store", &["--store", &root_s, "--realise", drv.trim()]);
-    let top = store_path(out.trim());
+    let top = realise(root, &expr);
     let refs = run_nix(
         "nix-store",
         &["--store", &root_s, "--query", "--references", &full(&top)],
@@ -249,15 +247,22 @@ pub fn wide_closure(root: &Path, tag: &str) -> Vec<StorePath> {
         "in derivation {{ name = \"top-{tag}\"; system = builtins.currentSystem; \
          builder = \"/bin/sh\"; args = [ \"-c\" \"echo ${{f0}} ${{f29}} > $out\" ]; }}"
     ));
-    let drv = run_nix("nix-instantiate", &["--store", &root_s, "-E", &expr]);
-    let out = run_nix("nix-store", &["--store", &root_s, "--realise", drv.trim()]);
-    let top = store_path(out.trim());
+    let top = realise(root, &expr);
     let closure = run_nix(
         "nix-store",
         &["--store", &root_s, "--query", "--requisites", &full(&top)],
     );
     // `--requisites` lists dependencies first.
     closure.lines().map(store_path).collect()
+}
+
+/// Instantiates the Nix expression `expr` in the chroot store `root` and
+/// builds it there; its output.
+fn realise(root: &Path, expr: &str) -> StorePath {
+    let root_s = root.display().to_string();
+    let drv = run_nix("nix-instantiate", &["--store", &root_s, "-E", expr]);
+    let out = run_nix("nix-store", &["--store", &root_s, "--realise", drv.trim()]);
+    store_path(out.trim())
 }
 
 /// Whether `path` is valid in the chroot store `root`, by Nix's own
