@@ -152,6 +152,11 @@ pub struct BuildSettings {
     pub keep_failed: bool,
 }
 
+/// How many bytes may wait to be transmitted before
+/// [`Session::body_room`] stops asking for more of an upload: enough to
+/// keep a pipe full, small enough that memory does not grow with a NAR.
+pub const WRITE_AHEAD: usize = 1 << 20;
+
 /// An operation of a session, protocol-neutral.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -598,6 +603,14 @@ impl Session {
         Ok(())
     }
 
+    /// How many bytes wait to be taken with `poll_transmit`.
+    pub fn queued_bytes(&self) -> usize {
+        match &self.inner {
+            Inner::Serve(c) => c.queued_bytes(),
+            Inner::Worker(c) => c.queued_bytes(),
+        }
+    }
+
     /// The request whose body is wanted now, and the most it takes now when
     /// that is known.
     pub fn body_wanted(&self) -> Option<(RequestId, Option<u64>)> {
@@ -619,7 +632,15 @@ impl Session {
     /// body the daemon has not asked for). A host's upload loop reads this
     /// much, offers it, and asks again; the [`Event::BodyWanted`] events
     /// only say when to ask.
+    ///
+    /// While more than [`WRITE_AHEAD`] bytes wait to be transmitted it says
+    /// `None`, so that an upload is read no faster than it is written and a
+    /// NAR never sits whole in memory; once the host has taken enough with
+    /// `poll_transmit`, a [`Event::BodyWanted`] says to ask again.
     pub fn body_room(&self, id: RequestId, most: usize) -> Option<usize> {
+        if self.queued_bytes() >= WRITE_AHEAD {
+            return None;
+        }
         match self.body_wanted()? {
             (wanted, _) if wanted != id => None,
             (_, Some(0)) => None,
@@ -1124,10 +1145,20 @@ impl Connection for Session {
     }
 
     fn poll_transmit(&mut self) -> Option<Bytes> {
-        match &mut self.inner {
+        let before = self.queued_bytes();
+        let bytes = match &mut self.inner {
             Inner::Serve(c) => c.poll_transmit(),
             Inner::Worker(c) => c.poll_transmit(),
+        };
+        // An upload held back by `body_room` may go on: say so once, as the
+        // queue drains below the mark.
+        if before >= WRITE_AHEAD
+            && self.queued_bytes() < WRITE_AHEAD
+            && let Some((id, max)) = self.body_wanted()
+        {
+            self.events.push_back(Event::BodyWanted { id, max });
         }
+        bytes
     }
 
     fn poll_event(&mut self) -> Option<Event> {

@@ -683,3 +683,55 @@ fn a_nar_of_another_size_than_its_info_states_is_refused_before_it_ends() {
         .expect_err("a NAR shorter than its info says");
     assert!(error.to_string().contains("path info states"), "{error}");
 }
+
+#[test]
+fn an_upload_is_read_no_faster_than_it_is_sent() {
+    use nixwire_core::session::WRITE_AHEAD;
+    let mut p = worker_pair(Version::new(1, 34), &[]);
+    p.drive(|_, _| {}).expect("handshake");
+    let nar = Bytes::from(
+        Node::Regular {
+            executable: false,
+            contents: vec![7u8; 4 * WRITE_AHEAD],
+        }
+        .to_nar(),
+    );
+    let mut info = info(1);
+    info.nar_size = nar.len() as u64;
+    let op = Op::AddToStoreNar {
+        path: path(1),
+        info: Box::new(info),
+        repair: false,
+        dont_check_sigs: true,
+    };
+    let id = p.client.request(p.now, op).expect("request");
+    // The host reads while the session has room, and nothing is sent.
+    const CHUNK: usize = 64 * 1024;
+    let mut at = 0;
+    while let Some(n) = p.client.body_room(id, CHUNK) {
+        let piece = nar.slice(at..(at + n).min(nar.len()));
+        at += p.client.offer_body(p.now, id, piece).expect("offer");
+    }
+    assert!(at >= WRITE_AHEAD - CHUNK, "stopped early, at {at}");
+    assert!(
+        at < WRITE_AHEAD + CHUNK,
+        "read {at} bytes ahead of the wire"
+    );
+    assert!(p.client.queued_bytes() >= WRITE_AHEAD);
+    // Sending drains the queue; once below the mark the session asks again.
+    while let Some(e) = p.client.poll_event() {
+        assert!(!matches!(e, Event::Done { .. }), "{e:?}");
+    }
+    let mut asked = false;
+    while p.client.poll_transmit().is_some() {
+        while let Some(e) = p.client.poll_event() {
+            asked |= matches!(e, Event::BodyWanted { id: of, .. } if of == id);
+        }
+        if asked {
+            break;
+        }
+    }
+    assert!(asked, "no BodyWanted once the queue drained");
+    assert!(p.client.queued_bytes() < WRITE_AHEAD);
+    assert!(p.client.body_room(id, CHUNK).is_some());
+}

@@ -35,6 +35,11 @@ impl<E> Endpoint<E> {
         self.out.pop()
     }
 
+    /// Bytes waiting for [`poll_transmit`](Self::poll_transmit).
+    pub(crate) fn queued(&self) -> usize {
+        self.out.len()
+    }
+
     pub(crate) fn poll_event(&mut self) -> Option<E> {
         self.events.pop_front()
     }

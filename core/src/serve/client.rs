@@ -170,6 +170,13 @@ pub struct Client {
 }
 
 impl Client {
+    /// How many bytes wait to be taken with `poll_transmit`: a host (or
+    /// the [`Session`](crate::session::Session)) holds back further body
+    /// bytes while this is high, so that an upload never sits in memory.
+    pub fn queued_bytes(&self) -> usize {
+        self.io.queued()
+    }
+
     /// A connection that starts with the handshake: the client's magic and
     /// version are ready to send at once.
     ///
