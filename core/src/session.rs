@@ -16,7 +16,7 @@
 //! | [`Op::QueryPathInfos`] | `QueryPathInfos` (one request) | `QueryPathInfos` where the daemon has it, else one `QueryPathInfo` per path, all pipelined |
 //! | [`Op::NarFromPath`] | `DumpStorePath` | `NarFromPath` |
 //! | [`Op::AddToStoreNar`] | `AddToStoreNar` (2.5+), else `ImportPaths` | `AddToStoreNar` (framed from 1.23, pulled before) |
-//! | [`Op::AddMultiple`] | one `ImportPaths` with every path | `AddMultipleToStore` (1.32+), else one `AddToStoreNar` per path, all pipelined |
+//! | [`Op::AddMultiple`] | one `AddToStoreNar` per path, all pipelined (2.5+), else one `ImportPaths` with every path | `AddMultipleToStore` (1.32+), else one `AddToStoreNar` per path, all pipelined |
 //! | [`Op::BuildDerivation`] | `BuildDerivation` with its options | `SetOptions` with the build's limits, then `BuildDerivation` |
 //!
 //! Before the handshake completes, what the peer writes on its stderr is
@@ -486,13 +486,37 @@ impl Session {
             _ => None,
         };
         match &mut self.inner {
-            Inner::Serve(c) => {
-                let version = c.version();
-                let request = serve_request(op, version)?;
-                let inner = c.request(now, request)?;
-                self.parts.insert(inner, Part::Whole(id));
-                self.whole.insert(id, inner);
-            }
+            Inner::Serve(c) => match op {
+                Op::AddMultiple {
+                    paths,
+                    repair,
+                    dont_check_sigs,
+                } if c.version().is_some_and(|v| v >= Version::new(2, 5)) => {
+                    if let Some(error) = c.error() {
+                        return Err(error.clone());
+                    }
+                    // One AddToStoreNar per path, pipelined: the server
+                    // streams each NAR into the store, where ImportPaths
+                    // makes Nix hold every NAR whole in memory first.
+                    let mut sent = Vec::with_capacity(paths.len());
+                    for (path, info) in paths {
+                        let op = Op::AddToStoreNar {
+                            path,
+                            info: Box::new(info),
+                            repair,
+                            dont_check_sigs,
+                        };
+                        sent.push(c.request(now, serve_request(op, c.version())?)?);
+                    }
+                    self.track_each(id, sent);
+                }
+                op => {
+                    let request = serve_request(op, c.version())?;
+                    let inner = c.request(now, request)?;
+                    self.parts.insert(inner, Part::Whole(id));
+                    self.whole.insert(id, inner);
+                }
+            },
             Inner::Worker(c) => match op {
                 Op::QueryPathInfos { paths } if !c.features().has("queryPathInfos") => {
                     if let Some(error) = c.error() {
@@ -564,19 +588,7 @@ impl Session {
                         })?;
                         sent.push(c.request(now, request)?);
                     }
-                    let missing = sent.len();
-                    for inner in sent {
-                        self.parts.insert(inner, Part::Each(id));
-                    }
-                    if missing == 0 {
-                        self.events.push_back(Event::Done {
-                            id,
-                            result: Ok(Answer::Added),
-                        });
-                    } else {
-                        let error = None;
-                        self.batches.insert(id, Batch { missing, error });
-                    }
+                    self.track_each(id, sent);
                 }
                 op => {
                     let build = match &op {
@@ -601,6 +613,24 @@ impl Session {
             self.orders.insert(id, order);
         }
         Ok(())
+    }
+
+    /// Request `id` is the protocol requests `sent`, one per path: it is
+    /// answered once they all are.
+    fn track_each(&mut self, id: RequestId, sent: Vec<RequestId>) {
+        let missing = sent.len();
+        for inner in sent {
+            self.parts.insert(inner, Part::Each(id));
+        }
+        if missing == 0 {
+            self.events.push_back(Event::Done {
+                id,
+                result: Ok(Answer::Added),
+            });
+        } else {
+            let error = None;
+            self.batches.insert(id, Batch { missing, error });
+        }
     }
 
     /// How many bytes wait to be taken with `poll_transmit`.
@@ -756,26 +786,11 @@ impl Session {
     /// to whichever of them is uploading now (each takes up to its own
     /// `nar_size`, which the host is told as the most it takes).
     fn offer_each(&mut self, now: Instant, id: RequestId, data: Bytes) -> Result<usize, Error> {
-        let Inner::Worker(c) = &mut self.inner else {
-            return Err(Error::misuse(format!(
-                "request {id} is not uploading a body"
-            )));
+        let parts = &self.parts;
+        let taken = match &mut self.inner {
+            Inner::Serve(c) => offer_in_turn(parts, id, now, &data, &mut **c)?,
+            Inner::Worker(c) => offer_in_turn(parts, id, now, &data, &mut **c)?,
         };
-        let mut taken = 0;
-        while taken < data.len() {
-            let Some((inner, max)) = c.body_wanted() else {
-                break;
-            };
-            if !matches!(self.parts.get(&inner), Some(Part::Each(w)) if *w == id) || max == Some(0)
-            {
-                break;
-            }
-            let n = c.offer_body(now, inner, data.slice(taken..))?;
-            if n == 0 {
-                break;
-            }
-            taken += n;
-        }
         if taken == 0 {
             return Err(Error::misuse(format!(
                 "request {id} is not uploading a body now"
@@ -989,6 +1004,7 @@ impl Session {
                 batch.missing -= 1;
                 let failed = match result {
                     Ok(Reply::Worker(r)) if matches!(*r, worker::Reply::AddToStoreNar(_)) => None,
+                    Ok(Reply::Serve(serve::Reply::AddToStoreNar(_))) => None,
                     Ok(Reply::Worker(r)) => Some(unexpected("AddToStoreNar", &r)),
                     Ok(Reply::Serve(r)) => Some(unexpected("AddToStoreNar", &r)),
                     Err(error) => Some(error),
@@ -1200,6 +1216,57 @@ fn valid_path_info(path: &StorePath, info: &PathInfo) -> worker::messages::Valid
 fn nar_hash_of(path: &StorePath, info: &PathInfo) -> Result<crate::store::NarHash, Error> {
     info.nar_hash
         .ok_or_else(|| Error::misuse(format!("adding {path}: its path info has no NAR hash")))
+}
+
+/// The body upload of both protocols' clients, so that what the session
+/// does with it is written once.
+trait Upload {
+    fn wanted(&self) -> Option<(RequestId, Option<u64>)>;
+    fn offer(&mut self, now: Instant, inner: RequestId, data: Bytes) -> Result<usize, Error>;
+}
+
+impl Upload for serve::Client {
+    fn wanted(&self) -> Option<(RequestId, Option<u64>)> {
+        self.body_wanted()
+    }
+    fn offer(&mut self, now: Instant, inner: RequestId, data: Bytes) -> Result<usize, Error> {
+        self.offer_body(now, inner, data)
+    }
+}
+
+impl Upload for worker::Client {
+    fn wanted(&self) -> Option<(RequestId, Option<u64>)> {
+        self.body_wanted()
+    }
+    fn offer(&mut self, now: Instant, inner: RequestId, data: Bytes) -> Result<usize, Error> {
+        self.offer_body(now, inner, data)
+    }
+}
+
+/// Offers `data` to the per-path requests of `id` in turn (each takes its
+/// NAR's bytes, the next one the rest); how many bytes were taken.
+fn offer_in_turn(
+    parts: &HashMap<RequestId, Part>,
+    id: RequestId,
+    now: Instant,
+    data: &Bytes,
+    c: &mut impl Upload,
+) -> Result<usize, Error> {
+    let mut taken = 0;
+    while taken < data.len() {
+        let Some((inner, max)) = c.wanted() else {
+            break;
+        };
+        if !matches!(parts.get(&inner), Some(Part::Each(w)) if *w == id) || max == Some(0) {
+            break;
+        }
+        let n = c.offer(now, inner, data.slice(taken..))?;
+        if n == 0 {
+            break;
+        }
+        taken += n;
+    }
+    Ok(taken)
 }
 
 /// The serve request for `op`, at the negotiated `version` when known.

@@ -460,40 +460,62 @@ fn offer<S: Connection>(
 }
 
 #[test]
-fn adding_many_paths_over_serve_is_one_import_paths_with_every_trailer() {
-    let mut p = serve_pair(Version::new(2, 7));
-    p.drive(|_, _| {}).expect("handshake");
-    let batch = batch();
-    let body: Vec<u8> = batch.iter().flat_map(|(_, _, n)| n.to_vec()).collect();
-    let id = p
-        .client
-        .request(p.now, add_multiple(&batch))
-        .expect("request");
-    let (mut requests, mut received, mut trailers, mut at) =
-        (Vec::new(), Vec::new(), Vec::new(), 0);
-    for _ in 0..200 {
-        p.drive(|server, event| match event {
-            serve::ServerEvent::Request { request, .. } => requests.push(request.command()),
-            serve::ServerEvent::NarChunk { data, .. } => received.extend_from_slice(&data),
-            serve::ServerEvent::ImportedPath { trailer, .. } => trailers.push(trailer),
-            serve::ServerEvent::BodyEnd { id } => server
-                .reply(id, &serve::Reply::ImportPaths(Default::default()))
-                .expect("reply"),
-            _ => {}
-        })
-        .expect("drive");
-        at = offer(&mut p, id, &body, at);
+fn adding_many_paths_over_serve_is_one_add_to_store_nar_each_pipelined_from_2_5() {
+    // Before 2.5: one ImportPaths with every trailer. From 2.5: one
+    // AddToStoreNar per path, all written before any is answered (Nix
+    // streams those into the store; ImportPaths holds each NAR whole).
+    for (version, want) in [
+        (Version::new(2, 4), vec!["ImportPaths"]),
+        (Version::new(2, 7), vec!["AddToStoreNar"; 3]),
+    ] {
+        let mut p = serve_pair(version);
+        p.drive(|_, _| {}).expect("handshake");
+        let batch = batch();
+        let body: Vec<u8> = batch.iter().flat_map(|(_, _, n)| n.to_vec()).collect();
+        let id = p
+            .client
+            .request(p.now, add_multiple(&batch))
+            .expect("request");
+        let (mut requests, mut received, mut trailers, mut at) =
+            (Vec::new(), Vec::new(), Vec::new(), 0);
+        let mut ended = Vec::new();
+        for _ in 0..200 {
+            p.drive(|_, event| match event {
+                serve::ServerEvent::Request { request, .. } => {
+                    requests.push(request.command().name());
+                    if let serve::Request::AddToStoreNar(m) = &request {
+                        trailers.push((m.path.clone(), m.references.clone()));
+                    }
+                }
+                serve::ServerEvent::NarChunk { data, .. } => received.extend_from_slice(&data),
+                serve::ServerEvent::ImportedPath { trailer, .. } => {
+                    trailers.push((trailer.path, trailer.references));
+                }
+                serve::ServerEvent::BodyEnd { id } => ended.push(id),
+                _ => {}
+            })
+            .expect("drive");
+            at = offer(&mut p, id, &body, at);
+            // Answered only once every body is in: nothing waited for an
+            // answer to send the next path.
+            if at == body.len() && ended.len() == want.len() {
+                for inner in ended.drain(..) {
+                    let reply = match version.minor {
+                        4 => serve::Reply::ImportPaths(Default::default()),
+                        _ => serve::Reply::AddToStoreNar(Default::default()),
+                    };
+                    p.server.reply(inner, &reply).expect("reply");
+                }
+            }
+        }
+        assert_eq!(requests, want, "at {version}");
+        assert_eq!(received, body, "at {version}");
+        let paths: Vec<_> = trailers.iter().map(|t| t.0.clone()).collect();
+        let refs: Vec<_> = trailers.iter().map(|t| t.1.clone()).collect();
+        assert_eq!(paths, vec![path(1), path(2), path(3)]);
+        assert_eq!(refs, vec![vec![path(11)], vec![path(12)], vec![path(13)]]);
+        assert_eq!(answer(&mut p.events, id).expect("answer"), Answer::Added);
     }
-    assert_eq!(
-        requests.iter().map(|c| c.name()).collect::<Vec<_>>(),
-        ["ImportPaths"]
-    );
-    assert_eq!(received, body);
-    let paths: Vec<_> = trailers.iter().map(|t| t.path.clone()).collect();
-    let refs: Vec<_> = trailers.iter().map(|t| t.references.clone()).collect();
-    assert_eq!(paths, vec![path(1), path(2), path(3)]);
-    assert_eq!(refs, vec![vec![path(11)], vec![path(12)], vec![path(13)]]);
-    assert_eq!(answer(&mut p.events, id).expect("answer"), Answer::Added);
 }
 
 #[test]
