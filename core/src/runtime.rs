@@ -15,6 +15,8 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
+
 use crate::conn::{self, Connection, ErrorClass, RequestId};
 use crate::session::{Answer, Event, Info, Protocol, SessionConfig};
 use crate::ssh::SshOptions;
@@ -337,7 +339,7 @@ pub struct Answers {
 #[non_exhaustive]
 pub enum Step {
     /// A piece of the request's NAR.
-    Chunk(bytes::Bytes),
+    Chunk(Bytes),
     /// A log of the request (or of none: the peer's own).
     Log(conn::Log),
     /// The request's body is wanted, at most this much now when known.
@@ -400,6 +402,48 @@ pub fn expect<T>(
     })
 }
 
+/// The buffer an upload loop reads a body into. Reads fill one block
+/// after another, and each piece read is handed out as a slice of its
+/// block: small reads (a pipe delivering one small NAR at a time) share a
+/// block, where a fresh buffer per read would keep a whole block alive for
+/// every small piece waiting to be sent ([`crate::session::WRITE_AHEAD`]
+/// of 1 KiB pieces would pin a thousand 64 KiB blocks).
+#[derive(Debug)]
+pub struct BodyBuf {
+    buf: BytesMut,
+    block: usize,
+}
+
+impl BodyBuf {
+    /// A buffer that allocates `block` bytes at a time.
+    pub fn new(block: usize) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            block: block.max(1),
+        }
+    }
+
+    /// Room for the next read: at most `most` bytes, zeroed (readers fill
+    /// initialised memory), from the current block while it has a fair
+    /// share of it left, else from a new one.
+    pub fn room(&mut self, most: usize) -> &mut [u8] {
+        let want = most.clamp(1, self.block);
+        if self.buf.capacity() < want.min(self.block / 16).max(1) {
+            self.buf = BytesMut::with_capacity(self.block);
+        }
+        let n = want.min(self.buf.capacity());
+        self.buf.resize(n, 0);
+        &mut self.buf[..]
+    }
+
+    /// The first `n` bytes of the last [`room`](Self::room), read into,
+    /// as a slice of its block.
+    pub fn take(&mut self, n: usize) -> Bytes {
+        self.buf.truncate(n);
+        self.buf.split().freeze()
+    }
+}
+
 /// The bookkeeping of a runtime's driver loop around a connection, the same
 /// in every runtime: which of the peer's streams are still read, when the
 /// connection is told the peer's output ended (once both stdout and stderr
@@ -430,11 +474,11 @@ pub enum Next<E> {
 #[derive(Debug)]
 pub enum Input {
     /// Bytes from the peer's stdout.
-    Stdout(bytes::Bytes),
+    Stdout(Bytes),
     /// The peer's stdout ended (or failed to read).
     StdoutEnd,
     /// Bytes from the peer's stderr.
-    Stderr(bytes::Bytes),
+    Stderr(Bytes),
     /// The peer's stderr ended (or failed to read).
     StderrEnd,
     /// The connection's deadline ([`Pump::deadline`]) passed.

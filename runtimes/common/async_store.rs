@@ -7,9 +7,10 @@
 
 use std::time::Instant;
 
-use bytes::BytesMut;
 use nixwire_core::conn::{Log, RequestId};
-use nixwire_core::runtime::{Answers, Error, Options, Plan, Step, expect, handshake_step};
+use nixwire_core::runtime::{
+    Answers, BodyBuf, Error, Options, Plan, Step, expect, handshake_step,
+};
 use nixwire_core::session::{Answer, BuildSettings, Info, Op, Session};
 use nixwire_core::store::{BasicDerivation, BuildResult, PathInfo, StorePath};
 use nixwire_core::uri::StoreUri;
@@ -227,18 +228,15 @@ impl Store {
     async fn add(&mut self, op: Op, nar: &mut (impl AsyncRead + Unpin)) -> Result<(), Error> {
         let name = op.name();
         let id = self.start(op)?;
-        let mut buf = BytesMut::new();
+        let mut body = BodyBuf::new(CHUNK);
         loop {
             // The body goes out while the session wants it; its events only
             // wake this loop.
             if let Some(limit) = self.driver.conn().body_room(id, CHUNK) {
-                // Both runtimes' readers fill initialised memory.
-                buf.resize(limit, 0);
                 let n = nar
-                    .read(&mut buf)
+                    .read(body.room(limit))
                     .await
                     .map_err(Error::io("reading the NAR in"))?;
-                buf.truncate(n);
                 if n == 0 {
                     return Err(Error::Ended {
                         during: "reading the NARs to add: the input ended before the sizes their path infos state",
@@ -246,7 +244,7 @@ impl Store {
                 }
                 self.driver
                     .conn()
-                    .offer_body(Instant::now(), id, buf.split().freeze())?;
+                    .offer_body(Instant::now(), id, body.take(n))?;
                 continue;
             }
             if let Step::Done(result) = self.next(id).await? {

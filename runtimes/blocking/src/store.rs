@@ -3,9 +3,8 @@
 
 use std::time::Instant;
 
-use bytes::BytesMut;
 use nixwire_core::conn::{Log, RequestId};
-use nixwire_core::runtime::{Answers, Error, Options, Plan, Step, expect, handshake_step};
+use nixwire_core::runtime::{Answers, BodyBuf, Error, Options, Plan, Step, expect, handshake_step};
 use nixwire_core::session::{Answer, BuildSettings, Info, Op, Session};
 use nixwire_core::store::{BasicDerivation, BuildResult, PathInfo, StorePath};
 use nixwire_core::uri::StoreUri;
@@ -206,20 +205,18 @@ impl Store {
     fn add(&mut self, op: Op, nar: &mut impl Read) -> Result<(), Error> {
         let name = op.name();
         let id = self.start(op)?;
-        let mut buf = BytesMut::new();
+        let mut body = BodyBuf::new(CHUNK);
         loop {
             // The body goes out while the session wants it; its events only
             // wake this loop.
             if let Some(limit) = self.driver.conn().body_room(id, CHUNK) {
-                // std's Read fills initialised memory only.
-                buf.resize(limit, 0);
+                let room = body.room(limit);
                 let n = loop {
-                    match nar.read(&mut buf) {
+                    match nar.read(room) {
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                         read => break read.map_err(Error::io("reading the NAR in"))?,
                     }
                 };
-                buf.truncate(n);
                 if n == 0 {
                     return Err(Error::Ended {
                         during: "reading the NARs to add: the input ended before the sizes their path infos state",
@@ -227,7 +224,7 @@ impl Store {
                 }
                 self.driver
                     .conn()
-                    .offer_body(Instant::now(), id, buf.split().freeze())?;
+                    .offer_body(Instant::now(), id, body.take(n))?;
                 continue;
             }
             if let Step::Done(result) = self.next(id)? {
