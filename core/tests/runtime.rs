@@ -189,3 +189,35 @@ fn a_broken_pipe_is_not_an_error_of_the_pump_but_other_write_failures_are() {
         .expect_err("an error");
     assert_eq!(error.class(), ErrorClass::Transport);
 }
+
+#[test]
+fn small_reads_of_a_body_share_a_block() {
+    use nixwire_core::runtime::BodyBuf;
+    let mut body = BodyBuf::new(64 * 1024);
+    let mut pieces = Vec::new();
+    for n in 0..40u8 {
+        let room = body.room(64 * 1024);
+        assert!(!room.is_empty() && room.len() <= 64 * 1024);
+        room[..3].copy_from_slice(&[n, n, n]);
+        pieces.push(body.take(3));
+    }
+    // Each piece is what was read into it ...
+    for (n, piece) in pieces.iter().enumerate() {
+        assert_eq!(piece.as_ref(), [n as u8; 3]);
+    }
+    // ... and they lie one after another in one block, not one block each.
+    for pair in pieces.windows(2) {
+        assert_eq!(pair[0].as_ptr().wrapping_add(3), pair[1].as_ptr());
+    }
+    // A read never gets more room than asked for.
+    assert_eq!(body.room(10).len(), 10);
+    // With less left than a fair share of a block, a new block.
+    let mut body = BodyBuf::new(1024);
+    let first = {
+        body.room(1000);
+        body.take(1000)
+    };
+    body.room(1000);
+    let second = body.take(1);
+    assert_ne!(first.as_ptr().wrapping_add(1000), second.as_ptr());
+}
