@@ -87,10 +87,17 @@ def log(msg):
 
 @dataclass
 class Sample:
-    """One timed run: wall seconds and peak RSS in KiB."""
+    """One timed run: wall seconds and peak RSS in KiB.
+
+    `rss_kib` is /usr/bin/time's %M: the largest of the command and the
+    children it waited for (nixwire's are ssh and, for a chroot store A, a
+    local `nix-daemon --stdio`). `own_kib` is the command's own peak
+    (VmHWM), polled from /proc while it runs.
+    """
 
     seconds: float
     rss_kib: int
+    own_kib: int = 0
 
 
 @dataclass
@@ -125,10 +132,47 @@ class Row:
         return statistics.median(s.seconds for s in self.samples) if self.samples else None
 
     def rss_mib(self):
-        """The median peak RSS in MiB."""
-        if not self.samples:
-            return None
+        """The median peak RSS in MiB, with children (time's %M)."""
         return statistics.median(s.rss_kib for s in self.samples) / 1024
+
+    def own_mib(self):
+        """The median of the command's own peak RSS in MiB."""
+        return statistics.median(s.own_kib for s in self.samples) / 1024
+
+
+def vm_hwm_kib(pid):
+    """A process's peak RSS so far (VmHWM), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def poll_own_peak(time_proc, interval=0.005):
+    """Waits for /usr/bin/time's command, polling the command's own VmHWM.
+
+    VmHWM only grows, so the last reading before the command exits is its
+    peak, short of what it took in its last few milliseconds. Returns the
+    peak in KiB (0 if the command was never seen).
+    """
+    tpid = time_proc.pid
+    child, peak = None, 0
+    while time_proc.poll() is None:
+        if child is None:
+            try:
+                with open(f"/proc/{tpid}/task/{tpid}/children") as f:
+                    pids = f.read().split()
+                child = int(pids[0]) if pids else None
+            except OSError:
+                pass
+        if child is not None:
+            peak = max(peak, vm_hwm_kib(child) or 0)
+        time.sleep(interval)
+    return peak
 
 
 class Env:
@@ -266,21 +310,29 @@ class Env:
         """
         tfile = os.path.join(self.scratch, "time.out")
         full = ["/usr/bin/time", "-o", tfile, "-f", "%e %M", *argv]
+        out_f = tempfile.TemporaryFile(dir=self.scratch)
+        err_f = tempfile.TemporaryFile(dir=self.scratch)
         stdin_f = open(stdin, "rb") if stdin else subprocess.DEVNULL
         try:
             start = time.monotonic()
-            proc = subprocess.run(full, env=env or self.nix_env, stdin=stdin_f,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(full, env=env or self.nix_env, stdin=stdin_f,
+                                    stdout=out_f, stderr=err_f)
+            own = poll_own_peak(proc)
             seconds = time.monotonic() - start
+            out_f.seek(0)
+            err_f.seek(0)
+            stdout, stderr = out_f.read(), err_f.read()
         finally:
+            out_f.close()
+            err_f.close()
             if stdin:
                 stdin_f.close()
         if proc.returncode != 0:
             raise RuntimeError(f"failed ({proc.returncode}): {' '.join(argv)[:300]}\n"
-                               f"{proc.stderr.decode(errors='replace')[-2000:]}")
+                               f"{stderr.decode(errors='replace')[-2000:]}")
         with open(tfile) as f:
             rss = int(f.read().split()[-1])
-        return Sample(seconds, rss), proc.stdout.decode()
+        return Sample(seconds, rss, own), stdout.decode()
 
     def check_valid(self, store, paths):
         """Checks (untimed) that a copy left every path valid in `store`."""
@@ -513,8 +565,9 @@ def case_chain(env, rows, runs, length):
 
 def table(rows, runs):
     """The markdown table: medians, ratio to the case's baseline, RSS."""
-    out = [f"| case | command | median of {runs} (s) | ratio | peak RSS (MiB) |",
-           "|---|---|---|---|---|"]
+    out = [f"| case | command | median of {runs} (s) | ratio "
+           "| peak RSS, own (MiB) | peak RSS, with children (MiB) |",
+           "|---|---|---|---|---|---|"]
     by_case = {}
     for row in rows:
         by_case.setdefault(row.case, {})[row.tool] = row
@@ -526,8 +579,9 @@ def table(rows, runs):
             ratio = f"{med / base.median():.2f} x {row.baseline}"
         med_s = f"{med:.3f}" if med is not None else "-"
         rss = f"{row.rss_mib():.1f}" if row.samples else "-"
+        own = f"{row.own_mib():.1f}" if row.samples else "-"
         tool = f"{row.tool} ({row.note})" if row.note else row.tool
-        out.append(f"| {row.case} | {tool} | {med_s} | {ratio} | {rss} |")
+        out.append(f"| {row.case} | {tool} | {med_s} | {ratio} | {own} | {rss} |")
     return "\n".join(out)
 
 
