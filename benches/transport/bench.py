@@ -14,9 +14,11 @@ through ssh as ``remote-store=DIR``):
 2. ``many``: 1000 paths of 1 KiB, all given at once, beside
    ``ssh ... true`` (the connection floor) and ``nix copy``.
    Ratio: nixwire / floor (target <= 1.6).
-3. Peak RSS (``/usr/bin/time -f '%e %M'``) of every command, and a 16 MiB
-   path beside the 256 MiB one: nixwire's RSS should not grow with the
-   path's size (target < 16 MiB).
+3. Peak RSS of every command, and a 16 MiB path beside the 256 MiB one:
+   nixwire's RSS should not grow with the path's size (target < 16 MiB).
+   Two figures: the command's own peak (VmHWM polled from /proc), and
+   ``/usr/bin/time -f '%e %M'``'s, which is the largest of the command and
+   its children (for nixwire: ssh and a local ``nix-daemon --stdio``).
 4. ``--slow``: the 1000-path copy and ``nixwire path-info`` of the 1000
    paths through ``delay-proxy.py`` (5 ms each way, a 10 ms round trip),
    beside ``nix copy`` and ``nix path-info``.
@@ -62,7 +64,9 @@ import time
 from dataclasses import dataclass, field
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DELAY_PROXY = "/work/shared/tools/latency/delay-proxy.py"
+# The latency tool beside the repository (../shared/tools/latency).
+DELAY_PROXY = os.path.join(os.path.dirname(REPO), "shared", "tools", "latency",
+                           "delay-proxy.py")
 MIB = 1024 * 1024
 
 CHAIN_NIX = r"""
@@ -225,7 +229,7 @@ class Env:
         """Starts delay-proxy.py in front of the sshd (5 ms each way)."""
         self.proxy_port = self.args.proxy_port
         self.proxy = subprocess.Popen(
-            [sys.executable, DELAY_PROXY, str(self.proxy_port), str(self.port),
+            [sys.executable, self.args.delay_proxy, str(self.proxy_port), str(self.port),
              str(self.args.delay_ms)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):
@@ -602,6 +606,8 @@ def parse_args(argv):
     p.add_argument("--port", type=int, default=2210, help="the sshd's port (default 2210)")
     p.add_argument("--proxy-port", type=int, default=2211,
                    help="the delay proxy's port for --slow (default 2211)")
+    p.add_argument("--delay-proxy", default=DELAY_PROXY,
+                   help="delay-proxy.py for --slow (default: ../shared/tools/latency)")
     p.add_argument("--delay-ms", type=float, default=5,
                    help="the proxy's one-way delay for --slow (default 5)")
     args = p.parse_args(argv)
