@@ -25,16 +25,3 @@ pub mod build;
 pub mod copy;
 #[cfg(feature = "machines")]
 pub mod schedule;
-
-/// A store path named `name` with a hash part made from the name, so that
-/// each name gives its own path: the flows' tests need many.
-#[cfg(test)]
-fn test_path(name: &str) -> crate::store::StorePath {
-    let hash: String = name
-        .bytes()
-        .cycle()
-        .take(32)
-        .map(|b| char::from(b"0123456789abcdfghijklmnpqrsvwxyz"[usize::from(b) % 32]))
-        .collect();
-    format!("{hash}-{name}").parse().expect("a store path")
-}

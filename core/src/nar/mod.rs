@@ -22,11 +22,16 @@
 //! differing only in case. That depends on the receiving machine's setting,
 //! and checking it needs every name of a directory at once, which the framer
 //! does not keep.
+//!
+//! [`NarEncoder`] goes the other way: the framing of an archive written while
+//! a host walks a file tree, the contents streamed by the host.
 
+mod encoder;
 mod framer;
 mod limits;
 mod node;
 
+pub use encoder::NarEncoder;
 pub use framer::{NarError, NarFramer};
 pub use limits::NarLimits;
 pub use node::Node;

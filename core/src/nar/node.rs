@@ -2,7 +2,7 @@
 //! benchmarks that need archives. Real archives stream through [`NarFramer`](super::NarFramer)
 //! and are never held as a `Node`.
 
-use crate::wire::encode_bytes;
+use super::NarEncoder;
 
 /// A file-system object as a NAR describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,47 +26,34 @@ pub enum Node {
 impl Node {
     /// The whole archive for this tree.
     pub fn to_nar(&self) -> Vec<u8> {
+        let mut enc = NarEncoder::new();
         let mut out = Vec::new();
-        encode_bytes(b"nix-archive-1", &mut out);
-        self.write(&mut out);
+        self.write(&mut enc, &mut out);
+        out.extend_from_slice(&enc.take());
         out
     }
 
-    fn write(&self, out: &mut Vec<u8>) {
-        let tok = |t: &[u8], out: &mut Vec<u8>| encode_bytes(t, out);
-        tok(b"(", out);
-        tok(b"type", out);
+    fn write(&self, enc: &mut NarEncoder, out: &mut Vec<u8>) {
         match self {
             Self::Regular {
                 executable,
                 contents,
             } => {
-                tok(b"regular", out);
-                if *executable {
-                    tok(b"executable", out);
-                    tok(b"", out);
-                }
-                tok(b"contents", out);
-                tok(contents, out);
+                enc.regular(*executable, contents.len() as u64);
+                out.extend_from_slice(&enc.take());
+                out.extend_from_slice(contents);
+                enc.contents_end(contents.len() as u64);
             }
-            Self::Symlink { target } => {
-                tok(b"symlink", out);
-                tok(b"target", out);
-                tok(target, out);
-            }
+            Self::Symlink { target } => enc.symlink(target),
             Self::Directory(entries) => {
-                tok(b"directory", out);
+                enc.directory();
                 for (name, node) in entries {
-                    tok(b"entry", out);
-                    tok(b"(", out);
-                    tok(b"name", out);
-                    tok(name, out);
-                    tok(b"node", out);
-                    node.write(out);
-                    tok(b")", out);
+                    enc.entry(name);
+                    node.write(enc, out);
+                    enc.entry_end();
                 }
+                enc.directory_end();
             }
         }
-        tok(b")", out);
     }
 }
