@@ -46,6 +46,7 @@ use nixwire_core::session::BuildSettings;
 use nixwire_core::store::{Derivation, StoreDir, StorePath};
 use nixwire_core::uri::StoreUri;
 
+use crate::local_nar;
 use crate::machines_cmd::StdFiles;
 use crate::remote::{Canceller, Remote, Runtime, one_line, options};
 
@@ -635,12 +636,13 @@ impl Stores {
         let (Some(local), Some(remote)) = (self.local.as_mut(), self.remote.as_mut()) else {
             return Err("the machine's connection is gone".into());
         };
-        let (source, dest) = match from {
-            Side::Local => (local, remote),
-            Side::Remote => (remote, local),
+        // The local store's NARs come straight from its files.
+        let (source, dest, files) = match from {
+            Side::Local => (local, remote, local_nar::files_of(&context.local_store)),
+            Side::Remote => (remote, local, None),
         };
         source
-            .copy_nars(dest, paths, &|_| {})
+            .copy_nars(dest, paths, files.as_deref(), &|_| {})
             .map(|_| ())
             .map_err(|e| match &e.path {
                 Some(path) => format!(

@@ -15,6 +15,7 @@ use clap::Args;
 use nixwire_core::flows::copy::{ClosureCopy, Want};
 use nixwire_core::store::StoreDir;
 
+use crate::local_nar;
 use crate::remote::{Remote, Runtime, one_line, options};
 
 /// Arguments of `nixwire copy`.
@@ -106,7 +107,9 @@ fn copy(args: &CopyArgs) -> Result<(), String> {
                 bar.inc(n);
             }
         };
-        let copied = source.copy_nars(&mut dest, &transfer.paths, &progress);
+        // A source on this machine: its NARs come straight from its files.
+        let files = local_nar::files_of(from);
+        let copied = source.copy_nars(&mut dest, &transfer.paths, files.as_deref(), &progress);
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }

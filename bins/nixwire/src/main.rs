@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod build_cmd;
 mod copy_cmd;
+mod local_nar;
 mod machines_cmd;
 mod path_info_cmd;
 mod ping_cmd;

@@ -11,6 +11,7 @@
 //! on the way.
 
 use std::io;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
@@ -20,7 +21,9 @@ use nixwire_core::flows::copy::{NarCheck, NarMismatch};
 use nixwire_core::machines::Machine;
 use nixwire_core::runtime::{Error, Options};
 use nixwire_core::session::{BuildSettings, Info};
-use nixwire_core::store::{BasicDerivation, BuildResult, PathInfo, StorePath};
+use nixwire_core::store::{BasicDerivation, BuildResult, PathInfo, StoreDir, StorePath};
+
+use crate::local_nar::NarPieces;
 
 /// Which runtime drives the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -153,6 +156,7 @@ impl Remote {
         &mut self,
         dest: &mut Self,
         paths: &[(StorePath, PathInfo)],
+        files: Option<&Path>,
         progress: &Progress<'_>,
     ) -> Result<u64, CopyNarsError> {
         match (self, dest) {
@@ -166,7 +170,10 @@ impl Remote {
                             inner: writer,
                             gate: Gate::new(NarCheck::new(path, info), progress),
                         };
-                        let sent = source.nar_from_path(path, &mut out).await;
+                        let sent = match files {
+                            Some(root) => dump_tokio(root, path, &mut out).await,
+                            None => source.nar_from_path(path, &mut out).await,
+                        };
                         let Checked { inner, gate } = out;
                         writer = inner;
                         total += gate.result(sent).map_err(|e| e.about(path))?;
@@ -196,7 +203,10 @@ impl Remote {
                             inner: writer,
                             gate: Gate::new(NarCheck::new(path, info), progress),
                         };
-                        let sent = source.nar_from_path(path, &mut out).await;
+                        let sent = match files {
+                            Some(root) => dump_smol(root, path, &mut out).await,
+                            None => source.nar_from_path(path, &mut out).await,
+                        };
                         let Checked { inner, gate } = out;
                         writer = inner;
                         total += gate.result(sent).map_err(|e| e.about(path))?;
@@ -226,7 +236,10 @@ impl Remote {
                                 inner: writer,
                                 gate: Gate::new(NarCheck::new(path, info), progress),
                             };
-                            let sent = source.nar_from_path(path, &mut out);
+                            let sent = match files {
+                                Some(root) => dump_blocking(root, path, &mut out),
+                                None => source.nar_from_path(path, &mut out),
+                            };
                             let Checked { inner, gate } = out;
                             writer = inner;
                             total += gate.result(sent).map_err(|e| e.about(path))?;
@@ -302,6 +315,62 @@ impl Canceller {
             Self::Blocking(c) => c.cancel(),
         }
     }
+}
+
+/// The pieces of `path`'s NAR read from the files under `root`.
+fn pieces(root: &Path, path: &StorePath) -> Result<NarPieces, Error> {
+    let full = StoreDir::default().display_path(path);
+    NarPieces::new(&root.join(full.trim_start_matches('/')))
+        .map_err(Error::io("reading a store path from the file system"))
+}
+
+/// `path`'s NAR from the files under `root`, written to a tokio writer;
+/// its size.
+async fn dump_tokio(
+    root: &Path,
+    path: &StorePath,
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<u64, Error> {
+    use tokio::io::AsyncWriteExt;
+    let mut size = 0;
+    for piece in pieces(root, path)? {
+        let piece = piece.map_err(Error::io("reading a store path from the file system"))?;
+        size += piece.len() as u64;
+        out.write_all(&piece)
+            .await
+            .map_err(Error::io("writing the NAR out"))?;
+    }
+    Ok(size)
+}
+
+/// The same for a smol writer.
+async fn dump_smol(
+    root: &Path,
+    path: &StorePath,
+    out: &mut (impl smol::io::AsyncWrite + Unpin),
+) -> Result<u64, Error> {
+    use smol::io::AsyncWriteExt;
+    let mut size = 0;
+    for piece in pieces(root, path)? {
+        let piece = piece.map_err(Error::io("reading a store path from the file system"))?;
+        size += piece.len() as u64;
+        out.write_all(&piece)
+            .await
+            .map_err(Error::io("writing the NAR out"))?;
+    }
+    Ok(size)
+}
+
+/// The same for a std writer.
+fn dump_blocking(root: &Path, path: &StorePath, out: &mut impl io::Write) -> Result<u64, Error> {
+    let mut size = 0;
+    for piece in pieces(root, path)? {
+        let piece = piece.map_err(Error::io("reading a store path from the file system"))?;
+        size += piece.len() as u64;
+        out.write_all(&piece)
+            .map_err(Error::io("writing the NAR out"))?;
+    }
+    Ok(size)
 }
 
 /// What a copy tells of its progress: NAR bytes passed on, as they pass.
