@@ -80,12 +80,14 @@ fn copy(args: &CopyArgs) -> Result<(), String> {
     let transfer = loop {
         match plan.want() {
             Want::AskSource(paths) => {
+                tracing::info!(paths = paths.len(), "asking {from} for path infos");
                 let infos = source
                     .query_path_infos(&paths)
                     .map_err(|e| format!("asking {from} for path infos: {}", one_line(&e)))?;
                 plan.source_answered(infos).map_err(|e| e.to_string())?;
             }
             Want::AskDestination(paths) => {
+                tracing::info!(paths = paths.len(), "asking {to} which it holds");
                 let valid = dest
                     .query_valid_paths(&paths)
                     .map_err(|e| format!("asking {to} for valid paths: {}", one_line(&e)))?;
@@ -109,6 +111,12 @@ fn copy(args: &CopyArgs) -> Result<(), String> {
         };
         // A source on this machine: its NARs come straight from its files.
         let files = local_nar::files_of(from);
+        tracing::info!(
+            paths = transfer.paths.len(),
+            bytes = transfer.nar_size,
+            from_files = files.is_some(),
+            "sending the missing paths in one request to {to}"
+        );
         let copied = source.copy_nars(&mut dest, &transfer.paths, files.as_deref(), &progress);
         if let Some(bar) = bar {
             bar.finish_and_clear();
