@@ -54,6 +54,9 @@ fn request(op: u8, nar_size: u64) -> Option<Request> {
             ultimate: false,
             sigs: vec![],
             ca: None,
+            provenance: None,
+            repair: false,
+            dont_check_sigs: true,
         }),
         _ => return None,
     })
