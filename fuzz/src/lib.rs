@@ -10,7 +10,11 @@ use bytes::Bytes;
 pub fn chunks(seed: u8, data: &[u8]) -> Vec<Bytes> {
     let all = Bytes::copy_from_slice(data);
     if seed == 0 {
-        return if all.is_empty() { Vec::new() } else { vec![all] };
+        return if all.is_empty() {
+            Vec::new()
+        } else {
+            vec![all]
+        };
     }
     let mut state = u32::from(seed) | 0x9e37_7900;
     let mut out = Vec::new();
