@@ -1,0 +1,47 @@
+//! A worker-protocol server (`nixwire_core::worker::Server`, the daemon
+//! side) fed whatever the "client" sends, split into reads at
+//! fuzzer-chosen points, then the end of input. Checks that no client bytes
+//! make it panic: it must answer with errors (a `Broken` event) instead.
+//! Every request is refused with `STDERR_ERROR` (once its body, if any, has
+//! ended), so the server goes on to decode the next one.
+//!
+//! Input: `[split seed][client bytes...]` (the split seed is explained at
+//! `nixwire_fuzz::chunks`).
+#![no_main]
+
+use std::time::Instant;
+
+use libfuzzer_sys::fuzz_target;
+use nixwire_core::conn::Connection;
+use nixwire_core::worker::stderr::RemoteError;
+use nixwire_core::worker::{Server, ServerConfig, ServerEvent};
+
+fn drain(server: &mut Server) {
+    let refusal = RemoteError::new("refused by the fuzzer");
+    while server.poll_transmit().is_some() {}
+    while let Some(event) = server.poll_event() {
+        match event {
+            ServerEvent::Request { id, .. } | ServerEvent::BodyEnd { id, .. } => {
+                let _ = server.fail(id, &refusal);
+            }
+            _ => {}
+        }
+    }
+    while server.poll_transmit().is_some() {}
+    let _ = server.poll_timeout();
+}
+
+fuzz_target!(|data: &[u8]| {
+    let [split, rest @ ..] = data else {
+        return;
+    };
+    let now = Instant::now();
+    let mut server = Server::new(ServerConfig::default(), now);
+    drain(&mut server);
+    for chunk in nixwire_fuzz::chunks(*split, rest) {
+        let _ = server.handle_input(now, chunk);
+        drain(&mut server);
+    }
+    let _ = server.handle_eof(now);
+    drain(&mut server);
+});
