@@ -43,3 +43,12 @@ elif [ "${CI:-}" = true ]; then
   echo "CI=true but no nix-instantiate to evaluate flake.nix" >&2
   exit 1
 fi
+
+# The fuzz targets (fuzz/, docs/fuzzing.md) for a few seconds each, where a
+# nightly toolchain with cargo-fuzz is installed; said when not.
+if cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "== fuzz: every target for 5 s"
+  fuzz/run.sh 5
+else
+  echo "== fuzz: skipped (no nightly toolchain with cargo-fuzz; see docs/fuzzing.md)"
+fi
