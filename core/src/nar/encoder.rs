@@ -1,23 +1,23 @@
-//! Writing a NAR while walking a file tree, a piece at a time: the
-//! archive's framing comes from [`NarEncoder`], the file contents from the
-//! host, which reads them straight into its output. So a host can serve a
-//! local path's NAR from the file system in bounded memory, without a
-//! `nix-store --dump` in between.
-//!
-//! The host walks the tree as a NAR orders it (a directory's entries sorted
-//! by name, bytewise) and calls, for each node: [`regular`](NarEncoder::regular)
-//! then the contents then [`contents_end`](NarEncoder::contents_end);
-//! [`symlink`](NarEncoder::symlink); or [`directory`](NarEncoder::directory),
-//! an [`entry`](NarEncoder::entry)/[`entry_end`](NarEncoder::entry_end) pair
-//! around each child, and [`directory_end`](NarEncoder::directory_end).
-//! [`take`](NarEncoder::take) hands out the framing written so far, to go
-//! out before the next contents.
+//! The framing of a NAR written while a host walks a file tree: [`NarEncoder`].
 
 use bytes::{Bytes, BytesMut};
 
 use crate::wire::{encode_bytes, encode_u64};
 
-/// The framing of a NAR being written (see the [module docs](self)).
+/// Writing a NAR while walking a file tree, a piece at a time: the
+/// archive's framing comes from this encoder, the file contents from the
+/// host, which reads them straight into its output. So a host can serve a
+/// local path's NAR from the file system in bounded memory, without a
+/// `nix-store --dump` in between.
+///
+/// The host walks the tree as a NAR orders it (a directory's entries sorted
+/// by name, bytewise) and calls, for each node: [`regular`](Self::regular)
+/// then the contents then [`contents_end`](Self::contents_end);
+/// [`symlink`](Self::symlink); or [`directory`](Self::directory),
+/// an [`entry`](Self::entry)/[`entry_end`](Self::entry_end) pair
+/// around each child, and [`directory_end`](Self::directory_end).
+/// [`take`](Self::take) hands out the framing written so far, to go
+/// out before the next contents.
 #[derive(Debug)]
 pub struct NarEncoder {
     out: Vec<u8>,
