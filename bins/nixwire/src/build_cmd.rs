@@ -104,7 +104,7 @@ pub(crate) fn run(args: BuildArgs) -> ExitCode {
     match build(&args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("nixwire: build: {e}");
+            say!("nixwire: build: {e}");
             ExitCode::FAILURE
         }
     }
@@ -258,7 +258,7 @@ fn build(args: &BuildArgs) -> Result<u8, String> {
                 Next::Run(job) => {
                     let job = *job;
                     let machine = short_uri(&job.machine.uri).to_owned();
-                    eprintln!(
+                    say!(
                         "building '{}' on '{machine}'...",
                         dir.display_path(&job.drv_path)
                     );
@@ -330,7 +330,7 @@ fn build(args: &BuildArgs) -> Result<u8, String> {
                 schedule.job_finished(Instant::now(), job, &outcome, Duration::ZERO);
             }
             Report::Interrupted => {
-                eprintln!("nixwire: interrupted: cancelling the running builds");
+                say!("nixwire: interrupted: cancelling the running builds");
                 interrupted.store(true, Ordering::SeqCst);
                 schedule.stop();
                 for w in &workers {
@@ -368,14 +368,14 @@ fn summarize(dir: &StoreDir, schedule: &Schedule, interrupted: bool) -> u8 {
                 }
             }
             State::NotBuilt(why) => {
-                eprintln!(
+                say!(
                     "nixwire: build: {} was not built: {why}",
                     dir.display_path(drv)
                 );
                 code = code.max(1);
             }
             other => {
-                eprintln!(
+                say!(
                     "nixwire: build: {} was left {other:?}",
                     dir.display_path(drv)
                 );
@@ -409,7 +409,7 @@ fn report_failure(dir: &StoreDir, r: &Running, failure: &Failure) {
             text.push_str(line);
         }
     }
-    eprintln!("{text}");
+    say!("{text}");
 }
 
 /// The last [`LOG_TAIL`] lines of a build's log.
@@ -761,7 +761,7 @@ fn machines(args: &BuildArgs, root: Option<&Path>) -> Result<Vec<Machine>, Strin
     // include of a file that is not there) only with -v.
     for w in &parsed.warnings {
         if args.machines.is_some() {
-            eprintln!("warning: {w}");
+            say!("warning: {w}");
         } else {
             tracing::info!("{w}");
         }

@@ -52,7 +52,7 @@ pub(crate) fn run(args: CopyArgs) -> ExitCode {
     match copy(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("nixwire: copy: {e}");
+            say!("nixwire: copy: {e}");
             ExitCode::FAILURE
         }
     }
@@ -133,14 +133,14 @@ fn copy(args: &CopyArgs) -> Result<(), String> {
     for (path, _) in &transfer.paths {
         println!("{}", dir.display_path(path));
     }
-    eprintln!(
+    say!(
         "nixwire: copied {} paths ({bytes} bytes), {} already there",
         transfer.paths.len(),
         transfer.already.len()
     );
     for (store, uri) in [(source, from), (dest, to)] {
         if let Err(e) = store.close() {
-            eprintln!("nixwire: closing {uri}: {}", one_line(&e));
+            say!("nixwire: closing {uri}: {}", one_line(&e));
         }
     }
     Ok(())
@@ -150,7 +150,7 @@ fn copy(args: &CopyArgs) -> Result<(), String> {
 /// saying what is about to be copied, and no bar.
 fn progress_bar(paths: usize, bytes: u64) -> Option<indicatif::ProgressBar> {
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprintln!("nixwire: copying {paths} paths ({bytes} bytes of NAR)");
+        say!("nixwire: copying {paths} paths ({bytes} bytes of NAR)");
         return None;
     }
     let bar = indicatif::ProgressBar::new(bytes);

@@ -159,7 +159,7 @@ fn load(file: &Path, options: &ParseOptions, warn: bool) -> Result<MachinesFile,
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(e) => {
-            eprintln!("error: cannot read {name}: {e}");
+            say!("error: cannot read {name}: {e}");
             return Err(ExitCode::from(EXIT_BAD_FILE));
         }
     };
@@ -178,7 +178,7 @@ fn load(file: &Path, options: &ParseOptions, warn: bool) -> Result<MachinesFile,
             Ok(parsed)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            say!("error: {e}");
             Err(ExitCode::from(EXIT_BAD_FILE))
         }
     }
@@ -194,7 +194,7 @@ fn check(file: &Path, json: bool, options: &ParseOptions) -> ExitCode {
         match serde_json::to_string_pretty(&machines) {
             Ok(s) => s + "\n",
             Err(e) => {
-                eprintln!("error: {e}");
+                say!("error: {e}");
                 return ExitCode::FAILURE;
             }
         }
@@ -278,14 +278,15 @@ fn select(file: &Path, step: &Step, config: PoolConfig, options: &ParseOptions) 
                 Ordering::Nix => "lowest load per speed (Nix)",
                 Ordering::HydraRounded => "lowest rounded load per speed (Hydra)",
             };
-            eprintln!(
+            say!(
                 "chosen by {how}; speed {}, {} job slot(s), no jobs running",
-                m.speed_factor, m.max_jobs
+                m.speed_factor,
+                m.max_jobs
             );
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            say!("error: {e}");
             ExitCode::from(EXIT_NO_MACHINE)
         }
     }

@@ -9,6 +9,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `eprintln!` that never panics: a host that closes nixwire's stderr (a
+/// queue runner that stopped reading) must not kill a copy or a build half
+/// way, so what cannot be written is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod build_cmd;
 mod copy_cmd;
 mod local_nar;

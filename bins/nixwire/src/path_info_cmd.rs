@@ -49,7 +49,7 @@ pub(crate) fn run(args: PathInfoArgs) -> ExitCode {
         Ok(all_valid) if all_valid => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("nixwire: path-info: {e}");
+            say!("nixwire: path-info: {e}");
             ExitCode::FAILURE
         }
     }
@@ -71,7 +71,7 @@ fn query(args: &PathInfoArgs) -> Result<bool, String> {
         .map_err(|e| format!("cannot open {}: {}", args.store, one_line(&e)))?;
     let found = infos(&mut remote, &asked, args.recursive).map_err(|e| one_line(&e))?;
     if let Err(e) = remote.close() {
-        eprintln!("nixwire: closing {}: {}", args.store, one_line(&e));
+        say!("nixwire: closing {}: {}", args.store, one_line(&e));
     }
     // Nix prints in its sets' order: by the paths' text.
     let mut shown: Vec<&StorePath> = if args.recursive {
@@ -108,7 +108,7 @@ fn query(args: &PathInfoArgs) -> Result<bool, String> {
         if found.contains_key(path) {
             println!("{}", dir.display_path(path));
         } else {
-            eprintln!("error: path '{}' is not valid", dir.display_path(path));
+            say!("error: path '{}' is not valid", dir.display_path(path));
         }
     }
     Ok(all_valid)

@@ -28,14 +28,14 @@ pub(crate) fn run(args: PingArgs) -> ExitCode {
         // The handshake is what was asked; a failure to end cleanly after
         // it is said but does not change the answer.
         if let Err(e) = remote.close() {
-            eprintln!("nixwire: closing {}: {}", args.store, one_line(&e));
+            say!("nixwire: closing {}: {}", args.store, one_line(&e));
         }
         Ok(info)
     });
     let info = match outcome {
         Ok(info) => info,
         Err(e) => {
-            eprintln!("nixwire: cannot ping {}: {e}", args.store);
+            say!("nixwire: cannot ping {}: {e}", args.store);
             return ExitCode::FAILURE;
         }
     };
