@@ -381,22 +381,32 @@ pub(crate) fn run(args: DecodeArgs) -> ExitCode {
     }
 }
 
-fn log_text(log: &nixwire_core::conn::Log) -> (&'static str, &'static str, String) {
+/// A log as printed lines: the server's stderr (the serve protocol's build
+/// logs) a line per line of text, a worker's log messages one each.
+fn log_lines(log: &nixwire_core::conn::Log) -> Vec<(&'static str, String)> {
     let text = String::from_utf8_lossy(&log.text);
-    let text = short(&format!("{:?}", text.trim_end_matches('\n')));
+    let quoted = |s: &str| short(&format!("{s:?}"));
     match log.source {
-        LogSource::Stderr => ("S!", "log", text),
-        LogSource::Build { activity } => (
+        LogSource::Stderr => text
+            .trim_end_matches('\n')
+            .split('\n')
+            .map(|line| ("S!", quoted(line)))
+            .collect(),
+        LogSource::Build { activity } => vec![(
             "S>",
-            "log",
-            format!("build log of activity {activity}: {text}"),
-        ),
-        LogSource::PostBuild { activity } => (
+            format!(
+                "build log of activity {activity}: {}",
+                quoted(text.trim_end_matches('\n'))
+            ),
+        )],
+        LogSource::PostBuild { activity } => vec![(
             "S>",
-            "log",
-            format!("post-build log of activity {activity}: {text}"),
-        ),
-        _ => ("S>", "log", text),
+            format!(
+                "post-build log of activity {activity}: {}",
+                quoted(text.trim_end_matches('\n'))
+            ),
+        )],
+        _ => vec![("S>", quoted(text.trim_end_matches('\n')))],
     }
 }
 
@@ -540,8 +550,9 @@ fn decode_serve(t: &Transcript, split: Split) -> (Pass, Pass) {
                     cp.push(n, "S>", at, "failed", error.to_string())
                 }
                 serve::ClientEvent::Log(log) => {
-                    let (dir, kind, text) = log_text(&log);
-                    cp.push(n, dir, at, kind, text);
+                    for (dir, text) in log_lines(&log) {
+                        cp.push(n, dir, at, "log", text);
+                    }
                 }
                 serve::ClientEvent::Closed => {
                     cp.push(n, "S>", at, "closed", "the server closed".into())
@@ -720,8 +731,9 @@ fn decode_worker(t: &Transcript, split: Split) -> (Pass, Pass) {
                     cp.push(n, "S>", at, "write", short(&format!("{data:?}")));
                 }
                 worker::ClientEvent::Log(log) => {
-                    let (dir, kind, text) = log_text(&log);
-                    cp.push(n, dir, at, kind, text);
+                    for (dir, text) in log_lines(&log) {
+                        cp.push(n, dir, at, "log", text);
+                    }
                 }
                 worker::ClientEvent::Activity { message, .. } => {
                     cp.push(n, "S>", at, "activity", short(&format!("{message:?}")));

@@ -45,7 +45,8 @@ fn a_serve_build_decodes_whole() {
         "request  QueryValidPaths",
         "request  BuildDerivation",
         "reply    BuildDerivation",
-        "S! @",
+        // The server's stderr, a line each.
+        "S! @0       log      \"log line 19\"",
         "every byte decoded",
     ] {
         assert!(out.contains(want), "no {want:?} in:\n{out}");
@@ -69,6 +70,28 @@ fn a_worker_path_info_decodes_whole() {
         "both speak 1.38",
         "request  QueryPathInfo",
         "reply    QueryPathInfo",
+        "every byte decoded",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn a_worker_build_at_1_21_shows_its_activities_and_log() {
+    let o = decode(
+        &capture("worker-build-client2.3-server2.34/conn2.json"),
+        false,
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    for want in [
+        "server announces worker 1.38",
+        "both speak 1.21",
+        "request  BuildDerivation",
+        "activity StartActivity",
+        "\"log line 19\"",
+        "reply    BuildDerivation(BuildResult { status: Built",
+        "reply    NarFromPath(NarDone { nar_size: 560 }), after a NAR of 560 bytes",
         "every byte decoded",
     ] {
         assert!(out.contains(want), "no {want:?} in:\n{out}");
