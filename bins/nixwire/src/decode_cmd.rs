@@ -5,6 +5,7 @@
 //! (and its stderr) into a client that asks for the requests the client's
 //! bytes hold.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -361,17 +362,22 @@ pub(crate) fn run(args: DecodeArgs) -> ExitCode {
             "every byte decoded".into()
         },
     });
+    // A closed stdout (`| head`) ends the printing, not the verdict.
+    let mut out = std::io::stdout().lock();
     for l in &lines {
-        if args.json {
+        let written = if args.json {
             let v = serde_json::json!({
                 "direction": l.dir,
                 "offset": l.offset,
                 "kind": l.kind,
                 "text": l.text,
             });
-            println!("{v}");
+            writeln!(out, "{v}")
         } else {
-            println!("{} @{:<7} {:<8} {}", l.dir, l.offset, l.kind, l.text);
+            writeln!(out, "{} @{:<7} {:<8} {}", l.dir, l.offset, l.kind, l.text)
+        };
+        if written.is_err() {
+            break;
         }
     }
     if failed {
