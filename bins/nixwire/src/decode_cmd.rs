@@ -49,24 +49,6 @@ struct Line {
 struct Pass {
     lines: Vec<Line>,
     failed: bool,
-    /// The chunk that failed, when the failure's byte is not known yet.
-    failed_chunk: Option<usize>,
-}
-
-/// Feeds a chunk whole, or (`bytewise`, to find the byte where it fails) a
-/// byte at a time; on failure, the failing byte's index when known.
-fn feed<E>(
-    data: &[u8],
-    bytewise: bool,
-    mut f: impl FnMut(Bytes) -> Result<(), E>,
-) -> Result<(), (Option<usize>, E)> {
-    if !bytewise {
-        return f(Bytes::copy_from_slice(data)).map_err(|e| (None, e));
-    }
-    for (i, b) in data.iter().enumerate() {
-        f(Bytes::copy_from_slice(&[*b])).map_err(|e| (Some(i), e))?;
-    }
-    Ok(())
 }
 
 /// Byte offsets of each chunk in its own stream.
@@ -109,57 +91,44 @@ impl Pass {
         });
     }
 
-    /// A state machine refused the chunk `chunk` (at its byte `index`, when
-    /// known): the error, then the rest of that direction as a dump, from
-    /// shortly before the failing byte.
+    /// A state machine refused the byte `index` of the chunk `chunk`, in
+    /// the message that started at `message` (an offset of that direction):
+    /// the error, then the rest of that direction from that message on, as
+    /// a dump.
     fn fail(
         &mut self,
         t: &Transcript,
         offs: &[usize],
-        chunk: usize,
-        index: Option<usize>,
+        (chunk, index): (usize, usize),
+        message: usize,
         error: String,
     ) {
         let from = t.chunks[chunk].from;
         let start = offs[chunk];
         let len = t.chunks[chunk].data.len();
+        let at = start + index;
         let stream = t.stream(from);
-        let (at, text) = match index {
-            Some(i) => (
-                start + i,
-                format!(
-                    "does not decode: the error shows at byte offset {} of this direction \
-                     ({i} bytes into the chunk of {len} bytes starting at {start}): {error}",
-                    start + i
-                ),
-            ),
-            None => {
-                self.failed_chunk = Some(chunk);
-                (
-                    start,
-                    format!(
-                        "does not decode, in the chunk of {len} bytes starting at byte offset {start}: {error}"
-                    ),
-                )
-            }
-        };
-        // From the chunk's start, or 64 bytes before the failing byte.
-        let from_at = if at - start < 128 {
-            start
-        } else {
-            start + ((at - start - 64) & !15)
-        };
-        let rest = &stream[from_at.min(stream.len())..];
+        let text = format!(
+            "does not decode: the message starting at byte offset {message} fails at byte offset \
+             {at} of this direction ({index} bytes into the chunk of {len} bytes starting at \
+             {start}): {error}"
+        );
+        let rest = &stream[message.min(stream.len())..];
         self.push(chunk, dir_of(from), at, "error", text);
         self.push(
             chunk,
             dir_of(from),
-            from_at,
+            message,
             "dump",
             format!(
-                "the rest of this direction ({} bytes) from offset {from_at}, at most 256 of them:\n{}",
+                "the rest of this direction from offset {message} ({} bytes{}):\n{}",
                 rest.len(),
-                hexdump(&rest[..rest.len().min(256)], from_at)
+                if rest.len() > 256 {
+                    ", the first 256 shown"
+                } else {
+                    ""
+                },
+                hexdump(&rest[..rest.len().min(256)], message)
             ),
         );
         self.failed = true;
@@ -289,20 +258,6 @@ fn short(debug: &str) -> String {
     out.replace(", … (", " … (")
 }
 
-/// The chunks (of the client's and of the server's direction) to feed a
-/// byte at a time.
-type Split = (Option<usize>, Option<usize>);
-
-/// Decodes both directions; where one fails inside a chunk, decodes again
-/// feeding that chunk a byte at a time, to name the byte.
-fn decoded(t: &Transcript, decode: fn(&Transcript, Split) -> (Pass, Pass)) -> (Pass, Pass) {
-    let (s, c) = decode(t, (None, None));
-    if s.failed_chunk.is_none() && c.failed_chunk.is_none() {
-        return (s, c);
-    }
-    decode(t, (s.failed_chunk, c.failed_chunk))
-}
-
 /// Runs `nixwire decode`: 0 when every byte decoded, 1 when some did not
 /// (or the transcript could not be read).
 pub(crate) fn run(args: DecodeArgs) -> ExitCode {
@@ -332,8 +287,8 @@ pub(crate) fn run(args: DecodeArgs) -> ExitCode {
         ),
     }];
     let (server_pass, client_pass) = match t.protocol.as_str() {
-        "serve" => decoded(&t, decode_serve),
-        "worker" => decoded(&t, decode_worker),
+        "serve" => decode_serve(&t),
+        "worker" => decode_worker(&t),
         other => {
             eprintln!("nixwire: decode: unknown protocol {other:?}");
             return ExitCode::FAILURE;
@@ -418,7 +373,7 @@ fn log_lines(log: &nixwire_core::conn::Log) -> Vec<(&'static str, String)> {
 
 /// The serve protocol: a core server decodes the client's bytes, a core
 /// client the server's.
-fn decode_serve(t: &Transcript, split: Split) -> (Pass, Pass) {
+fn decode_serve(t: &Transcript) -> (Pass, Pass) {
     let now = Instant::now();
     let offs = offsets(t);
     let walk = cserve::codec_walk(t);
@@ -431,51 +386,60 @@ fn decode_serve(t: &Transcript, split: Split) -> (Pass, Pass) {
     }
     let mut server = serve::Server::new(config, now);
     let mut nar_bytes = 0u64;
-    for (n, chunk) in t.chunks.iter().enumerate() {
+    // Where the next message of this direction starts: the bytes go in one
+    // at a time, so that each message is placed.
+    let mut start = 0usize;
+    'chunks: for (n, chunk) in t.chunks.iter().enumerate() {
         if chunk.from != From::Client {
             continue;
         }
-        let at = offs[n];
-        // What decoded before a failing byte is still shown, then the failure.
-        let refused = feed(&chunk.data, split.0 == Some(n), |b| {
-            server.handle_input(now, b)
-        })
-        .err();
-        while let Some(event) = server.poll_event() {
-            match event {
-                serve::ServerEvent::Connected {
-                    client_version,
-                    version,
-                } => sp.push(
-                    n,
-                    "C>",
-                    at,
-                    "hello",
-                    format!("client announces serve {client_version}; both speak {version}"),
-                ),
-                serve::ServerEvent::Request { request, .. } => {
-                    sp.push(n, "C>", at, "request", short(&format!("{request:?}")));
+        for (i, byte) in chunk.data.iter().enumerate() {
+            let end = offs[n] + i + 1;
+            let at = start;
+            let before = sp.lines.len();
+            // What decoded before a failing byte is still shown, then the failure.
+            let refused = server
+                .handle_input(now, Bytes::copy_from_slice(&[*byte]))
+                .err();
+            while let Some(event) = server.poll_event() {
+                match event {
+                    serve::ServerEvent::Connected {
+                        client_version,
+                        version,
+                    } => sp.push(
+                        n,
+                        "C>",
+                        at,
+                        "hello",
+                        format!("client announces serve {client_version}; both speak {version}"),
+                    ),
+                    serve::ServerEvent::Request { request, .. } => {
+                        sp.push(n, "C>", at, "request", short(&format!("{request:?}")));
+                    }
+                    serve::ServerEvent::NarChunk { data, .. } => nar_bytes += data.len() as u64,
+                    serve::ServerEvent::NarEnd { .. } => {
+                        sp.push(n, "C>", at, "body", format!("a NAR of {nar_bytes} bytes"));
+                        nar_bytes = 0;
+                    }
+                    serve::ServerEvent::ImportedPath { trailer, .. } => {
+                        sp.push(n, "C>", at, "body", short(&format!("{trailer:?}")));
+                    }
+                    serve::ServerEvent::BodyEnd { .. } => {}
+                    serve::ServerEvent::Closed => {
+                        sp.push(n, "C>", at, "closed", "the client closed".into())
+                    }
+                    serve::ServerEvent::Broken(e) => sp.push(n, "C>", at, "broken", e.to_string()),
+                    other => sp.push(n, "C>", at, "event", short(&format!("{other:?}"))),
                 }
-                serve::ServerEvent::NarChunk { data, .. } => nar_bytes += data.len() as u64,
-                serve::ServerEvent::NarEnd { .. } => {
-                    sp.push(n, "C>", at, "body", format!("a NAR of {nar_bytes} bytes"));
-                    nar_bytes = 0;
-                }
-                serve::ServerEvent::ImportedPath { trailer, .. } => {
-                    sp.push(n, "C>", at, "body", short(&format!("{trailer:?}")));
-                }
-                serve::ServerEvent::BodyEnd { .. } => {}
-                serve::ServerEvent::Closed => {
-                    sp.push(n, "C>", at, "closed", "the client closed".into())
-                }
-                serve::ServerEvent::Broken(e) => sp.push(n, "C>", at, "broken", e.to_string()),
-                other => sp.push(n, "C>", at, "event", short(&format!("{other:?}"))),
             }
-        }
-        while server.poll_transmit().is_some() {}
-        if let Some((i, e)) = refused {
-            sp.fail(t, &offs, n, i, e.to_string());
-            break;
+            while server.poll_transmit().is_some() {}
+            if sp.lines.len() > before {
+                start = end;
+            }
+            if let Some(e) = refused {
+                sp.fail(t, &offs, (n, i), start, e.to_string());
+                break 'chunks;
+            }
         }
     }
 
@@ -505,79 +469,98 @@ fn decode_serve(t: &Transcript, split: Split) -> (Pass, Pass) {
         }
     }
     let mut nar = 0u64;
-    for (n, chunk) in t.chunks.iter().enumerate() {
-        let at = offs[n];
+    // Where the next message of each direction starts: the server's bytes
+    // go in one at a time, so that each message is placed; its stderr (logs,
+    // not protocol) as it came.
+    let mut start = [0usize; 3];
+    'chunks: for (n, chunk) in t.chunks.iter().enumerate() {
         let from = chunk.from;
         if from == From::Client {
             continue;
         }
-        let fed = feed(&chunk.data, split.1 == Some(n), |data| {
-            if from == From::Server {
-                client.handle_input(now, data)
+        let s = from as usize;
+        let pieces: Vec<&[u8]> = if from == From::Server {
+            chunk.data.chunks(1).collect()
+        } else {
+            vec![&chunk.data[..]]
+        };
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let end = offs[n] + i + piece.len();
+            let at = if from == From::Server {
+                start[s]
+            } else {
+                offs[n]
+            };
+            let before = cp.lines.len();
+            let data = Bytes::copy_from_slice(piece);
+            let refused = if from == From::Server {
+                client.handle_input(now, data).err()
             } else {
                 client.handle_stderr(now, data);
-                Ok(())
-            }
-        });
-        let refused = fed.err();
-        while client.poll_transmit().is_some() {}
-        let mut broken = false;
-        while let Some(event) = client.poll_event() {
-            match event {
-                serve::ClientEvent::Connected {
-                    server_version,
-                    version,
-                } => cp.push(
-                    n,
-                    "S>",
-                    at,
-                    "hello",
-                    format!("server announces serve {server_version}; both speak {version}"),
-                ),
-                serve::ClientEvent::BodyWanted { id, .. } => {
-                    if let Some(i) = ids.iter().position(|x| *x == id) {
-                        for body in &walk.requests[i].bodies {
-                            let _ = client.offer_body(now, id, Bytes::copy_from_slice(body));
+                None
+            };
+            while client.poll_transmit().is_some() {}
+            let mut broken = false;
+            while let Some(event) = client.poll_event() {
+                match event {
+                    serve::ClientEvent::Connected {
+                        server_version,
+                        version,
+                    } => cp.push(
+                        n,
+                        "S>",
+                        at,
+                        "hello",
+                        format!("server announces serve {server_version}; both speak {version}"),
+                    ),
+                    serve::ClientEvent::BodyWanted { id, .. } => {
+                        if let Some(i) = ids.iter().position(|x| *x == id) {
+                            for body in &walk.requests[i].bodies {
+                                let _ = client.offer_body(now, id, Bytes::copy_from_slice(body));
+                            }
                         }
                     }
-                }
-                serve::ClientEvent::NarChunk { data, .. } => nar += data.len() as u64,
-                serve::ClientEvent::Reply { reply, .. } => {
-                    let text = short(&format!("{reply:?}"));
-                    let text = if nar > 0 {
-                        format!("{text}, after a NAR of {nar} bytes")
-                    } else {
-                        text
-                    };
-                    nar = 0;
-                    cp.push(n, "S>", at, "reply", text);
-                }
-                serve::ClientEvent::Failed { error, .. } => {
-                    cp.push(n, "S>", at, "failed", error.to_string())
-                }
-                serve::ClientEvent::Log(log) => {
-                    for (dir, text) in log_lines(&log) {
-                        cp.push(n, dir, at, "log", text);
+                    serve::ClientEvent::NarChunk { data, .. } => nar += data.len() as u64,
+                    serve::ClientEvent::Reply { reply, .. } => {
+                        let text = short(&format!("{reply:?}"));
+                        let text = if nar > 0 {
+                            format!("{text}, after a NAR of {nar} bytes")
+                        } else {
+                            text
+                        };
+                        nar = 0;
+                        cp.push(n, "S>", at, "reply", text);
                     }
-                }
-                serve::ClientEvent::Closed => {
-                    cp.push(n, "S>", at, "closed", "the server closed".into())
-                }
-                serve::ClientEvent::Broken(e) => {
-                    if refused.is_none() {
-                        cp.fail(t, &offs, n, None, e.to_string());
+                    serve::ClientEvent::Failed { error, .. } => {
+                        cp.push(n, "S>", at, "failed", error.to_string())
                     }
-                    broken = true;
+                    serve::ClientEvent::Log(log) => {
+                        for (dir, text) in log_lines(&log) {
+                            cp.push(n, dir, at, "log", text);
+                        }
+                    }
+                    serve::ClientEvent::Closed => {
+                        cp.push(n, "S>", at, "closed", "the server closed".into())
+                    }
+                    serve::ClientEvent::Broken(e) => {
+                        if refused.is_none() {
+                            cp.fail(t, &offs, (n, i), start[s], e.to_string());
+                        }
+                        broken = true;
+                    }
+                    other => cp.push(n, "S>", at, "event", short(&format!("{other:?}"))),
                 }
-                other => cp.push(n, "S>", at, "event", short(&format!("{other:?}"))),
             }
-        }
-        if let Some((i, e)) = refused {
-            cp.fail(t, &offs, n, i, e.to_string());
-            break;
-        }
-        if broken {
-            break;
+            if cp.lines.len() > before {
+                start[s] = end;
+            }
+            if let Some(e) = refused {
+                cp.fail(t, &offs, (n, i), start[s], e.to_string());
+                break 'chunks;
+            }
+            if broken {
+                break 'chunks;
+            }
         }
     }
     if let Some(e) = walk.client_error.filter(|_| !sp.failed) {
@@ -589,7 +572,7 @@ fn decode_serve(t: &Transcript, split: Split) -> (Pass, Pass) {
 
 /// The worker protocol: the same, with the feature exchange and STDERR
 /// messages.
-fn decode_worker(t: &Transcript, split: Split) -> (Pass, Pass) {
+fn decode_worker(t: &Transcript) -> (Pass, Pass) {
     let now = Instant::now();
     let offs = offsets(t);
     let walk = cworker::codec_walk(t);
@@ -604,18 +587,23 @@ fn decode_worker(t: &Transcript, split: Split) -> (Pass, Pass) {
     config.info = walk.info.clone().unwrap_or_default();
     let mut server = worker::Server::new(config, now);
     let mut body_bytes = 0u64;
-    for (n, chunk) in t.chunks.iter().enumerate() {
+    // Where the next message of this direction starts: the bytes go in one
+    // at a time, so that each message is placed.
+    let mut start = 0usize;
+    'chunks: for (n, chunk) in t.chunks.iter().enumerate() {
         if chunk.from != From::Client {
             continue;
         }
-        let at = offs[n];
-        // What decoded before a failing byte is still shown, then the failure.
-        let refused = feed(&chunk.data, split.0 == Some(n), |b| {
-            server.handle_input(now, b)
-        })
-        .err();
-        while let Some(event) = server.poll_event() {
-            match event {
+        for (i, byte) in chunk.data.iter().enumerate() {
+            let end = offs[n] + i + 1;
+            let at = start;
+            let before = sp.lines.len();
+            // What decoded before a failing byte is still shown, then the failure.
+            let refused = server
+                .handle_input(now, Bytes::copy_from_slice(&[*byte]))
+                .err();
+            while let Some(event) = server.poll_event() {
+                match event {
                 worker::ServerEvent::Connected {
                     client_version,
                     version,
@@ -642,11 +630,15 @@ fn decode_worker(t: &Transcript, split: Split) -> (Pass, Pass) {
                 worker::ServerEvent::Broken(e) => sp.push(n, "C>", at, "broken", e.to_string()),
                 other => sp.push(n, "C>", at, "event", short(&format!("{other:?}"))),
             }
-        }
-        while server.poll_transmit().is_some() {}
-        if let Some((i, e)) = refused {
-            sp.fail(t, &offs, n, i, e.to_string());
-            break;
+            }
+            while server.poll_transmit().is_some() {}
+            if sp.lines.len() > before {
+                start = end;
+            }
+            if let Some(e) = refused {
+                sp.fail(t, &offs, (n, i), start, e.to_string());
+                break 'chunks;
+            }
         }
     }
 
@@ -679,24 +671,39 @@ fn decode_worker(t: &Transcript, split: Split) -> (Pass, Pass) {
     }
     let mut next_piece = vec![0usize; ids.len()];
     let mut nar = 0u64;
-    for (n, chunk) in t.chunks.iter().enumerate() {
-        let at = offs[n];
+    // Where the next message of each direction starts: the server's bytes
+    // go in one at a time, so that each message is placed; its stderr (logs,
+    // not protocol) as it came.
+    let mut start = [0usize; 3];
+    'chunks: for (n, chunk) in t.chunks.iter().enumerate() {
         let from = chunk.from;
         if from == From::Client {
             continue;
         }
-        let fed = feed(&chunk.data, split.1 == Some(n), |data| {
-            if from == From::Server {
-                client.handle_input(now, data)
+        let s = from as usize;
+        let pieces: Vec<&[u8]> = if from == From::Server {
+            chunk.data.chunks(1).collect()
+        } else {
+            vec![&chunk.data[..]]
+        };
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let end = offs[n] + i + piece.len();
+            let at = if from == From::Server {
+                start[s]
+            } else {
+                offs[n]
+            };
+            let before = cp.lines.len();
+            let data = Bytes::copy_from_slice(piece);
+            let refused = if from == From::Server {
+                client.handle_input(now, data).err()
             } else {
                 client.handle_stderr(now, data);
-                Ok(())
-            }
-        });
-        let refused = fed.err();
-        let mut broken = false;
-        while let Some(event) = client.poll_event() {
-            match event {
+                None
+            };
+            let mut broken = false;
+            while let Some(event) = client.poll_event() {
+                match event {
                 worker::ClientEvent::Connected {
                     server_version,
                     version,
@@ -758,20 +765,24 @@ fn decode_worker(t: &Transcript, split: Split) -> (Pass, Pass) {
                 worker::ClientEvent::Closed => cp.push(n, "S>", at, "closed", "the server closed".into()),
                 worker::ClientEvent::Broken(e) => {
                     if refused.is_none() {
-                        cp.fail(t, &offs, n, None, e.to_string());
+                        cp.fail(t, &offs, (n, i), start[s], e.to_string());
                     }
                     broken = true;
                 }
                 other => cp.push(n, "S>", at, "event", short(&format!("{other:?}"))),
             }
-        }
-        while client.poll_transmit().is_some() {}
-        if let Some((i, e)) = refused {
-            cp.fail(t, &offs, n, i, e.to_string());
-            break;
-        }
-        if broken {
-            break;
+            }
+            while client.poll_transmit().is_some() {}
+            if cp.lines.len() > before {
+                start[s] = end;
+            }
+            if let Some(e) = refused {
+                cp.fail(t, &offs, (n, i), start[s], e.to_string());
+                break 'chunks;
+            }
+            if broken {
+                break 'chunks;
+            }
         }
     }
     if let Some(e) = walk.client_error.filter(|_| !sp.failed) {

@@ -166,7 +166,7 @@ fn a_corrupted_copy_fails_and_names_the_offset() {
     assert_eq!(o.status.code(), Some(1), "{out}");
     // The failing byte is named: in the flipped chunk, at or after its start.
     let named = out
-        .split("the error shows at byte offset ")
+        .split(" fails at byte offset ")
         .nth(1)
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse::<usize>().ok())
