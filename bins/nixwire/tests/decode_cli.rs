@@ -187,3 +187,30 @@ fn a_corrupted_copy_fails_and_names_the_offset() {
 fn no_transcript_is_a_usage_error() {
     assert_eq!(nixwire(&["decode"]).status.code(), Some(2));
 }
+
+#[test]
+fn a_file_that_is_not_a_transcript_exits_1_and_says_why() {
+    let o = decode(&capture("worker-ping-client2.8-server2.8/meta.json"), false);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not a transcript"), "{err}");
+}
+
+#[test]
+fn a_failing_session_in_json_names_the_failing_byte() {
+    let o = decode(
+        &capture("serve-build-fail-client2.3-server2.8/conn0.json"),
+        true,
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let error = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["kind"] == "error")
+        .unwrap_or_else(|| panic!("no error line in:\n{out}"));
+    // The 2.8 server's builtOutputs count, after the reply a 2.5 client
+    // expects ends at byte 216.
+    assert_eq!(error["direction"], "S>", "{error}");
+    assert_eq!(error["offset"], 216, "{error}");
+}
