@@ -35,8 +35,8 @@ struct Line {
     chunk: usize,
     /// `C>`, `S>` or `S!`.
     dir: &'static str,
-    /// The byte offset in that direction's stream of the chunk it was
-    /// decoded from.
+    /// The byte offset in that direction's stream where the message starts
+    /// (a stderr line: where its read starts).
     offset: usize,
     /// `hello`, `request`, `body`, `reply`, `log`, `activity`, `error`, ...
     kind: &'static str,
@@ -233,15 +233,14 @@ fn short(debug: &str) -> String {
                 }
             }
             ',' if depth.last() == Some(&0) => {
-                let was = skipping(&lists);
                 if let Some(l) = lists.last_mut() {
                     l.0 += 1;
-                    if l.0 > MAX_ITEMS && !l.1 {
-                        // Keep the first items; skip the rest.
+                    if l.0 > MAX_ITEMS {
+                        // Keep the first items; skip the rest, this comma too.
                         l.1 = true;
                     }
                 }
-                if !was {
+                if !skipping(&lists) {
                     out.push(c);
                 }
             }
@@ -253,9 +252,7 @@ fn short(debug: &str) -> String {
         }
         i += 1;
     }
-    // Fix "[a, b, … (n items)]": the count wants every item, and a list
-    // that never reached the limit was printed whole.
-    out.replace(", … (", " … (")
+    out
 }
 
 /// Runs `nixwire decode`: 0 when every byte decoded, 1 when some did not
@@ -806,5 +803,21 @@ mod tests {
         assert_eq!(short(&long), "[0, 1, 2, 3, 4, 5, 6, 7 … (100 items)]");
         let s = format!("{:?}", "x".repeat(200));
         assert!(short(&s).ends_with("…\" (200 chars)"), "{}", short(&s));
+        // Eight items are printed whole, nine are not.
+        let eight = format!("{:?}", (0..8).collect::<Vec<_>>());
+        assert_eq!(short(&eight), eight);
+        let nine = format!("{:?}", (0..9).collect::<Vec<_>>());
+        assert_eq!(short(&nine), "[0, 1, 2, 3, 4, 5, 6, 7 … (9 items)]");
+        // Items with their own commas and brackets, in tuples and strings,
+        // count once each; an inner list is cut inside its own item.
+        let pairs: Vec<(u8, String)> = (0..10).map(|i| (i, format!("a,[{i}"))).collect();
+        let cut = short(&format!("{pairs:?}"));
+        assert!(cut.starts_with("[(0, \"a,[0\"), (1, \"a,[1\")"), "{cut}");
+        assert!(cut.ends_with("(7, \"a,[7\") … (10 items)]"), "{cut}");
+        let nested = format!("{:?}", vec![(0..20).collect::<Vec<_>>(); 2]);
+        assert_eq!(
+            short(&nested),
+            "[[0, 1, 2, 3, 4, 5, 6, 7 … (20 items)], [0, 1, 2, 3, 4, 5, 6, 7 … (20 items)]]"
+        );
     }
 }
