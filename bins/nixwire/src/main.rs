@@ -21,6 +21,7 @@ macro_rules! say {
 
 mod build_cmd;
 mod copy_cmd;
+mod decode_cmd;
 mod local_nar;
 mod machines_cmd;
 mod path_info_cmd;
@@ -47,6 +48,9 @@ enum Command {
     /// Copy the closure of paths to or from a store, like `nix copy`
     /// (signatures are not checked).
     Copy(copy_cmd::CopyArgs),
+    /// Print a captured session (a conformance transcript) as an annotated
+    /// conversation, decoded by the core's state machines.
+    Decode(decode_cmd::DecodeArgs),
     /// Read machines files and choose build machines.
     Machines(machines_cmd::MachinesArgs),
     /// Open a store and say what it announced in the handshake.
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Build(args) => build_cmd::run(args),
         Command::Copy(args) => copy_cmd::run(args),
+        Command::Decode(args) => decode_cmd::run(args),
         Command::Machines(args) => machines_cmd::run(args),
         Command::Ping(args) => ping_cmd::run(args),
         Command::PathInfo(args) => path_info_cmd::run(args),

@@ -1,0 +1,823 @@
+//! `nixwire decode TRANSCRIPT [--json]`: prints a captured session (the
+//! conformance format, `conformance/captures/README.md`) as an annotated
+//! conversation, decoded by the core's own state machines: the client's
+//! bytes go into a server of the session's protocol, the server's bytes
+//! (and its stderr) into a client that asks for the requests the client's
+//! bytes hold.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use bytes::Bytes;
+use clap::Args;
+use nixwire_conformance::transcript::{self, From, Transcript};
+use nixwire_conformance::{serve as cserve, worker as cworker};
+use nixwire_core::conn::{BodyKind, Connection, LogSource, RequestId};
+use nixwire_core::wire::Features;
+use nixwire_core::{serve, worker};
+
+/// Arguments of `nixwire decode`.
+#[derive(Debug, Args)]
+pub(crate) struct DecodeArgs {
+    /// A transcript file (`conn<N>.json` of a captured session).
+    transcript: PathBuf,
+    /// One JSON object per line: direction, offset, kind and text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One printed line.
+#[derive(Debug, Clone)]
+struct Line {
+    /// The transcript chunk during which it was decoded (orders the lines).
+    chunk: usize,
+    /// `C>`, `S>` or `S!`.
+    dir: &'static str,
+    /// The byte offset in that direction's stream where the message starts
+    /// (a stderr line: where its read starts).
+    offset: usize,
+    /// `hello`, `request`, `body`, `reply`, `log`, `activity`, `error`, ...
+    kind: &'static str,
+    /// The decoded message.
+    text: String,
+}
+
+/// What one pass (one state machine) printed, and whether it failed.
+#[derive(Default)]
+struct Pass {
+    lines: Vec<Line>,
+    failed: bool,
+}
+
+/// Byte offsets of each chunk in its own stream.
+fn offsets(t: &Transcript) -> Vec<usize> {
+    let mut pos = [0usize; 3];
+    t.chunks
+        .iter()
+        .map(|c| {
+            let i = c.from as usize;
+            let at = pos[i];
+            pos[i] += c.data.len();
+            at
+        })
+        .collect()
+}
+
+fn dir_of(from: From) -> &'static str {
+    match from {
+        From::Client => "C>",
+        From::Server => "S>",
+        From::Stderr => "S!",
+    }
+}
+
+impl Pass {
+    fn push(
+        &mut self,
+        chunk: usize,
+        dir: &'static str,
+        offset: usize,
+        kind: &'static str,
+        text: String,
+    ) {
+        self.lines.push(Line {
+            chunk,
+            dir,
+            offset,
+            kind,
+            text,
+        });
+    }
+
+    /// A state machine refused the byte `index` of the chunk `chunk`, in
+    /// the message that started at `message` (an offset of that direction):
+    /// the error, then the rest of that direction from that message on, as
+    /// a dump.
+    fn fail(
+        &mut self,
+        t: &Transcript,
+        offs: &[usize],
+        (chunk, index): (usize, usize),
+        message: usize,
+        error: String,
+    ) {
+        let from = t.chunks[chunk].from;
+        let start = offs[chunk];
+        let len = t.chunks[chunk].data.len();
+        let at = start + index;
+        let stream = t.stream(from);
+        let text = format!(
+            "does not decode: the message starting at byte offset {message} fails at byte offset \
+             {at} of this direction ({index} bytes into the chunk of {len} bytes starting at \
+             {start}): {error}"
+        );
+        let rest = &stream[message.min(stream.len())..];
+        self.push(chunk, dir_of(from), at, "error", text);
+        self.push(
+            chunk,
+            dir_of(from),
+            message,
+            "dump",
+            format!(
+                "the rest of this direction from offset {message} ({} bytes{}):\n{}",
+                rest.len(),
+                if rest.len() > 256 {
+                    ", the first 256 shown"
+                } else {
+                    ""
+                },
+                hexdump(&rest[..rest.len().min(256)], message)
+            ),
+        );
+        self.failed = true;
+    }
+}
+
+/// A hex and ASCII dump, 16 bytes a row, offsets from `base`.
+fn hexdump(bytes: &[u8], base: usize) -> String {
+    let mut out = Vec::new();
+    for (i, row) in bytes.chunks(16).enumerate() {
+        let hex: Vec<String> = row.iter().map(|b| format!("{b:02x}")).collect();
+        let ascii: String = row
+            .iter()
+            .map(|&b| {
+                if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        out.push(format!(
+            "  {:08x}  {:<47}  |{ascii}|",
+            base + i * 16,
+            hex.join(" ")
+        ));
+    }
+    out.join("\n")
+}
+
+/// Shortens a `Debug` rendering: strings over 80 characters and lists over
+/// 8 items keep their start and say how much was left out.
+fn short(debug: &str) -> String {
+    const MAX_STR: usize = 80;
+    const MAX_ITEMS: usize = 8;
+    let chars: Vec<char> = debug.chars().collect();
+    let mut out = String::new();
+    // Per open list: how many items it has had, and whether its output is
+    // being skipped.
+    let mut lists: Vec<(usize, bool)> = Vec::new();
+    // Depth of other brackets inside the innermost list.
+    let mut depth: Vec<usize> = Vec::new();
+    let mut i = 0;
+    let skipping = |lists: &Vec<(usize, bool)>| lists.iter().any(|l| l.1);
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' {
+            // A string literal, with its escapes.
+            let start = i;
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                if chars[i] == '\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            let end = (i + 1).min(chars.len());
+            if !skipping(&lists) {
+                let inner = &chars[start + 1..end.saturating_sub(1).max(start + 1)];
+                if inner.len() > MAX_STR {
+                    let head: String = inner[..MAX_STR].iter().collect();
+                    out.push_str(&format!("\"{head}…\" ({} chars)", inner.len()));
+                } else {
+                    out.extend(&chars[start..end]);
+                }
+            }
+            i = end;
+            continue;
+        }
+        match c {
+            '[' => {
+                if !skipping(&lists) {
+                    out.push(c);
+                }
+                lists.push((1, false));
+                depth.push(0);
+            }
+            ']' if !lists.is_empty() => {
+                let (items, skipped) = lists.pop().unwrap_or_default();
+                depth.pop();
+                if skipped {
+                    out.push_str(&format!(" … ({items} items)"));
+                }
+                if !skipping(&lists) {
+                    out.push(c);
+                }
+            }
+            '(' | '{' => {
+                if let Some(d) = depth.last_mut() {
+                    *d += 1;
+                }
+                if !skipping(&lists) {
+                    out.push(c);
+                }
+            }
+            ')' | '}' => {
+                if let Some(d) = depth.last_mut() {
+                    *d = d.saturating_sub(1);
+                }
+                if !skipping(&lists) {
+                    out.push(c);
+                }
+            }
+            ',' if depth.last() == Some(&0) => {
+                if let Some(l) = lists.last_mut() {
+                    l.0 += 1;
+                    if l.0 > MAX_ITEMS {
+                        // Keep the first items; skip the rest, this comma too.
+                        l.1 = true;
+                    }
+                }
+                if !skipping(&lists) {
+                    out.push(c);
+                }
+            }
+            _ => {
+                if !skipping(&lists) {
+                    out.push(c);
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Runs `nixwire decode`: 0 when every byte decoded, 1 when some did not
+/// (or the transcript could not be read).
+pub(crate) fn run(args: DecodeArgs) -> ExitCode {
+    let t = match transcript::load(&args.transcript) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("nixwire: decode: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut lines = vec![Line {
+        chunk: 0,
+        dir: "--",
+        offset: 0,
+        kind: "session",
+        text: format!(
+            "{}: {} protocol, scenario {}, client Nix {}, server Nix {}, {} chunks ({} client, {} server, {} stderr bytes)",
+            t.name,
+            t.protocol,
+            t.scenario,
+            t.client,
+            t.server,
+            t.chunks.len(),
+            t.stream(From::Client).len(),
+            t.stream(From::Server).len(),
+            t.stream(From::Stderr).len(),
+        ),
+    }];
+    let (server_pass, client_pass) = match t.protocol.as_str() {
+        "serve" => decode_serve(&t),
+        "worker" => decode_worker(&t),
+        other => {
+            eprintln!("nixwire: decode: unknown protocol {other:?}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let failed = server_pass.failed || client_pass.failed;
+    // In time order: by chunk, the client's direction first within a chunk
+    // (a chunk belongs to one direction, so only the handshake can tie).
+    let mut decoded: Vec<(usize, usize, Line)> = Vec::new();
+    for (pass, p) in [server_pass, client_pass].into_iter().enumerate() {
+        decoded.extend(p.lines.into_iter().map(|l| (pass, 0, l)));
+    }
+    for (n, d) in decoded.iter_mut().enumerate() {
+        d.1 = n;
+    }
+    decoded.sort_by_key(|(pass, n, l)| (l.chunk, *pass, *n));
+    lines.extend(decoded.into_iter().map(|d| d.2));
+    lines.push(Line {
+        chunk: t.chunks.len(),
+        dir: "--",
+        offset: 0,
+        kind: "end",
+        text: if failed {
+            "some bytes did not decode".into()
+        } else {
+            "every byte decoded".into()
+        },
+    });
+    // A closed stdout (`| head`) ends the printing, not the verdict.
+    let mut out = std::io::stdout().lock();
+    for l in &lines {
+        let written = if args.json {
+            let v = serde_json::json!({
+                "direction": l.dir,
+                "offset": l.offset,
+                "kind": l.kind,
+                "text": l.text,
+            });
+            writeln!(out, "{v}")
+        } else {
+            writeln!(out, "{} @{:<7} {:<8} {}", l.dir, l.offset, l.kind, l.text)
+        };
+        if written.is_err() {
+            break;
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// A log as printed lines: the server's stderr (the serve protocol's build
+/// logs) a line per line of text, a worker's log messages one each.
+fn log_lines(log: &nixwire_core::conn::Log) -> Vec<(&'static str, String)> {
+    let text = String::from_utf8_lossy(&log.text);
+    let quoted = |s: &str| short(&format!("{s:?}"));
+    match log.source {
+        LogSource::Stderr => text
+            .trim_end_matches('\n')
+            .split('\n')
+            .map(|line| ("S!", quoted(line)))
+            .collect(),
+        LogSource::Build { activity } => vec![(
+            "S>",
+            format!(
+                "build log of activity {activity}: {}",
+                quoted(text.trim_end_matches('\n'))
+            ),
+        )],
+        LogSource::PostBuild { activity } => vec![(
+            "S>",
+            format!(
+                "post-build log of activity {activity}: {}",
+                quoted(text.trim_end_matches('\n'))
+            ),
+        )],
+        _ => vec![("S>", quoted(text.trim_end_matches('\n')))],
+    }
+}
+
+/// The serve protocol: a core server decodes the client's bytes, a core
+/// client the server's.
+fn decode_serve(t: &Transcript) -> (Pass, Pass) {
+    let now = Instant::now();
+    let offs = offsets(t);
+    let walk = cserve::codec_walk(t);
+
+    // The client's direction.
+    let mut sp = Pass::default();
+    let mut config = serve::ServerConfig::default();
+    if let Some(v) = walk.server_version {
+        config.version = v;
+    }
+    let mut server = serve::Server::new(config, now);
+    let mut nar_bytes = 0u64;
+    // Where the next message of this direction starts: the bytes go in one
+    // at a time, so that each message is placed.
+    let mut start = 0usize;
+    'chunks: for (n, chunk) in t.chunks.iter().enumerate() {
+        if chunk.from != From::Client {
+            continue;
+        }
+        for (i, byte) in chunk.data.iter().enumerate() {
+            let end = offs[n] + i + 1;
+            let at = start;
+            let before = sp.lines.len();
+            // What decoded before a failing byte is still shown, then the failure.
+            let refused = server
+                .handle_input(now, Bytes::copy_from_slice(&[*byte]))
+                .err();
+            while let Some(event) = server.poll_event() {
+                match event {
+                    serve::ServerEvent::Connected {
+                        client_version,
+                        version,
+                    } => sp.push(
+                        n,
+                        "C>",
+                        at,
+                        "hello",
+                        format!("client announces serve {client_version}; both speak {version}"),
+                    ),
+                    serve::ServerEvent::Request { request, .. } => {
+                        sp.push(n, "C>", at, "request", short(&format!("{request:?}")));
+                    }
+                    serve::ServerEvent::NarChunk { data, .. } => nar_bytes += data.len() as u64,
+                    serve::ServerEvent::NarEnd { .. } => {
+                        sp.push(n, "C>", at, "body", format!("a NAR of {nar_bytes} bytes"));
+                        nar_bytes = 0;
+                    }
+                    serve::ServerEvent::ImportedPath { trailer, .. } => {
+                        sp.push(n, "C>", at, "body", short(&format!("{trailer:?}")));
+                    }
+                    serve::ServerEvent::BodyEnd { .. } => {}
+                    serve::ServerEvent::Closed => {
+                        sp.push(n, "C>", at, "closed", "the client closed".into())
+                    }
+                    serve::ServerEvent::Broken(e) => sp.push(n, "C>", at, "broken", e.to_string()),
+                    other => sp.push(n, "C>", at, "event", short(&format!("{other:?}"))),
+                }
+            }
+            while server.poll_transmit().is_some() {}
+            if sp.lines.len() > before {
+                start = end;
+            }
+            if let Some(e) = refused {
+                sp.fail(t, &offs, (n, i), start, e.to_string());
+                break 'chunks;
+            }
+        }
+    }
+
+    // The server's direction.
+    let mut cp = Pass::default();
+    let mut config = serve::ClientConfig::default();
+    if let Some(v) = walk.client_version {
+        config.version = v;
+    }
+    config.handshake_timeout = None;
+    let mut client = serve::Client::new(config, now);
+    let mut ids: Vec<RequestId> = Vec::new();
+    for r in &walk.requests {
+        match client.request(now, r.request.clone()) {
+            Ok(id) => ids.push(id),
+            Err(e) => {
+                cp.push(
+                    0,
+                    "S>",
+                    0,
+                    "error",
+                    format!("cannot ask for {:?}: {e}", r.request.command()),
+                );
+                cp.failed = true;
+                break;
+            }
+        }
+    }
+    let mut nar = 0u64;
+    // Where the next message of each direction starts: the server's bytes
+    // go in one at a time, so that each message is placed; its stderr (logs,
+    // not protocol) as it came.
+    let mut start = [0usize; 3];
+    'chunks: for (n, chunk) in t.chunks.iter().enumerate() {
+        let from = chunk.from;
+        if from == From::Client {
+            continue;
+        }
+        let s = from as usize;
+        let pieces: Vec<&[u8]> = if from == From::Server {
+            chunk.data.chunks(1).collect()
+        } else {
+            vec![&chunk.data[..]]
+        };
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let end = offs[n] + i + piece.len();
+            let at = if from == From::Server {
+                start[s]
+            } else {
+                offs[n]
+            };
+            let before = cp.lines.len();
+            let data = Bytes::copy_from_slice(piece);
+            let refused = if from == From::Server {
+                client.handle_input(now, data).err()
+            } else {
+                client.handle_stderr(now, data);
+                None
+            };
+            while client.poll_transmit().is_some() {}
+            let mut broken = false;
+            while let Some(event) = client.poll_event() {
+                match event {
+                    serve::ClientEvent::Connected {
+                        server_version,
+                        version,
+                    } => cp.push(
+                        n,
+                        "S>",
+                        at,
+                        "hello",
+                        format!("server announces serve {server_version}; both speak {version}"),
+                    ),
+                    serve::ClientEvent::BodyWanted { id, .. } => {
+                        if let Some(i) = ids.iter().position(|x| *x == id) {
+                            for body in &walk.requests[i].bodies {
+                                let _ = client.offer_body(now, id, Bytes::copy_from_slice(body));
+                            }
+                        }
+                    }
+                    serve::ClientEvent::NarChunk { data, .. } => nar += data.len() as u64,
+                    serve::ClientEvent::Reply { reply, .. } => {
+                        let text = short(&format!("{reply:?}"));
+                        let text = if nar > 0 {
+                            format!("{text}, after a NAR of {nar} bytes")
+                        } else {
+                            text
+                        };
+                        nar = 0;
+                        cp.push(n, "S>", at, "reply", text);
+                    }
+                    serve::ClientEvent::Failed { error, .. } => {
+                        cp.push(n, "S>", at, "failed", error.to_string())
+                    }
+                    serve::ClientEvent::Log(log) => {
+                        for (dir, text) in log_lines(&log) {
+                            cp.push(n, dir, at, "log", text);
+                        }
+                    }
+                    serve::ClientEvent::Closed => {
+                        cp.push(n, "S>", at, "closed", "the server closed".into())
+                    }
+                    serve::ClientEvent::Broken(e) => {
+                        if refused.is_none() {
+                            cp.fail(t, &offs, (n, i), start[s], e.to_string());
+                        }
+                        broken = true;
+                    }
+                    other => cp.push(n, "S>", at, "event", short(&format!("{other:?}"))),
+                }
+            }
+            if cp.lines.len() > before {
+                start[s] = end;
+            }
+            if let Some(e) = refused {
+                cp.fail(t, &offs, (n, i), start[s], e.to_string());
+                break 'chunks;
+            }
+            if broken {
+                break 'chunks;
+            }
+        }
+    }
+    if let Some(e) = walk.client_error.filter(|_| !sp.failed) {
+        sp.push(t.chunks.len(), "C>", 0, "error", format!("the codec: {e}"));
+        sp.failed = true;
+    }
+    (sp, cp)
+}
+
+/// The worker protocol: the same, with the feature exchange and STDERR
+/// messages.
+fn decode_worker(t: &Transcript) -> (Pass, Pass) {
+    let now = Instant::now();
+    let offs = offsets(t);
+    let walk = cworker::codec_walk(t);
+
+    // The client's direction.
+    let mut sp = Pass::default();
+    let mut config = worker::ServerConfig::default();
+    if let Some(v) = walk.server_version {
+        config.version = v;
+    }
+    config.features = Features::new(walk.server_features.iter().cloned());
+    config.info = walk.info.clone().unwrap_or_default();
+    let mut server = worker::Server::new(config, now);
+    let mut body_bytes = 0u64;
+    // Where the next message of this direction starts: the bytes go in one
+    // at a time, so that each message is placed.
+    let mut start = 0usize;
+    'chunks: for (n, chunk) in t.chunks.iter().enumerate() {
+        if chunk.from != From::Client {
+            continue;
+        }
+        for (i, byte) in chunk.data.iter().enumerate() {
+            let end = offs[n] + i + 1;
+            let at = start;
+            let before = sp.lines.len();
+            // What decoded before a failing byte is still shown, then the failure.
+            let refused = server
+                .handle_input(now, Bytes::copy_from_slice(&[*byte]))
+                .err();
+            while let Some(event) = server.poll_event() {
+                match event {
+                worker::ServerEvent::Connected {
+                    client_version,
+                    version,
+                    features,
+                } => sp.push(
+                    n,
+                    "C>",
+                    at,
+                    "hello",
+                    format!(
+                        "client announces worker {client_version} (features {:?}); both speak {version} with features {features:?}",
+                        walk.client_features
+                    ),
+                ),
+                worker::ServerEvent::Request { request, .. } => {
+                    sp.push(n, "C>", at, "request", short(&format!("{request:?}")));
+                }
+                worker::ServerEvent::BodyChunk { data, .. } => body_bytes += data.len() as u64,
+                worker::ServerEvent::BodyEnd { .. } => {
+                    sp.push(n, "C>", at, "body", format!("a body of {body_bytes} bytes"));
+                    body_bytes = 0;
+                }
+                worker::ServerEvent::Closed => sp.push(n, "C>", at, "closed", "the client closed".into()),
+                worker::ServerEvent::Broken(e) => sp.push(n, "C>", at, "broken", e.to_string()),
+                other => sp.push(n, "C>", at, "event", short(&format!("{other:?}"))),
+            }
+            }
+            while server.poll_transmit().is_some() {}
+            if sp.lines.len() > before {
+                start = end;
+            }
+            if let Some(e) = refused {
+                sp.fail(t, &offs, (n, i), start, e.to_string());
+                break 'chunks;
+            }
+        }
+    }
+
+    // The server's direction.
+    let mut cp = Pass::default();
+    let mut config = worker::ClientConfig::default();
+    if let Some(v) = walk.client_version {
+        config.version = v;
+    }
+    config.features = Features::new(walk.client_features.iter().cloned());
+    config.options = walk.options.clone().unwrap_or_default();
+    config.handshake_timeout = None;
+    let mut client = worker::Client::new(config, now);
+    let mut ids: Vec<RequestId> = Vec::new();
+    for r in &walk.requests {
+        match client.request(now, r.request.clone()) {
+            Ok(id) => ids.push(id),
+            Err(e) => {
+                cp.push(
+                    0,
+                    "S>",
+                    0,
+                    "error",
+                    format!("cannot ask for {:?}: {e}", r.request.command()),
+                );
+                cp.failed = true;
+                break;
+            }
+        }
+    }
+    let mut next_piece = vec![0usize; ids.len()];
+    let mut nar = 0u64;
+    // Where the next message of each direction starts: the server's bytes
+    // go in one at a time, so that each message is placed; its stderr (logs,
+    // not protocol) as it came.
+    let mut start = [0usize; 3];
+    'chunks: for (n, chunk) in t.chunks.iter().enumerate() {
+        let from = chunk.from;
+        if from == From::Client {
+            continue;
+        }
+        let s = from as usize;
+        let pieces: Vec<&[u8]> = if from == From::Server {
+            chunk.data.chunks(1).collect()
+        } else {
+            vec![&chunk.data[..]]
+        };
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let end = offs[n] + i + piece.len();
+            let at = if from == From::Server {
+                start[s]
+            } else {
+                offs[n]
+            };
+            let before = cp.lines.len();
+            let data = Bytes::copy_from_slice(piece);
+            let refused = if from == From::Server {
+                client.handle_input(now, data).err()
+            } else {
+                client.handle_stderr(now, data);
+                None
+            };
+            let mut broken = false;
+            while let Some(event) = client.poll_event() {
+                match event {
+                worker::ClientEvent::Connected {
+                    server_version,
+                    version,
+                    features,
+                    info,
+                } => cp.push(
+                    n,
+                    "S>",
+                    at,
+                    "hello",
+                    format!(
+                        "server announces worker {server_version} (features {:?}); both speak {version} with features {features:?}; {info:?}",
+                        walk.server_features
+                    ),
+                ),
+                worker::ClientEvent::BodyWanted { id, .. } => {
+                    let Some(i) = ids.iter().position(|x| *x == id) else {
+                        continue;
+                    };
+                    let body = &walk.requests[i].body;
+                    let count = match body.kind {
+                        BodyKind::Pulled => 1,
+                        _ => body.pieces.len(),
+                    };
+                    let end = (next_piece[i] + count).min(body.pieces.len());
+                    for piece in &body.pieces[next_piece[i]..end] {
+                        let _ = client.offer_body(now, id, Bytes::copy_from_slice(piece));
+                    }
+                    next_piece[i] = end;
+                    let wanted = client.body_wanted().is_some_and(|(w, _)| w == id);
+                    if end == body.pieces.len() && body.kind == BodyKind::Framed && wanted {
+                        let _ = client.finish_body(now, id);
+                    }
+                }
+                worker::ClientEvent::BodyStopped { .. } => {}
+                worker::ClientEvent::NarChunk { data, .. } => nar += data.len() as u64,
+                worker::ClientEvent::Written { data, .. } => {
+                    cp.push(n, "S>", at, "write", short(&format!("{data:?}")));
+                }
+                worker::ClientEvent::Log(log) => {
+                    for (dir, text) in log_lines(&log) {
+                        cp.push(n, dir, at, "log", text);
+                    }
+                }
+                worker::ClientEvent::Activity { message, .. } => {
+                    cp.push(n, "S>", at, "activity", short(&format!("{message:?}")));
+                }
+                worker::ClientEvent::Reply { reply, .. } => {
+                    let text = short(&format!("{reply:?}"));
+                    let text = if nar > 0 {
+                        format!("{text}, after a NAR of {nar} bytes")
+                    } else {
+                        text
+                    };
+                    nar = 0;
+                    cp.push(n, "S>", at, "reply", text);
+                }
+                worker::ClientEvent::Failed { error, .. } => cp.push(n, "S>", at, "failed", error.to_string()),
+                worker::ClientEvent::Closed => cp.push(n, "S>", at, "closed", "the server closed".into()),
+                worker::ClientEvent::Broken(e) => {
+                    if refused.is_none() {
+                        cp.fail(t, &offs, (n, i), start[s], e.to_string());
+                    }
+                    broken = true;
+                }
+                other => cp.push(n, "S>", at, "event", short(&format!("{other:?}"))),
+            }
+            }
+            while client.poll_transmit().is_some() {}
+            if cp.lines.len() > before {
+                start[s] = end;
+            }
+            if let Some(e) = refused {
+                cp.fail(t, &offs, (n, i), start[s], e.to_string());
+                break 'chunks;
+            }
+            if broken {
+                break 'chunks;
+            }
+        }
+    }
+    if let Some(e) = walk.client_error.filter(|_| !sp.failed) {
+        sp.push(t.chunks.len(), "C>", 0, "error", format!("the codec: {e}"));
+        sp.failed = true;
+    }
+    (sp, cp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short;
+
+    #[test]
+    fn short_keeps_small_values_and_cuts_long_ones() {
+        assert_eq!(
+            short("A { x: [1, 2], s: \"ab\" }"),
+            "A { x: [1, 2], s: \"ab\" }"
+        );
+        let long = format!("{:?}", (0..100).collect::<Vec<_>>());
+        assert_eq!(short(&long), "[0, 1, 2, 3, 4, 5, 6, 7 … (100 items)]");
+        let s = format!("{:?}", "x".repeat(200));
+        assert!(short(&s).ends_with("…\" (200 chars)"), "{}", short(&s));
+        // Eight items are printed whole, nine are not.
+        let eight = format!("{:?}", (0..8).collect::<Vec<_>>());
+        assert_eq!(short(&eight), eight);
+        let nine = format!("{:?}", (0..9).collect::<Vec<_>>());
+        assert_eq!(short(&nine), "[0, 1, 2, 3, 4, 5, 6, 7 … (9 items)]");
+        // Items with their own commas and brackets, in tuples and strings,
+        // count once each; an inner list is cut inside its own item.
+        let pairs: Vec<(u8, String)> = (0..10).map(|i| (i, format!("a,[{i}"))).collect();
+        let cut = short(&format!("{pairs:?}"));
+        assert!(cut.starts_with("[(0, \"a,[0\"), (1, \"a,[1\")"), "{cut}");
+        assert!(cut.ends_with("(7, \"a,[7\") … (10 items)]"), "{cut}");
+        let nested = format!("{:?}", vec![(0..20).collect::<Vec<_>>(); 2]);
+        assert_eq!(
+            short(&nested),
+            "[[0, 1, 2, 3, 4, 5, 6, 7 … (20 items)], [0, 1, 2, 3, 4, 5, 6, 7 … (20 items)]]"
+        );
+    }
+}
