@@ -261,7 +261,7 @@ pub(crate) fn run(args: DecodeArgs) -> ExitCode {
     let t = match transcript::load(&args.transcript) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("nixwire: decode: {e}");
+            say!("nixwire: decode: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -287,7 +287,7 @@ pub(crate) fn run(args: DecodeArgs) -> ExitCode {
         "serve" => decode_serve(&t),
         "worker" => decode_worker(&t),
         other => {
-            eprintln!("nixwire: decode: unknown protocol {other:?}");
+            say!("nixwire: decode: unknown protocol {other:?}");
             return ExitCode::FAILURE;
         }
     };
