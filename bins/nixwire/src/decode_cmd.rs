@@ -368,6 +368,72 @@ fn log_lines(log: &nixwire_core::conn::Log) -> Vec<(&'static str, String)> {
     }
 }
 
+/// Which side's state machine a pass runs: a server decodes the client's
+/// bytes, a client the server's bytes and stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Server,
+    Client,
+}
+
+/// Feeds one direction of `t` into `conn`, as `role` reads it: protocol
+/// bytes one at a time, so that each decoded message is placed at the
+/// offset where it started, and stderr as it came. `on_event` writes each
+/// event's lines at that offset, and returns the error of an event that
+/// broke the connection. What decoded before a failing byte is still shown,
+/// then the failure and the rest of the direction as a dump.
+fn feed<C: Connection>(
+    t: &Transcript,
+    offs: &[usize],
+    pass: &mut Pass,
+    conn: &mut C,
+    now: Instant,
+    role: Role,
+    mut on_event: impl FnMut(&mut C, C::Event, &mut Pass, usize, usize) -> Option<String>,
+) {
+    // Where the next message of each direction starts.
+    let mut start = [0usize; 3];
+    'chunks: for (n, chunk) in t.chunks.iter().enumerate() {
+        let from = chunk.from;
+        if (from == From::Client) != (role == Role::Server) {
+            continue;
+        }
+        let s = from as usize;
+        let protocol = from != From::Stderr;
+        let pieces: Vec<&[u8]> = if protocol {
+            chunk.data.chunks(1).collect()
+        } else {
+            vec![&chunk.data[..]]
+        };
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let end = offs[n] + i + piece.len();
+            let at = if protocol { start[s] } else { offs[n] };
+            let before = pass.lines.len();
+            let data = Bytes::copy_from_slice(piece);
+            let refused = if protocol {
+                conn.handle_input(now, data).err()
+            } else {
+                conn.handle_stderr(now, data);
+                None
+            };
+            let mut broken = None;
+            while let Some(event) = conn.poll_event() {
+                if let Some(e) = on_event(conn, event, pass, n, at) {
+                    broken.get_or_insert(e);
+                }
+            }
+            while conn.poll_transmit().is_some() {}
+            if pass.lines.len() > before {
+                start[s] = end;
+            }
+            if let Some(e) = refused.map(|e| e.to_string()).or(broken) {
+                pass.fail(t, offs, (n, i), start[s], e);
+                break 'chunks;
+            }
+        }
+    }
+}
+
 /// The serve protocol: a core server decodes the client's bytes, a core
 /// client the server's.
 fn decode_serve(t: &Transcript) -> (Pass, Pass) {
@@ -383,62 +449,46 @@ fn decode_serve(t: &Transcript) -> (Pass, Pass) {
     }
     let mut server = serve::Server::new(config, now);
     let mut nar_bytes = 0u64;
-    // Where the next message of this direction starts: the bytes go in one
-    // at a time, so that each message is placed.
-    let mut start = 0usize;
-    'chunks: for (n, chunk) in t.chunks.iter().enumerate() {
-        if chunk.from != From::Client {
-            continue;
-        }
-        for (i, byte) in chunk.data.iter().enumerate() {
-            let end = offs[n] + i + 1;
-            let at = start;
-            let before = sp.lines.len();
-            // What decoded before a failing byte is still shown, then the failure.
-            let refused = server
-                .handle_input(now, Bytes::copy_from_slice(&[*byte]))
-                .err();
-            while let Some(event) = server.poll_event() {
-                match event {
-                    serve::ServerEvent::Connected {
-                        client_version,
-                        version,
-                    } => sp.push(
-                        n,
-                        "C>",
-                        at,
-                        "hello",
-                        format!("client announces serve {client_version}; both speak {version}"),
-                    ),
-                    serve::ServerEvent::Request { request, .. } => {
-                        sp.push(n, "C>", at, "request", short(&format!("{request:?}")));
-                    }
-                    serve::ServerEvent::NarChunk { data, .. } => nar_bytes += data.len() as u64,
-                    serve::ServerEvent::NarEnd { .. } => {
-                        sp.push(n, "C>", at, "body", format!("a NAR of {nar_bytes} bytes"));
-                        nar_bytes = 0;
-                    }
-                    serve::ServerEvent::ImportedPath { trailer, .. } => {
-                        sp.push(n, "C>", at, "body", short(&format!("{trailer:?}")));
-                    }
-                    serve::ServerEvent::BodyEnd { .. } => {}
-                    serve::ServerEvent::Closed => {
-                        sp.push(n, "C>", at, "closed", "the client closed".into())
-                    }
-                    serve::ServerEvent::Broken(e) => sp.push(n, "C>", at, "broken", e.to_string()),
-                    other => sp.push(n, "C>", at, "event", short(&format!("{other:?}"))),
+    feed(
+        t,
+        &offs,
+        &mut sp,
+        &mut server,
+        now,
+        Role::Server,
+        |_, event, pass, n, at| {
+            match event {
+                serve::ServerEvent::Connected {
+                    client_version,
+                    version,
+                } => pass.push(
+                    n,
+                    "C>",
+                    at,
+                    "hello",
+                    format!("client announces serve {client_version}; both speak {version}"),
+                ),
+                serve::ServerEvent::Request { request, .. } => {
+                    pass.push(n, "C>", at, "request", short(&format!("{request:?}")));
                 }
+                serve::ServerEvent::NarChunk { data, .. } => nar_bytes += data.len() as u64,
+                serve::ServerEvent::NarEnd { .. } => {
+                    pass.push(n, "C>", at, "body", format!("a NAR of {nar_bytes} bytes"));
+                    nar_bytes = 0;
+                }
+                serve::ServerEvent::ImportedPath { trailer, .. } => {
+                    pass.push(n, "C>", at, "body", short(&format!("{trailer:?}")));
+                }
+                serve::ServerEvent::BodyEnd { .. } => {}
+                serve::ServerEvent::Closed => {
+                    pass.push(n, "C>", at, "closed", "the client closed".into())
+                }
+                serve::ServerEvent::Broken(e) => pass.push(n, "C>", at, "broken", e.to_string()),
+                other => pass.push(n, "C>", at, "event", short(&format!("{other:?}"))),
             }
-            while server.poll_transmit().is_some() {}
-            if sp.lines.len() > before {
-                start = end;
-            }
-            if let Some(e) = refused {
-                sp.fail(t, &offs, (n, i), start, e.to_string());
-                break 'chunks;
-            }
-        }
-    }
+            None
+        },
+    );
 
     // The server's direction.
     let mut cp = Pass::default();
@@ -466,100 +516,62 @@ fn decode_serve(t: &Transcript) -> (Pass, Pass) {
         }
     }
     let mut nar = 0u64;
-    // Where the next message of each direction starts: the server's bytes
-    // go in one at a time, so that each message is placed; its stderr (logs,
-    // not protocol) as it came.
-    let mut start = [0usize; 3];
-    'chunks: for (n, chunk) in t.chunks.iter().enumerate() {
-        let from = chunk.from;
-        if from == From::Client {
-            continue;
-        }
-        let s = from as usize;
-        let pieces: Vec<&[u8]> = if from == From::Server {
-            chunk.data.chunks(1).collect()
-        } else {
-            vec![&chunk.data[..]]
-        };
-        for (i, piece) in pieces.into_iter().enumerate() {
-            let end = offs[n] + i + piece.len();
-            let at = if from == From::Server {
-                start[s]
-            } else {
-                offs[n]
-            };
-            let before = cp.lines.len();
-            let data = Bytes::copy_from_slice(piece);
-            let refused = if from == From::Server {
-                client.handle_input(now, data).err()
-            } else {
-                client.handle_stderr(now, data);
-                None
-            };
-            while client.poll_transmit().is_some() {}
-            let mut broken = false;
-            while let Some(event) = client.poll_event() {
-                match event {
-                    serve::ClientEvent::Connected {
-                        server_version,
-                        version,
-                    } => cp.push(
-                        n,
-                        "S>",
-                        at,
-                        "hello",
-                        format!("server announces serve {server_version}; both speak {version}"),
-                    ),
-                    serve::ClientEvent::BodyWanted { id, .. } => {
-                        if let Some(i) = ids.iter().position(|x| *x == id) {
-                            for body in &walk.requests[i].bodies {
-                                let _ = client.offer_body(now, id, Bytes::copy_from_slice(body));
-                            }
+    feed(
+        t,
+        &offs,
+        &mut cp,
+        &mut client,
+        now,
+        Role::Client,
+        |conn, event, pass, n, at| {
+            match event {
+                serve::ClientEvent::Connected {
+                    server_version,
+                    version,
+                } => pass.push(
+                    n,
+                    "S>",
+                    at,
+                    "hello",
+                    format!("server announces serve {server_version}; both speak {version}"),
+                ),
+                serve::ClientEvent::BodyWanted { id, .. } => {
+                    if let Some(i) = ids.iter().position(|x| *x == id) {
+                        for body in &walk.requests[i].bodies {
+                            let _ = conn.offer_body(now, id, Bytes::copy_from_slice(body));
                         }
                     }
-                    serve::ClientEvent::NarChunk { data, .. } => nar += data.len() as u64,
-                    serve::ClientEvent::Reply { reply, .. } => {
-                        let text = short(&format!("{reply:?}"));
-                        let text = if nar > 0 {
-                            format!("{text}, after a NAR of {nar} bytes")
-                        } else {
-                            text
-                        };
-                        nar = 0;
-                        cp.push(n, "S>", at, "reply", text);
-                    }
-                    serve::ClientEvent::Failed { error, .. } => {
-                        cp.push(n, "S>", at, "failed", error.to_string())
-                    }
-                    serve::ClientEvent::Log(log) => {
-                        for (dir, text) in log_lines(&log) {
-                            cp.push(n, dir, at, "log", text);
-                        }
-                    }
-                    serve::ClientEvent::Closed => {
-                        cp.push(n, "S>", at, "closed", "the server closed".into())
-                    }
-                    serve::ClientEvent::Broken(e) => {
-                        if refused.is_none() {
-                            cp.fail(t, &offs, (n, i), start[s], e.to_string());
-                        }
-                        broken = true;
-                    }
-                    other => cp.push(n, "S>", at, "event", short(&format!("{other:?}"))),
                 }
+                serve::ClientEvent::NarChunk { data, .. } => nar += data.len() as u64,
+                serve::ClientEvent::Reply { reply, .. } => {
+                    let text = short(&format!("{reply:?}"));
+                    let text = if nar > 0 {
+                        format!("{text}, after a NAR of {nar} bytes")
+                    } else {
+                        text
+                    };
+                    nar = 0;
+                    pass.push(n, "S>", at, "reply", text);
+                }
+                serve::ClientEvent::Failed { error, .. } => {
+                    pass.push(n, "S>", at, "failed", error.to_string())
+                }
+                serve::ClientEvent::Log(log) => {
+                    for (dir, text) in log_lines(&log) {
+                        pass.push(n, dir, at, "log", text);
+                    }
+                }
+                serve::ClientEvent::Closed => {
+                    pass.push(n, "S>", at, "closed", "the server closed".into())
+                }
+                serve::ClientEvent::Broken(e) => {
+                    return Some(e.to_string());
+                }
+                other => pass.push(n, "S>", at, "event", short(&format!("{other:?}"))),
             }
-            if cp.lines.len() > before {
-                start[s] = end;
-            }
-            if let Some(e) = refused {
-                cp.fail(t, &offs, (n, i), start[s], e.to_string());
-                break 'chunks;
-            }
-            if broken {
-                break 'chunks;
-            }
-        }
-    }
+            None
+        },
+    );
     if let Some(e) = walk.client_error.filter(|_| !sp.failed) {
         sp.push(t.chunks.len(), "C>", 0, "error", format!("the codec: {e}"));
         sp.failed = true;
@@ -584,60 +596,44 @@ fn decode_worker(t: &Transcript) -> (Pass, Pass) {
     config.info = walk.info.clone().unwrap_or_default();
     let mut server = worker::Server::new(config, now);
     let mut body_bytes = 0u64;
-    // Where the next message of this direction starts: the bytes go in one
-    // at a time, so that each message is placed.
-    let mut start = 0usize;
-    'chunks: for (n, chunk) in t.chunks.iter().enumerate() {
-        if chunk.from != From::Client {
-            continue;
+    feed(
+        t,
+        &offs,
+        &mut sp,
+        &mut server,
+        now,
+        Role::Server,
+        |_, event, pass, n, at| {
+            match event {
+        worker::ServerEvent::Connected {
+            client_version,
+            version,
+            features,
+        } => pass.push(
+            n,
+            "C>",
+            at,
+            "hello",
+            format!(
+                "client announces worker {client_version} (features {:?}); both speak {version} with features {features:?}",
+                walk.client_features
+            ),
+        ),
+        worker::ServerEvent::Request { request, .. } => {
+            pass.push(n, "C>", at, "request", short(&format!("{request:?}")));
         }
-        for (i, byte) in chunk.data.iter().enumerate() {
-            let end = offs[n] + i + 1;
-            let at = start;
-            let before = sp.lines.len();
-            // What decoded before a failing byte is still shown, then the failure.
-            let refused = server
-                .handle_input(now, Bytes::copy_from_slice(&[*byte]))
-                .err();
-            while let Some(event) = server.poll_event() {
-                match event {
-                worker::ServerEvent::Connected {
-                    client_version,
-                    version,
-                    features,
-                } => sp.push(
-                    n,
-                    "C>",
-                    at,
-                    "hello",
-                    format!(
-                        "client announces worker {client_version} (features {:?}); both speak {version} with features {features:?}",
-                        walk.client_features
-                    ),
-                ),
-                worker::ServerEvent::Request { request, .. } => {
-                    sp.push(n, "C>", at, "request", short(&format!("{request:?}")));
-                }
-                worker::ServerEvent::BodyChunk { data, .. } => body_bytes += data.len() as u64,
-                worker::ServerEvent::BodyEnd { .. } => {
-                    sp.push(n, "C>", at, "body", format!("a body of {body_bytes} bytes"));
-                    body_bytes = 0;
-                }
-                worker::ServerEvent::Closed => sp.push(n, "C>", at, "closed", "the client closed".into()),
-                worker::ServerEvent::Broken(e) => sp.push(n, "C>", at, "broken", e.to_string()),
-                other => sp.push(n, "C>", at, "event", short(&format!("{other:?}"))),
-            }
-            }
-            while server.poll_transmit().is_some() {}
-            if sp.lines.len() > before {
-                start = end;
-            }
-            if let Some(e) = refused {
-                sp.fail(t, &offs, (n, i), start, e.to_string());
-                break 'chunks;
-            }
+        worker::ServerEvent::BodyChunk { data, .. } => body_bytes += data.len() as u64,
+        worker::ServerEvent::BodyEnd { .. } => {
+            pass.push(n, "C>", at, "body", format!("a body of {body_bytes} bytes"));
+            body_bytes = 0;
         }
+        worker::ServerEvent::Closed => pass.push(n, "C>", at, "closed", "the client closed".into()),
+        worker::ServerEvent::Broken(e) => pass.push(n, "C>", at, "broken", e.to_string()),
+        other => pass.push(n, "C>", at, "event", short(&format!("{other:?}"))),
     }
+            None
+        },
+    );
 
     // The server's direction.
     let mut cp = Pass::default();
@@ -668,120 +664,81 @@ fn decode_worker(t: &Transcript) -> (Pass, Pass) {
     }
     let mut next_piece = vec![0usize; ids.len()];
     let mut nar = 0u64;
-    // Where the next message of each direction starts: the server's bytes
-    // go in one at a time, so that each message is placed; its stderr (logs,
-    // not protocol) as it came.
-    let mut start = [0usize; 3];
-    'chunks: for (n, chunk) in t.chunks.iter().enumerate() {
-        let from = chunk.from;
-        if from == From::Client {
-            continue;
-        }
-        let s = from as usize;
-        let pieces: Vec<&[u8]> = if from == From::Server {
-            chunk.data.chunks(1).collect()
-        } else {
-            vec![&chunk.data[..]]
-        };
-        for (i, piece) in pieces.into_iter().enumerate() {
-            let end = offs[n] + i + piece.len();
-            let at = if from == From::Server {
-                start[s]
-            } else {
-                offs[n]
+    feed(
+        t,
+        &offs,
+        &mut cp,
+        &mut client,
+        now,
+        Role::Client,
+        |conn, event, pass, n, at| {
+            match event {
+        worker::ClientEvent::Connected {
+            server_version,
+            version,
+            features,
+            info,
+        } => pass.push(
+            n,
+            "S>",
+            at,
+            "hello",
+            format!(
+                "server announces worker {server_version} (features {:?}); both speak {version} with features {features:?}; {info:?}",
+                walk.server_features
+            ),
+        ),
+        worker::ClientEvent::BodyWanted { id, .. } => {
+            // A body nobody asked for breaks nothing here.
+            let i = ids.iter().position(|x| *x == id)?;
+            let body = &walk.requests[i].body;
+            let count = match body.kind {
+                BodyKind::Pulled => 1,
+                _ => body.pieces.len(),
             };
-            let before = cp.lines.len();
-            let data = Bytes::copy_from_slice(piece);
-            let refused = if from == From::Server {
-                client.handle_input(now, data).err()
-            } else {
-                client.handle_stderr(now, data);
-                None
-            };
-            let mut broken = false;
-            while let Some(event) = client.poll_event() {
-                match event {
-                worker::ClientEvent::Connected {
-                    server_version,
-                    version,
-                    features,
-                    info,
-                } => cp.push(
-                    n,
-                    "S>",
-                    at,
-                    "hello",
-                    format!(
-                        "server announces worker {server_version} (features {:?}); both speak {version} with features {features:?}; {info:?}",
-                        walk.server_features
-                    ),
-                ),
-                worker::ClientEvent::BodyWanted { id, .. } => {
-                    let Some(i) = ids.iter().position(|x| *x == id) else {
-                        continue;
-                    };
-                    let body = &walk.requests[i].body;
-                    let count = match body.kind {
-                        BodyKind::Pulled => 1,
-                        _ => body.pieces.len(),
-                    };
-                    let end = (next_piece[i] + count).min(body.pieces.len());
-                    for piece in &body.pieces[next_piece[i]..end] {
-                        let _ = client.offer_body(now, id, Bytes::copy_from_slice(piece));
-                    }
-                    next_piece[i] = end;
-                    let wanted = client.body_wanted().is_some_and(|(w, _)| w == id);
-                    if end == body.pieces.len() && body.kind == BodyKind::Framed && wanted {
-                        let _ = client.finish_body(now, id);
-                    }
-                }
-                worker::ClientEvent::BodyStopped { .. } => {}
-                worker::ClientEvent::NarChunk { data, .. } => nar += data.len() as u64,
-                worker::ClientEvent::Written { data, .. } => {
-                    cp.push(n, "S>", at, "write", short(&format!("{data:?}")));
-                }
-                worker::ClientEvent::Log(log) => {
-                    for (dir, text) in log_lines(&log) {
-                        cp.push(n, dir, at, "log", text);
-                    }
-                }
-                worker::ClientEvent::Activity { message, .. } => {
-                    cp.push(n, "S>", at, "activity", short(&format!("{message:?}")));
-                }
-                worker::ClientEvent::Reply { reply, .. } => {
-                    let text = short(&format!("{reply:?}"));
-                    let text = if nar > 0 {
-                        format!("{text}, after a NAR of {nar} bytes")
-                    } else {
-                        text
-                    };
-                    nar = 0;
-                    cp.push(n, "S>", at, "reply", text);
-                }
-                worker::ClientEvent::Failed { error, .. } => cp.push(n, "S>", at, "failed", error.to_string()),
-                worker::ClientEvent::Closed => cp.push(n, "S>", at, "closed", "the server closed".into()),
-                worker::ClientEvent::Broken(e) => {
-                    if refused.is_none() {
-                        cp.fail(t, &offs, (n, i), start[s], e.to_string());
-                    }
-                    broken = true;
-                }
-                other => cp.push(n, "S>", at, "event", short(&format!("{other:?}"))),
+            let end = (next_piece[i] + count).min(body.pieces.len());
+            for piece in &body.pieces[next_piece[i]..end] {
+                let _ = conn.offer_body(now, id, Bytes::copy_from_slice(piece));
             }
-            }
-            while client.poll_transmit().is_some() {}
-            if cp.lines.len() > before {
-                start[s] = end;
-            }
-            if let Some(e) = refused {
-                cp.fail(t, &offs, (n, i), start[s], e.to_string());
-                break 'chunks;
-            }
-            if broken {
-                break 'chunks;
+            next_piece[i] = end;
+            let wanted = conn.body_wanted().is_some_and(|(w, _)| w == id);
+            if end == body.pieces.len() && body.kind == BodyKind::Framed && wanted {
+                let _ = conn.finish_body(now, id);
             }
         }
+        worker::ClientEvent::BodyStopped { .. } => {}
+        worker::ClientEvent::NarChunk { data, .. } => nar += data.len() as u64,
+        worker::ClientEvent::Written { data, .. } => {
+            pass.push(n, "S>", at, "write", short(&format!("{data:?}")));
+        }
+        worker::ClientEvent::Log(log) => {
+            for (dir, text) in log_lines(&log) {
+                pass.push(n, dir, at, "log", text);
+            }
+        }
+        worker::ClientEvent::Activity { message, .. } => {
+            pass.push(n, "S>", at, "activity", short(&format!("{message:?}")));
+        }
+        worker::ClientEvent::Reply { reply, .. } => {
+            let text = short(&format!("{reply:?}"));
+            let text = if nar > 0 {
+                format!("{text}, after a NAR of {nar} bytes")
+            } else {
+                text
+            };
+            nar = 0;
+            pass.push(n, "S>", at, "reply", text);
+        }
+        worker::ClientEvent::Failed { error, .. } => pass.push(n, "S>", at, "failed", error.to_string()),
+        worker::ClientEvent::Closed => pass.push(n, "S>", at, "closed", "the server closed".into()),
+        worker::ClientEvent::Broken(e) => {
+                return Some(e.to_string());
+            }
+        other => pass.push(n, "S>", at, "event", short(&format!("{other:?}"))),
     }
+            None
+        },
+    );
     if let Some(e) = walk.client_error.filter(|_| !sp.failed) {
         sp.push(t.chunks.len(), "C>", 0, "error", format!("the codec: {e}"));
         sp.failed = true;
