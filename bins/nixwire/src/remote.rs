@@ -45,6 +45,35 @@ pub(crate) enum Remote {
     Blocking(nixwire_blocking::Store),
 }
 
+/// The sending half of a copy on an async runtime: each NAR of `$paths`,
+/// from the files under `$files` or from `$source`, through a checking
+/// [`Gate`] into `$writer`, one after another; their total size. Dropping
+/// the writer at the end ends the NARs for the destination. A macro, not
+/// a function: tokio's and smol's stores and writers have no common trait.
+macro_rules! send_async {
+    ($source:expr, $writer:expr, $paths:expr, $files:expr, $progress:expr, $dump:ident) => {
+        async {
+            let mut writer = $writer;
+            let mut total = 0;
+            for (path, info) in $paths {
+                let mut out = Checked {
+                    inner: writer,
+                    gate: Gate::new(NarCheck::new(path, info), $progress),
+                };
+                let sent = match $files {
+                    Some(root) => $dump(root, path, &mut out).await,
+                    None => $source.nar_from_path(path, &mut out).await,
+                };
+                let Checked { inner, gate } = out;
+                writer = inner;
+                total += gate.result(sent).map_err(|e| e.about(path))?;
+            }
+            drop(writer);
+            Ok(total)
+        }
+    };
+}
+
 impl Remote {
     /// Opens `uri` through `runtime`.
     pub(crate) fn open(runtime: Runtime, uri: &str, options: &Options) -> Result<Self, Error> {
@@ -162,26 +191,7 @@ impl Remote {
         match (self, dest) {
             (Self::Tokio(source), Self::Tokio(dest)) => {
                 let (writer, mut reader) = tokio::io::duplex(PIPE);
-                let send = async {
-                    let mut writer = writer;
-                    let mut total = 0;
-                    for (path, info) in paths {
-                        let mut out = Checked {
-                            inner: writer,
-                            gate: Gate::new(NarCheck::new(path, info), progress),
-                        };
-                        let sent = match files {
-                            Some(root) => dump_tokio(root, path, &mut out).await,
-                            None => source.nar_from_path(path, &mut out).await,
-                        };
-                        let Checked { inner, gate } = out;
-                        writer = inner;
-                        total += gate.result(sent).map_err(|e| e.about(path))?;
-                    }
-                    // Dropping the writer ends the NARs for the destination.
-                    drop(writer);
-                    Ok(total)
-                };
+                let send = send_async!(source, writer, paths, files, progress, dump_tokio);
                 let receive = async {
                     dest.add_multiple(paths, &mut reader)
                         .await
@@ -195,25 +205,7 @@ impl Remote {
             (Self::Smol(source), Self::Smol(dest)) => {
                 let (reader, writer) = piper::pipe(PIPE);
                 let mut reader = reader;
-                let send = async {
-                    let mut writer = writer;
-                    let mut total = 0;
-                    for (path, info) in paths {
-                        let mut out = Checked {
-                            inner: writer,
-                            gate: Gate::new(NarCheck::new(path, info), progress),
-                        };
-                        let sent = match files {
-                            Some(root) => dump_smol(root, path, &mut out).await,
-                            None => source.nar_from_path(path, &mut out).await,
-                        };
-                        let Checked { inner, gate } = out;
-                        writer = inner;
-                        total += gate.result(sent).map_err(|e| e.about(path))?;
-                    }
-                    drop(writer);
-                    Ok(total)
-                };
+                let send = send_async!(source, writer, paths, files, progress, dump_smol);
                 let receive = async {
                     dest.add_multiple(paths, &mut reader)
                         .await
@@ -324,42 +316,33 @@ fn pieces(root: &Path, path: &StorePath) -> Result<NarPieces, Error> {
         .map_err(Error::io("reading a store path from the file system"))
 }
 
-/// `path`'s NAR from the files under `root`, written to a tokio writer;
-/// its size.
-async fn dump_tokio(
-    root: &Path,
-    path: &StorePath,
-    out: &mut (impl tokio::io::AsyncWrite + Unpin),
-) -> Result<u64, Error> {
-    use tokio::io::AsyncWriteExt;
-    let mut size = 0;
-    for piece in pieces(root, path)? {
-        let piece = piece.map_err(Error::io("reading a store path from the file system"))?;
-        size += piece.len() as u64;
-        out.write_all(&piece)
-            .await
-            .map_err(Error::io("writing the NAR out"))?;
-    }
-    Ok(size)
+/// Defines `$name`: `path`'s NAR from the files under `root`, written to
+/// an async writer of `$write` (tokio's and smol's traits differ, the
+/// code does not); its size.
+macro_rules! dump_async {
+    ($name:ident, $write:path, $ext:path) => {
+        async fn $name(
+            root: &Path,
+            path: &StorePath,
+            out: &mut (impl $write + Unpin),
+        ) -> Result<u64, Error> {
+            use $ext;
+            let mut size = 0;
+            for piece in pieces(root, path)? {
+                let piece =
+                    piece.map_err(Error::io("reading a store path from the file system"))?;
+                size += piece.len() as u64;
+                out.write_all(&piece)
+                    .await
+                    .map_err(Error::io("writing the NAR out"))?;
+            }
+            Ok(size)
+        }
+    };
 }
 
-/// The same for a smol writer.
-async fn dump_smol(
-    root: &Path,
-    path: &StorePath,
-    out: &mut (impl smol::io::AsyncWrite + Unpin),
-) -> Result<u64, Error> {
-    use smol::io::AsyncWriteExt;
-    let mut size = 0;
-    for piece in pieces(root, path)? {
-        let piece = piece.map_err(Error::io("reading a store path from the file system"))?;
-        size += piece.len() as u64;
-        out.write_all(&piece)
-            .await
-            .map_err(Error::io("writing the NAR out"))?;
-    }
-    Ok(size)
-}
+dump_async!(dump_tokio, tokio::io::AsyncWrite, tokio::io::AsyncWriteExt);
+dump_async!(dump_smol, smol::io::AsyncWrite, smol::io::AsyncWriteExt);
 
 /// The same for a std writer.
 fn dump_blocking(root: &Path, path: &StorePath, out: &mut impl io::Write) -> Result<u64, Error> {
