@@ -562,6 +562,12 @@ impl<C: Connection> Pump<C> {
         self.stdout_open || self.stderr_open
     }
 
+    /// Tells the connection that `n` bytes it gave went out to the peer
+    /// (see [`Connection::handle_sent`]).
+    pub fn sent(&mut self, now: std::time::Instant, n: usize) {
+        self.conn.handle_sent(now, n);
+    }
+
     /// When the connection must be woken if nothing comes before.
     pub fn deadline(&self) -> Option<std::time::Instant> {
         self.conn.poll_timeout()

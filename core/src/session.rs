@@ -1155,6 +1155,13 @@ impl Connection for Session {
         self.with_inner(|c| c.handle_eof(now), |c| c.handle_eof(now))
     }
 
+    fn handle_sent(&mut self, now: Instant, n: usize) {
+        match &mut self.inner {
+            Inner::Serve(c) => c.handle_sent(now, n),
+            Inner::Worker(c) => c.handle_sent(now, n),
+        }
+    }
+
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
         self.now = now;
         self.with_inner(|c| c.handle_timeout(now), |c| c.handle_timeout(now))

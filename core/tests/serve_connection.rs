@@ -1098,3 +1098,56 @@ fn client_and_server_agree_at_every_pair_of_versions() {
         }
     }
 }
+
+/// A long upload (a NAR over a slow link; the server says nothing until it
+/// ends) is progress: each write the runtime reports restarts the stall
+/// clock, and a peer that stops taking bytes is given up a stall timeout
+/// after the last one.
+#[test]
+fn bytes_going_out_keep_the_stall_clock_going() {
+    let start = Instant::now();
+    let mut config = ClientConfig::default();
+    config.stall_timeout = Some(Duration::from_secs(2));
+    let mut pair = Pair::new(
+        Client::new(config, start),
+        Server::new(ServerConfig::default(), start),
+        start,
+    );
+    pair.drive(|_, _| {}).expect("handshake");
+    let id = pair.client.request(pair.now, query(vec![])).expect("q");
+    pair.drive(|_, _| {}).expect("sent");
+    let sent = pair.now;
+    assert_eq!(
+        pair.client.poll_timeout(),
+        Some(sent + Duration::from_secs(2))
+    );
+    // A write of nothing is no progress.
+    pair.client.handle_sent(sent + Duration::from_secs(1), 0);
+    assert_eq!(
+        pair.client.poll_timeout(),
+        Some(sent + Duration::from_secs(2))
+    );
+    for s in 1..=5 {
+        let at = sent + Duration::from_millis(1500 * s);
+        pair.client.handle_sent(at, 4096);
+        assert_eq!(
+            pair.client.poll_timeout(),
+            Some(at + Duration::from_secs(2))
+        );
+        pair.client.handle_timeout(at).expect("still moving");
+    }
+    let last = sent + Duration::from_millis(7500);
+    pair.client
+        .handle_timeout(last + Duration::from_millis(1999))
+        .expect("not yet");
+    let err = pair
+        .client
+        .handle_timeout(last + Duration::from_secs(2))
+        .expect_err("stalled");
+    assert_eq!(err.class(), ErrorClass::Timeout, "{err}");
+    assert_eq!(err.request, Some(id), "{err}");
+    assert!(
+        err.to_string().contains("nothing received or sent"),
+        "{err}"
+    );
+}

@@ -88,6 +88,12 @@ pub(crate) struct BuildArgs {
     /// they are downloaded.
     #[arg(long)]
     max_output_size: Option<u64>,
+    /// Seconds a request may wait with nothing arriving from a machine
+    /// (a stalled transfer, a stopped peer) before its connection is given
+    /// up; keep it above `--max-silent-time` when builds may be silent
+    /// (fractions allowed; default: no limit).
+    #[arg(long, value_name = "SECS", value_parser = crate::remote::parse_seconds)]
+    stall_timeout: Option<Duration>,
     /// The runtime that drives the connections.
     #[arg(long, value_enum, default_value = "tokio")]
     runtime: Runtime,
@@ -165,7 +171,8 @@ fn build(args: &BuildArgs) -> Result<u8, String> {
     for m in &machines {
         tracing::info!(machine = %m.uri, jobs = m.max_jobs, "build machine");
     }
-    let options = options()?;
+    let mut options = options()?;
+    options.stall_timeout = args.stall_timeout;
     let host = host_system().unwrap_or_default();
     // A machine that fails is tried again after 1 s, then 2 s: a
     // one-shot command does not wait Hydra's minutes for it.

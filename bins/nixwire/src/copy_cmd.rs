@@ -38,6 +38,11 @@ pub(crate) struct CopyArgs {
     /// more than this many bytes.
     #[arg(long)]
     max_size: Option<u64>,
+    /// Seconds a request may wait with nothing arriving from a store (a
+    /// stalled transfer, a stopped peer) before its connection is given up
+    /// (fractions allowed; default: no limit).
+    #[arg(long, value_name = "SECS", value_parser = crate::remote::parse_seconds)]
+    stall_timeout: Option<std::time::Duration>,
     /// The runtime that drives both connections.
     #[arg(long, value_enum, default_value = "tokio")]
     runtime: Runtime,
@@ -70,7 +75,8 @@ fn copy(args: &CopyArgs) -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()?;
     let from = args.from.as_deref().unwrap_or(&args.from_store);
     let to = args.to.as_deref().unwrap_or(&args.to_store);
-    let options = options()?;
+    let mut options = options()?;
+    options.stall_timeout = args.stall_timeout;
     let mut source = Remote::open(args.runtime, from, &options)
         .map_err(|e| format!("cannot open {from}: {}", one_line(&e)))?;
     let mut dest = Remote::open(args.runtime, to, &options)

@@ -577,6 +577,17 @@ pub(crate) fn options() -> Result<Options, String> {
         .map_err(|e| format!("NIX_SSHOPTS: {e}"))
 }
 
+/// A `--stall-timeout` value: seconds, fractions allowed, more than zero.
+pub(crate) fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a number of seconds: {e}"))?;
+    if !(secs > 0.0) || secs > 1e9 {
+        return Err(format!("{text} is not a number of seconds above 0"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 /// An error and its causes, on one line.
 pub(crate) fn one_line(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();

@@ -127,7 +127,7 @@ impl<R: OpRequest, A> Book<R, A> {
         Some(Deadline {
             at: last_input.max(f.sent_at) + after,
             during: format!(
-                "with nothing received while waiting for the reply to {} (request {})",
+                "with nothing received or sent while waiting for the reply to {} (request {})",
                 f.command, f.id
             ),
             after,

@@ -128,6 +128,15 @@ pub trait Connection {
     /// connection breaks otherwise.
     fn handle_eof(&mut self, now: Instant) -> Result<(), Error>;
 
+    /// The runtime wrote `n` bytes of what [`poll_transmit`](Self::poll_transmit)
+    /// gave to the peer. A peer taking bytes is progress: a long upload
+    /// (a NAR sent over a slow link, with nothing coming back until it
+    /// ends) must not trip a stall deadline while it moves, and a peer
+    /// that stops taking them must. Default: nothing.
+    fn handle_sent(&mut self, now: Instant, n: usize) {
+        let _ = (now, n);
+    }
+
     /// Checks the deadlines against `now`.
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Error>;
 

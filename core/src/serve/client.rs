@@ -167,6 +167,10 @@ pub struct Client {
     upload: Option<Upload>,
     started: Instant,
     last_input: Instant,
+    /// When the runtime last wrote bytes to the peer (see
+    /// [`Connection::handle_sent`]): the stall clock counts from the later
+    /// of this and `last_input`.
+    last_output: Instant,
 }
 
 impl Client {
@@ -203,6 +207,7 @@ impl Client {
             upload: None,
             started: now,
             last_input: now,
+            last_output: now,
         }
     }
 
@@ -533,7 +538,10 @@ impl Client {
             State::Handshake => {
                 Deadline::handshake("server", self.started, self.config.handshake_timeout)
             }
-            State::Ready => self.book.stall(self.config.stall_timeout, self.last_input),
+            State::Ready => self.book.stall(
+                self.config.stall_timeout,
+                self.last_input.max(self.last_output),
+            ),
             State::Closed => None,
         }
     }
@@ -548,6 +556,12 @@ impl Connection for Client {
         self.inbox.push(data);
         let result = self.process(now);
         self.io.fail_on(result)
+    }
+
+    fn handle_sent(&mut self, now: Instant, n: usize) {
+        if n > 0 {
+            self.last_output = now;
+        }
     }
 
     fn handle_stderr(&mut self, now: Instant, data: Bytes) {

@@ -203,6 +203,10 @@ pub struct Client {
     info: Option<HandshakeInfo>,
     started: Instant,
     last_input: Instant,
+    /// When the runtime last wrote bytes to the peer (see
+    /// [`Connection::handle_sent`]): the stall clock counts from the later
+    /// of this and `last_input`.
+    last_output: Instant,
 }
 
 impl Client {
@@ -241,6 +245,7 @@ impl Client {
             info: None,
             started: now,
             last_input: now,
+            last_output: now,
         }
     }
 
@@ -785,7 +790,10 @@ impl Client {
             return None;
         }
         match self.state {
-            State::Ready => self.book.stall(self.config.stall_timeout, self.last_input),
+            State::Ready => self.book.stall(
+                self.config.stall_timeout,
+                self.last_input.max(self.last_output),
+            ),
             State::Closed => None,
             _ => Deadline::handshake("daemon", self.started, self.config.handshake_timeout),
         }
@@ -823,6 +831,12 @@ impl Connection for Client {
     /// A daemon reached over ssh may print to stderr before it starts (a
     /// login banner, a missing program); that is not a build log, but it
     /// is passed on as one so a host can show it.
+    fn handle_sent(&mut self, now: Instant, n: usize) {
+        if n > 0 {
+            self.last_output = now;
+        }
+    }
+
     fn handle_stderr(&mut self, now: Instant, data: Bytes) {
         self.last_input = now;
         if let Some(log) = self.book.stderr_log(data) {

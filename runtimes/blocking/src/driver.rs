@@ -165,6 +165,7 @@ impl<C: Connection> Driver<C> {
             Input::StdoutEnd => PumpInput::StdoutEnd,
             Input::StderrEnd => PumpInput::StderrEnd,
             Input::Wrote(n) => {
+                self.pump.sent(Instant::now(), n);
                 self.in_flight = self.in_flight.saturating_sub(n);
                 return Ok(true);
             }

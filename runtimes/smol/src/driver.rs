@@ -171,6 +171,7 @@ impl<C: Connection> Driver<C> {
             }
             Woke::Deadline => Input::Deadline,
             Woke::Wrote(Ok(n)) => {
+                self.pump.sent(Instant::now(), n);
                 if let Some(p) = &mut self.pending {
                     let _ = p.split_to(n.min(p.len()));
                     if p.is_empty() {

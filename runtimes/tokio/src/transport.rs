@@ -12,6 +12,10 @@ use nixwire_core::ssh;
 use nixwire_core::uri::SshStore;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+/// How long our ControlMaster stays with no channel before it exits (its
+/// one channel opens right after it connects).
+const MASTER_IDLE: std::num::NonZeroUsize = std::num::NonZeroUsize::MIN.saturating_add(2);
+
 pub(crate) type Reader = Box<dyn AsyncRead + Unpin + Send>;
 pub(crate) type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 
@@ -102,7 +106,13 @@ impl Transport {
         builder
             .control_directory(dir.path())
             .config_file(&config_path)
-            .known_hosts_check(openssh::KnownHosts::Strict);
+            .known_hosts_check(openssh::KnownHosts::Strict)
+            // Not openssh's default (forever): a master outlives a
+            // process that dies without dropping the session (SIGINT,
+            // SIGKILL), and it would keep its connection to the builder
+            // and its directory for good. Idle, it ends by itself; while
+            // the remote command runs its channel keeps it busy.
+            .control_persist(openssh::ControlPersist::IdleFor(MASTER_IDLE));
         if config.known_hosts.is_some() {
             builder.user_known_hosts_file(&known_hosts);
         }

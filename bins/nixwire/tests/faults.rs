@@ -1,0 +1,676 @@
+//! Fault injection: `nixwire copy` on every runtime and both protocols,
+//! through the loopback sshd to a real Nix 2.8 server wrapped in
+//! `nixwire-fault` (the testkit's injector, run as the store's
+//! `remote-program`), with the stream broken on purpose: the server killed
+//! or the stream truncated mid-NAR, a banner before the magic, 50 MB of
+//! stderr, a stopped server, a slow link, an interrupt, a wrong host key,
+//! shell metacharacters in the URI.
+//!
+//! Each case asserts its outcome (exit code, the message the user sees),
+//! bounds the time from the fault to nixwire's exit, checks that no server
+//! is left behind, and checks both stores with Nix (`--verify
+//! --check-contents`, every copied path valid and whole or absent). Each
+//! prints one line, `FAULT case=… runtime=… protocol=… …`, for
+//! docs/reliability.md.
+//!
+//! Without Nix or the sshd a test says why and passes, unless `CI=true` or
+//! `NIXWIRE_REQUIRE_NIX=1` (see `nixwire-testkit`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nixwire_core::session::Protocol;
+use nixwire_core::store::StorePath;
+use nixwire_testkit as kit;
+use nixwire_testkit::fault::{Action, Direction, Fault};
+
+const RUNTIMES: [&str; 3] = ["tokio", "smol", "blocking"];
+const PROTOCOLS: [Protocol; 2] = [Protocol::Serve, Protocol::Worker];
+
+/// The big path's size: a NAR of a few MiB.
+const BIG: usize = 3 << 20;
+/// Where mid-NAR faults happen: past the handshake and the path infos,
+/// inside the big NAR.
+const MID: u64 = 1 << 20;
+/// No run may take longer than this; past it the test fails as a hang.
+const HANG: Duration = Duration::from_secs(60);
+/// The stall timeout of the stall cases, and the margin allowed over it.
+const STALL: Duration = Duration::from_secs(2);
+const MARGIN: Duration = Duration::from_millis(1500);
+
+/// The injector, built next to `nixwire` (`cargo test --workspace` builds
+/// it; for `cargo test -p nixwire` it is built here once).
+fn injector() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let nixwire = Path::new(env!("CARGO_BIN_EXE_nixwire"));
+        let path = nixwire.with_file_name("nixwire-fault");
+        if let (Some(cargo), Some(profile_dir)) = (std::env::var_os("CARGO"), nixwire.parent()) {
+            let target = profile_dir.parent().expect("a target directory");
+            let mut build = Command::new(cargo);
+            build.args(["build", "--quiet", "-p", "nixwire-testkit", "--bin"]);
+            build.arg("nixwire-fault").arg("--target-dir").arg(target);
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo build nixwire-fault");
+            assert!(status.success(), "cannot build nixwire-fault");
+        }
+        assert!(path.exists(), "no injector at {}", path.display());
+        path
+    })
+}
+
+/// Bytes that do not compress (ssh -C must not hide the size).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Adds the two test paths to the chroot store `root` (a small one and a
+/// big one); they are content-addressed, so the same in every store.
+fn add_paths(dir: &Path, root: &Path) -> Vec<StorePath> {
+    let files = [
+        ("fault-small", noise(1000, 1)),
+        ("fault-big", noise(BIG, 2)),
+    ];
+    files
+        .iter()
+        .map(|(name, data)| {
+            let file = dir.join(name);
+            std::fs::write(&file, data).expect("write");
+            let out = kit::run_nix(
+                "nix-store",
+                &[
+                    "--store",
+                    &root.display().to_string(),
+                    "--add",
+                    &file.display().to_string(),
+                ],
+            );
+            kit::store_path(&out)
+        })
+        .collect()
+}
+
+/// What one run of a case is.
+struct Run<'a> {
+    case: &'a str,
+    runtime: &'a str,
+    protocol: Protocol,
+    /// True: copy from the local store to the remote (bytes towards the
+    /// server); false: from the remote into the local store.
+    to_remote: bool,
+    fault: Fault,
+    stall: Option<Duration>,
+    /// Another pinned host key (base64 of a key line).
+    host_key: Option<String>,
+    /// The remote store's directory name (the case's own characters).
+    remote_name: String,
+    /// Replaces the remote program (the injector is not used).
+    remote_program: Option<String>,
+    /// Sends SIGINT once the injector has recorded its count.
+    interrupt: bool,
+}
+
+impl<'a> Run<'a> {
+    fn new(case: &'a str, runtime: &'a str, protocol: Protocol, to_remote: bool) -> Self {
+        Self {
+            case,
+            runtime,
+            protocol,
+            to_remote,
+            fault: Fault::default(),
+            stall: None,
+            host_key: None,
+            remote_name: "remote".into(),
+            remote_program: None,
+            interrupt: false,
+        }
+    }
+}
+
+/// What a run gave.
+struct Outcome {
+    code: Option<i32>,
+    stderr: String,
+    /// From the fault (the injector's record, or the interrupt) to exit.
+    detect: Option<Duration>,
+    total: Duration,
+    /// Whether the injector started at all.
+    started: bool,
+    local: PathBuf,
+    remote: PathBuf,
+    paths: Vec<StorePath>,
+    dir: PathBuf,
+}
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Serve => "ssh",
+        Protocol::Worker => "ssh-ng",
+    }
+}
+
+/// Percent-encodes a URI parameter's value.
+fn encode(value: &str) -> String {
+    let mut out = String::new();
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Runs one case: stores made, the injector configured, `nixwire copy`
+/// run (and interrupted, if asked) under the hang limit; then the stores
+/// checked and no server left behind.
+fn run(sshd: &kit::Sshd, r: Run<'_>) -> Outcome {
+    let dir = kit::scratch(&format!(
+        "fault-{}-{}-{}-{}",
+        r.case,
+        r.runtime,
+        protocol_name(r.protocol),
+        if r.to_remote { "to" } else { "from" }
+    ));
+    let local = dir.join("local");
+    let remote = dir.join(&r.remote_name);
+    let paths = add_paths(&dir, if r.to_remote { &local } else { &remote });
+    let record = dir.join("fault-at");
+    let marker = dir.join("started");
+    let config = dir.join("fault.conf");
+    let mut fault = r.fault.clone();
+    fault.record = Some(record.clone());
+    fault.marker = Some(marker.clone());
+    std::fs::write(&config, fault.to_config()).expect("config");
+    let server = match r.protocol {
+        Protocol::Serve => "nix-store",
+        Protocol::Worker => "nix-daemon",
+    };
+    let program = r
+        .remote_program
+        .clone()
+        .unwrap_or_else(|| format!("{} {} {server}", injector().display(), config.display()));
+    let base = match &r.host_key {
+        Some(key) => sshd.uri_with_key(r.protocol, &dir, key),
+        None => sshd.uri(r.protocol, &dir),
+    };
+    // The remote store in the URI, encoded (the case may put anything in
+    // its name).
+    let uri = base.replacen(
+        &format!("remote-store={}", dir.display()),
+        &format!("remote-store={}", encode(&remote.display().to_string())),
+        1,
+    ) + &format!("&remote-program={}", encode(&program));
+
+    let local_s = local.display().to_string();
+    let mut args: Vec<String> = vec!["copy".into(), "--runtime".into(), r.runtime.into()];
+    if r.to_remote {
+        args.extend(["--from-store".into(), local_s.clone(), "--to".into(), uri]);
+    } else {
+        args.extend(["--from".into(), uri, "--to-store".into(), local_s.clone()]);
+    }
+    if let Some(stall) = r.stall {
+        args.extend(["--stall-timeout".into(), format!("{}", stall.as_secs_f64())]);
+    }
+    args.extend(paths.iter().map(kit::full));
+    let stderr_file = dir.join("stderr");
+    // Short: the ssh control socket under it must fit a socket address.
+    let tmp = std::env::temp_dir().join(format!("nwf{}", kit::unique_number()));
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nixwire"))
+        .args(&args)
+        .envs(kit::nix_env())
+        .env_remove("NIX_SSHOPTS")
+        // Its own temporary directory: the ssh masters and control
+        // sockets it makes are found (and must be gone) by that path.
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_file).expect("stderr file"))
+        .spawn()
+        .expect("run nixwire");
+    let mut interrupted_at = None;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if r.interrupt && interrupted_at.is_none() && record.exists() {
+            interrupted_at = Some(now_nanos());
+            // The shell's own `kill`: a fresh machine may lack procps.
+            let kill = Command::new("/bin/sh")
+                .args(["-c", &format!("kill -INT {}", child.id())])
+                .status()
+                .expect("kill -INT");
+            assert!(kill.success());
+        }
+        if start.elapsed() > HANG {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{} {} {}: nixwire copy hung ({:?}): {}",
+                r.case,
+                r.runtime,
+                protocol_name(r.protocol),
+                HANG,
+                std::fs::read_to_string(&stderr_file).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let exited = now_nanos();
+    let total = start.elapsed();
+    let fault_at = interrupted_at.or_else(|| {
+        std::fs::read_to_string(&record)
+            .ok()
+            .and_then(|t| t.trim().parse::<u128>().ok())
+    });
+    let detect = fault_at.map(|at| {
+        Duration::from_nanos(u64::try_from(exited.saturating_sub(at)).unwrap_or(u64::MAX))
+    });
+    let stderr = std::fs::read_to_string(&stderr_file).unwrap_or_default();
+    // No server is left running for the remote store (a stopped one is
+    // killed by the injector when its client goes away).
+    let left = kit::wait_gone(&remote.display().to_string(), Duration::from_secs(10));
+    let left: Vec<u32> = left
+        .into_iter()
+        .chain(kit::wait_gone(
+            &tmp.display().to_string(),
+            Duration::from_secs(10),
+        ))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{} {} {}: processes left for the remote store or its ssh master: {left:?}",
+        r.case,
+        r.runtime,
+        protocol_name(r.protocol)
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+    Outcome {
+        code: status.code(),
+        stderr,
+        detect,
+        total,
+        started: marker.exists(),
+        local,
+        remote,
+        paths,
+        dir,
+    }
+}
+
+/// Both stores pass Nix's own check, and every test path is, in each,
+/// either valid and whole or absent. Returns how many are valid in the
+/// destination.
+fn verify_stores(o: &Outcome, to_remote: bool, what: &str) -> usize {
+    let mut valid_in_dest = 0;
+    for (root, is_dest) in [(&o.local, !to_remote), (&o.remote, to_remote)] {
+        if !root.exists() {
+            continue;
+        }
+        let out = kit::nix_command("nix-store")
+            .args([
+                "--store",
+                &root.display().to_string(),
+                "--verify",
+                "--check-contents",
+            ])
+            .output()
+            .expect("nix-store --verify");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !stderr.contains("invalid") && !stderr.contains("modified"),
+            "{what}: {} fails --verify --check-contents: {stderr}",
+            root.display()
+        );
+        for path in &o.paths {
+            if kit::is_valid(root, path) {
+                let out = kit::nix_command("nix-store")
+                    .args([
+                        "--store",
+                        &root.display().to_string(),
+                        "--verify-path",
+                        &kit::full(path),
+                    ])
+                    .output()
+                    .expect("nix-store --verify-path");
+                assert!(
+                    out.status.success(),
+                    "{what}: {path} is valid but not whole"
+                );
+                if is_dest {
+                    valid_in_dest += 1;
+                }
+            }
+        }
+    }
+    valid_in_dest
+}
+
+/// The one parseable line of a case.
+fn report(r_case: &str, runtime: &str, protocol: Protocol, to_remote: bool, o: &Outcome) {
+    let ms = |d: Option<Duration>| d.map_or("-".to_owned(), |d| d.as_millis().to_string());
+    let first = o
+        .stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("nixwire:"))
+        .unwrap_or("")
+        .replace('"', "'");
+    // The store URI (long, and the same in every line) as STORE.
+    let first = match first.find("ssh://").or_else(|| first.find("ssh-ng://")) {
+        Some(at) => match first[at..].find(": ") {
+            Some(end) => format!("{}STORE{}", &first[..at], &first[at + end..]),
+            None => first,
+        },
+        None => first,
+    };
+    let error: String = first.chars().take(300).collect();
+    println!(
+        "FAULT case={r_case} runtime={runtime} protocol={} direction={} exit={} detect_ms={} total_ms={} verified=yes error=\"{error}\"",
+        protocol_name(protocol),
+        if to_remote {
+            "to-remote"
+        } else {
+            "from-remote"
+        },
+        o.code.map_or("signal".to_owned(), |c| c.to_string()),
+        ms(o.detect),
+        o.total.as_millis(),
+    );
+}
+
+fn setup() -> Option<kit::Sshd> {
+    if !kit::have_nix() {
+        return None;
+    }
+    let sshd = kit::Sshd::from_env()?;
+    injector();
+    Some(sshd)
+}
+
+/// A fault that ends the stream must fail the copy quickly, in one line,
+/// and leave nothing half registered.
+fn broken_stream(case: &str, action: Action) {
+    let Some(sshd) = setup() else { return };
+    for runtime in RUNTIMES {
+        for protocol in PROTOCOLS {
+            for to_remote in [true, false] {
+                let mut r = Run::new(case, runtime, protocol, to_remote);
+                r.fault = Fault {
+                    direction: if to_remote {
+                        Direction::ToServer
+                    } else {
+                        Direction::ToClient
+                    },
+                    after: MID,
+                    action,
+                    ..Fault::default()
+                };
+                let o = run(&sshd, r);
+                let what = format!("{case} {runtime} {}", protocol_name(protocol));
+                assert_eq!(o.code, Some(1), "{what}: {}", o.stderr);
+                assert!(
+                    o.stderr.contains("nixwire: copy:"),
+                    "{what}: no error line: {}",
+                    o.stderr
+                );
+                let detect = o.detect.expect("the fault happened");
+                assert!(detect < Duration::from_secs(5), "{what}: {detect:?}");
+                let valid = verify_stores(&o, to_remote, &what);
+                // The big path did not arrive whole: it is absent.
+                assert!(valid < o.paths.len(), "{what}: all copied?");
+                report(case, runtime, protocol, to_remote, &o);
+                let _ = std::fs::remove_dir_all(&o.dir);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_server_killed_mid_nar_fails_the_copy_and_registers_nothing() {
+    broken_stream("kill-mid-nar", Action::Kill);
+}
+
+#[test]
+fn a_stream_truncated_mid_nar_fails_the_copy_and_registers_nothing() {
+    broken_stream("truncate-mid-nar", Action::Truncate);
+}
+
+#[test]
+fn a_banner_before_the_magic_is_shown_in_the_error() {
+    let Some(sshd) = setup() else { return };
+    for runtime in RUNTIMES {
+        for protocol in PROTOCOLS {
+            let mut r = Run::new("banner", runtime, protocol, true);
+            r.fault.banner = Some("hello from .bashrc\n".into());
+            let o = run(&sshd, r);
+            let what = format!("banner {runtime} {}", protocol_name(protocol));
+            assert_eq!(o.code, Some(1), "{what}: {}", o.stderr);
+            assert!(
+                o.stderr.contains("hello from .bashrc"),
+                "{what}: the banner is not shown: {}",
+                o.stderr
+            );
+            verify_stores(&o, true, &what);
+            assert!(o.total < Duration::from_secs(10), "{what}: {:?}", o.total);
+            report("banner", runtime, protocol, true, &o);
+        }
+    }
+}
+
+#[test]
+fn a_stopped_server_is_given_up_after_the_stall_timeout() {
+    let Some(sshd) = setup() else { return };
+    for runtime in RUNTIMES {
+        for protocol in PROTOCOLS {
+            for to_remote in [true, false] {
+                let mut r = Run::new("stop-mid-nar", runtime, protocol, to_remote);
+                r.fault = Fault {
+                    direction: if to_remote {
+                        Direction::ToServer
+                    } else {
+                        Direction::ToClient
+                    },
+                    after: MID,
+                    action: Action::Stop,
+                    ..Fault::default()
+                };
+                r.stall = Some(STALL);
+                let o = run(&sshd, r);
+                let what = format!("stop {runtime} {}", protocol_name(protocol));
+                assert_eq!(o.code, Some(1), "{what}: {}", o.stderr);
+                let detect = o.detect.expect("the fault happened");
+                // Towards the server, the client stops getting rid of bytes
+                // a little after the fault (ssh and the pipes buffer); from
+                // the server, the last byte arrives just before it.
+                assert!(
+                    detect < STALL + MARGIN && o.stderr.contains("timed out after 2.0s"),
+                    "{what}: detected after {detect:?}: {}",
+                    o.stderr
+                );
+                let valid = verify_stores(&o, to_remote, &what);
+                assert!(valid < o.paths.len(), "{what}: all copied?");
+                report("stop-mid-nar", runtime, protocol, to_remote, &o);
+                let _ = std::fs::remove_dir_all(&o.dir);
+            }
+        }
+    }
+}
+
+#[test]
+fn fifty_megabytes_of_stderr_with_stdout_idle_do_not_deadlock() {
+    let Some(sshd) = setup() else { return };
+    for runtime in RUNTIMES {
+        for protocol in PROTOCOLS {
+            let mut r = Run::new("stderr-flood", runtime, protocol, true);
+            r.fault.stderr_flood = 50 << 20;
+            let o = run(&sshd, r);
+            let what = format!("stderr-flood {runtime} {}", protocol_name(protocol));
+            assert_eq!(o.code, Some(0), "{what}: {}", tail(&o.stderr));
+            let valid = verify_stores(&o, true, &what);
+            assert_eq!(valid, o.paths.len(), "{what}: not all copied");
+            report("stderr-flood", runtime, protocol, true, &o);
+            let _ = std::fs::remove_dir_all(&o.dir);
+        }
+    }
+}
+
+/// The last lines of a long text.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+#[test]
+fn a_slow_link_completes_under_a_stall_timeout_shorter_than_the_transfer() {
+    let Some(sshd) = setup() else { return };
+    for runtime in RUNTIMES {
+        for protocol in PROTOCOLS {
+            for to_remote in [true, false] {
+                let mut r = Run::new("slow-link", runtime, protocol, to_remote);
+                // 16 KiB every 10 ms each way: the 3 MiB NAR takes about 2 s
+                // longer than the stall timeout allows for silence.
+                r.fault.delay = Duration::from_millis(10);
+                r.fault.chunk = 16 << 10;
+                r.stall = Some(STALL);
+                let o = run(&sshd, r);
+                let what = format!("slow-link {runtime} {}", protocol_name(protocol));
+                assert_eq!(o.code, Some(0), "{what}: {}", o.stderr);
+                assert!(o.total > STALL, "{what}: not slow: {:?}", o.total);
+                let valid = verify_stores(&o, to_remote, &what);
+                assert_eq!(valid, o.paths.len(), "{what}: not all copied");
+                report("slow-link", runtime, protocol, to_remote, &o);
+                let _ = std::fs::remove_dir_all(&o.dir);
+            }
+        }
+    }
+}
+
+#[test]
+fn an_interrupt_mid_transfer_registers_nothing_and_leaves_nothing_running() {
+    let Some(sshd) = setup() else { return };
+    for runtime in RUNTIMES {
+        for protocol in PROTOCOLS {
+            for to_remote in [true, false] {
+                let mut r = Run::new("sigint-mid-nar", runtime, protocol, to_remote);
+                // A slow link, and SIGINT once 1 MiB of the NAR has passed.
+                r.fault = Fault {
+                    direction: if to_remote {
+                        Direction::ToServer
+                    } else {
+                        Direction::ToClient
+                    },
+                    after: MID,
+                    delay: Duration::from_millis(5),
+                    chunk: 16 << 10,
+                    ..Fault::default()
+                };
+                r.interrupt = true;
+                let o = run(&sshd, r);
+                let what = format!("sigint {runtime} {}", protocol_name(protocol));
+                // Killed by the signal (copy has no handler) or exit 130.
+                assert!(
+                    o.code.is_none() || o.code == Some(130),
+                    "{what}: {:?} {}",
+                    o.code,
+                    o.stderr
+                );
+                let detect = o.detect.expect("interrupted");
+                assert!(detect < Duration::from_secs(2), "{what}: {detect:?}");
+                let valid = verify_stores(&o, to_remote, &what);
+                assert!(valid < o.paths.len(), "{what}: all copied?");
+                report("sigint-mid-nar", runtime, protocol, to_remote, &o);
+                let _ = std::fs::remove_dir_all(&o.dir);
+            }
+        }
+    }
+}
+
+/// A host key that is not the sshd's (an ed25519 key made for this test).
+const OTHER_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGAonZwESmmj6nymtMZkRQ3LM6QkHKcqBTU/HZOdsp9a other";
+
+#[test]
+fn a_wrong_pinned_host_key_is_refused_before_the_remote_program_runs() {
+    let Some(sshd) = setup() else { return };
+    for runtime in RUNTIMES {
+        for protocol in PROTOCOLS {
+            let mut r = Run::new("wrong-host-key", runtime, protocol, true);
+            r.host_key = Some(kit::host_key_base64(OTHER_KEY));
+            let o = run(&sshd, r);
+            let what = format!("wrong-host-key {runtime} {}", protocol_name(protocol));
+            assert_eq!(o.code, Some(1), "{what}: {}", o.stderr);
+            assert!(!o.started, "{what}: the remote program ran");
+            assert!(o.stderr.contains("cannot open"), "{what}: {}", o.stderr);
+            verify_stores(&o, true, &what);
+            report("wrong-host-key", runtime, protocol, true, &o);
+            let _ = std::fs::remove_dir_all(&o.dir);
+        }
+    }
+}
+
+#[test]
+fn shell_metacharacters_in_the_uri_never_reach_a_shell() {
+    let Some(sshd) = setup() else { return };
+    let pwned = |dir: &Path| dir.join("pwned");
+    for runtime in RUNTIMES {
+        for protocol in PROTOCOLS {
+            let what = format!("{runtime} {}", protocol_name(protocol));
+            // remote-store: a directory named with every metacharacter; the
+            // copy works into that odd directory, and no command ran.
+            let base = kit::scratch(&format!("fault-meta-{runtime}-{}", protocol_name(protocol)));
+            let mark = pwned(&base);
+            let m = mark.display();
+            let name = format!("r;touch {m};$(touch {m})`touch {m}` '\"q\" sp ace\nline");
+            let mut r = Run::new("meta-remote-store", runtime, protocol, true);
+            r.remote_name = name.clone();
+            let o = run(&sshd, r);
+            assert_eq!(o.code, Some(0), "{what}: {}", o.stderr);
+            assert!(!mark.exists(), "{what}: a shell ran a command");
+            let valid = verify_stores(&o, true, &what);
+            assert_eq!(valid, o.paths.len(), "{what}: not all copied");
+            assert!(o.remote.ends_with(&name));
+            report("meta-remote-store", runtime, protocol, true, &o);
+
+            // remote-program: the words are the program and its arguments,
+            // quoted; the program does not exist, which is what the user
+            // is told.
+            let mut r = Run::new("meta-remote-program", runtime, protocol, true);
+            r.remote_program = Some(format!(
+                "nix-store;touch${{IFS}}{m} $(touch${{IFS}}{m}) `touch${{IFS}}{m}`"
+            ));
+            let o = run(&sshd, r);
+            assert_eq!(o.code, Some(1), "{what}: {}", o.stderr);
+            assert!(!mark.exists(), "{what}: a shell ran a command");
+            assert!(
+                o.stderr.contains("not found") || o.stderr.contains("No such file"),
+                "{what}: {}",
+                o.stderr
+            );
+            verify_stores(&o, true, &what);
+            report("meta-remote-program", runtime, protocol, true, &o);
+            let _ = std::fs::remove_dir_all(&base);
+        }
+    }
+}
