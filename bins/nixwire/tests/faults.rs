@@ -459,7 +459,9 @@ fn broken_stream(case: &str, action: Action) {
                     "{what}: no error line: {}",
                     o.stderr
                 );
-                let detect = o.detect.expect("the fault happened");
+                let Some(detect) = o.detect else {
+                    panic!("{what}: failed before the fault: {}", o.stderr)
+                };
                 assert!(detect < Duration::from_secs(5), "{what}: {detect:?}");
                 let valid = verify_stores(&o, to_remote, &what);
                 // The big path did not arrive whole: it is absent.
@@ -524,7 +526,9 @@ fn a_stopped_server_is_given_up_after_the_stall_timeout() {
                 let o = run(&sshd, r);
                 let what = format!("stop {runtime} {}", protocol_name(protocol));
                 assert_eq!(o.code, Some(1), "{what}: {}", o.stderr);
-                let detect = o.detect.expect("the fault happened");
+                let Some(detect) = o.detect else {
+                    panic!("{what}: failed before the fault: {}", o.stderr)
+                };
                 // Towards the server, the client stops getting rid of bytes
                 // a little after the fault (ssh and the pipes buffer); from
                 // the server, the last byte arrives just before it.
@@ -698,6 +702,142 @@ fn shell_metacharacters_in_the_uri_never_reach_a_shell() {
             verify_stores(&o, true, &what);
             report("meta-remote-program", runtime, protocol, true, &o);
             let _ = std::fs::remove_dir_all(&base);
+        }
+    });
+}
+
+/// What a cancelled store does next: the operation after the cancel.
+fn after_cancel(
+    nar: Result<u64, nixwire_core::runtime::Error>,
+    next: Result<Vec<StorePath>, nixwire_core::runtime::Error>,
+    what: &str,
+) {
+    let error = nar.expect_err("cancelled");
+    assert_eq!(
+        error.class(),
+        nixwire_core::conn::ErrorClass::Cancelled,
+        "{what}: {error}"
+    );
+    // Poisoned: never a reply read from the middle of the cancelled NAR
+    // (Hydra c2b21bd8 put such a connection back in its pool).
+    let next = next.expect_err(&format!("{what}: the cancelled connection answered"));
+    assert_eq!(
+        next.class(),
+        nixwire_core::conn::ErrorClass::Cancelled,
+        "{what}: {next}"
+    );
+}
+
+#[test]
+fn a_cancelled_nar_stream_poisons_the_connection_on_every_runtime() {
+    let Some(sshd) = setup() else { return };
+    each_runtime_in_turn(|runtime| {
+        for protocol in PROTOCOLS {
+            let what = format!("cancel-api {runtime} {}", protocol_name(protocol));
+            let dir = kit::scratch(&format!("fault-cancel-{runtime}-{}", protocol_name(protocol)));
+            let remote = dir.join("remote");
+            let paths = add_paths(&dir, &remote);
+            let record = dir.join("fault-at");
+            let config = dir.join("fault.conf");
+            let fault = Fault {
+                direction: Direction::ToClient,
+                after: MID,
+                delay: Duration::from_millis(10),
+                chunk: 16 << 10,
+                record: Some(record.clone()),
+                ..Fault::default()
+            };
+            std::fs::write(&config, fault.to_config()).expect("config");
+            let server = match protocol {
+                Protocol::Serve => "nix-store",
+                Protocol::Worker => "nix-daemon",
+            };
+            let program = format!("{} {} {server}", injector().display(), config.display());
+            let uri = sshd.uri(protocol, &remote) + &format!("&remote-program={}", encode(&program));
+            let mut options = nixwire_core::runtime::Options::default();
+            // The peer is still sending the NAR when the store is
+            // aborted; it is killed after this.
+            options.exit_grace = Duration::from_secs(1);
+            let big = &paths[1];
+            // Cancels once the injector has passed 1 MiB of the NAR; when.
+            let watch = |cancel: Box<dyn FnOnce() + Send>| {
+                let record = record.clone();
+                std::thread::spawn(move || {
+                    let end = Instant::now() + HANG;
+                    while !record.exists() && Instant::now() < end {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    cancel();
+                    Instant::now()
+                })
+            };
+            let (cancelled_at, returned_at) = match runtime {
+                "tokio" => {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("tokio");
+                    rt.block_on(async {
+                        let mut store = nixwire_tokio::Store::open(&uri, &options)
+                            .await
+                            .expect("open");
+                        let c = store.canceller();
+                        let watcher = watch(Box::new(move || c.cancel()));
+                        let nar = store.nar_from_path(big, &mut tokio::io::sink()).await;
+                        let returned = Instant::now();
+                        let next = store.query_valid_paths(&paths).await;
+                        after_cancel(nar, next, &what);
+                        let _ = store.abort().await;
+                        (watcher.join().expect("watcher"), returned)
+                    })
+                }
+                "smol" => smol::block_on(async {
+                    let mut store = nixwire_smol::Store::open(&uri, &options)
+                        .await
+                        .expect("open");
+                    let c = store.canceller();
+                    let watcher = watch(Box::new(move || c.cancel()));
+                    let nar = store.nar_from_path(big, &mut smol::io::sink()).await;
+                    let returned = Instant::now();
+                    let next = store.query_valid_paths(&paths).await;
+                    after_cancel(nar, next, &what);
+                    let _ = store.abort().await;
+                    (watcher.join().expect("watcher"), returned)
+                }),
+                _ => {
+                    let mut store = nixwire_blocking::Store::open(&uri, &options).expect("open");
+                    let c = store.canceller();
+                    let watcher = watch(Box::new(move || c.cancel()));
+                    let nar = store.nar_from_path(big, &mut std::io::sink());
+                    let returned = Instant::now();
+                    let next = store.query_valid_paths(&paths);
+                    after_cancel(nar, next, &what);
+                    let _ = store.abort();
+                    (watcher.join().expect("watcher"), returned)
+                }
+            };
+            let detect = returned_at.saturating_duration_since(cancelled_at);
+            assert!(detect < Duration::from_secs(1), "{what}: {detect:?}");
+            let left = kit::wait_gone(&remote.display().to_string(), Duration::from_secs(10));
+            assert!(left.is_empty(), "{what}: processes left: {left:?}");
+            let o = Outcome {
+                code: None,
+                stderr: String::new(),
+                detect: Some(detect),
+                total: Duration::ZERO,
+                started: true,
+                local: dir.join("none"),
+                remote,
+                paths,
+                dir,
+            };
+            verify_stores(&o, false, &what);
+            println!(
+                "FAULT case=cancel-api runtime={runtime} protocol={} direction=from-remote exit=- detect_ms={} total_ms=- verified=yes error=\"Cancelled, then Cancelled for the next request\"",
+                protocol_name(protocol),
+                detect.as_millis()
+            );
+            let _ = std::fs::remove_dir_all(&o.dir);
         }
     });
 }
