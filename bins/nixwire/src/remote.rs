@@ -582,7 +582,8 @@ pub(crate) fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
     let secs: f64 = text
         .parse()
         .map_err(|e| format!("{text:?} is not a number of seconds: {e}"))?;
-    if !(secs > 0.0) || secs > 1e9 {
+    // NaN is neither: refused too.
+    if !(secs.is_finite() && secs > 0.0 && secs <= 1e9) {
         return Err(format!("{text} is not a number of seconds above 0"));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
@@ -651,6 +652,18 @@ mod tests {
         }
         let Checked { inner, gate } = out;
         (inner, gate.result(sent))
+    }
+
+    #[test]
+    fn stall_timeouts_are_positive_seconds() {
+        assert_eq!(parse_seconds("2"), Ok(std::time::Duration::from_secs(2)));
+        assert_eq!(
+            parse_seconds("0.5"),
+            Ok(std::time::Duration::from_millis(500))
+        );
+        for bad in ["0", "-1", "NaN", "inf", "1e20", "two", ""] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

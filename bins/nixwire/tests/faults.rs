@@ -375,7 +375,7 @@ fn verify_stores(o: &Outcome, to_remote: bool, what: &str) -> usize {
 
 /// The one parseable line of a case.
 fn report(r_case: &str, runtime: &str, protocol: Protocol, to_remote: bool, o: &Outcome) {
-    let ms = |d: Option<Duration>| d.map_or("-".to_owned(), |d| d.as_millis().to_string());
+    let ms = |d: Option<Duration>| d.map_or_else(|| "-".to_owned(), |d| d.as_millis().to_string());
     let first = o
         .stderr
         .lines()
@@ -398,7 +398,8 @@ fn report(r_case: &str, runtime: &str, protocol: Protocol, to_remote: bool, o: &
         } else {
             "from-remote"
         },
-        o.code.map_or("signal".to_owned(), |c| c.to_string()),
+        o.code
+            .map_or_else(|| "signal".to_owned(), |c| c.to_string()),
         ms(o.detect),
         o.total.as_millis(),
     );
@@ -734,7 +735,10 @@ fn a_cancelled_nar_stream_poisons_the_connection_on_every_runtime() {
     each_runtime_in_turn(|runtime| {
         for protocol in PROTOCOLS {
             let what = format!("cancel-api {runtime} {}", protocol_name(protocol));
-            let dir = kit::scratch(&format!("fault-cancel-{runtime}-{}", protocol_name(protocol)));
+            let dir = kit::scratch(&format!(
+                "fault-cancel-{runtime}-{}",
+                protocol_name(protocol)
+            ));
             let remote = dir.join("remote");
             let paths = add_paths(&dir, &remote);
             let record = dir.join("fault-at");
@@ -753,7 +757,8 @@ fn a_cancelled_nar_stream_poisons_the_connection_on_every_runtime() {
                 Protocol::Worker => "nix-daemon",
             };
             let program = format!("{} {} {server}", injector().display(), config.display());
-            let uri = sshd.uri(protocol, &remote) + &format!("&remote-program={}", encode(&program));
+            let uri =
+                sshd.uri(protocol, &remote) + &format!("&remote-program={}", encode(&program));
             let mut options = nixwire_core::runtime::Options::default();
             // The peer is still sending the NAR when the store is
             // aborted; it is killed after this.
