@@ -648,7 +648,7 @@ impl Stores {
             Side::Local => (local, remote, local_nar::files_of(&context.local_store)),
             Side::Remote => (remote, local, None),
         };
-        source
+        let copied = source
             .copy_nars(dest, paths, files.as_deref(), &|_| {})
             .map(|_| ())
             .map_err(|e| match &e.path {
@@ -658,7 +658,21 @@ impl Stores {
                     one_line(&e)
                 ),
                 None => one_line(&e),
-            })
+            });
+        if copied.is_err() {
+            // A copy that failed half way leaves both connections in the
+            // middle of a NAR (the local daemon still reading one that
+            // will never end): reused, the next request would be read as
+            // NAR bytes and hang (Hydra c2b21bd8). Both are discarded; the
+            // next job opens new ones.
+            for store in [self.local.take(), self.remote.take()]
+                .into_iter()
+                .flatten()
+            {
+                let _ = store.abort();
+            }
+        }
+        copied
     }
 }
 

@@ -846,3 +846,103 @@ fn a_cancelled_nar_stream_poisons_the_connection_on_every_runtime() {
         }
     });
 }
+
+/// `nixwire build` whose machine dies while the output comes back: each
+/// try fails in one line, the build ends with exit 1 after its retries
+/// (it hung for good when the worker reused its local-store connection,
+/// left in the middle of the failed output's NAR), and the local store
+/// holds no part of the output.
+#[test]
+fn a_build_whose_output_download_dies_fails_after_its_retries_and_never_hangs() {
+    let Some(sshd) = setup() else { return };
+    each_runtime(|runtime| {
+        for protocol in PROTOCOLS {
+            let what = format!("build-kill-output {runtime} {}", protocol_name(protocol));
+            let dir = kit::scratch(&format!(
+                "fault-build-{runtime}-{}",
+                protocol_name(protocol)
+            ));
+            let local = dir.join("local");
+            let remote = dir.join("remote");
+            let (drv_path, drv) = kit::derivation(
+                &local,
+                "fault-bigout",
+                "/usr/bin/head -c 3000000 /dev/urandom > $out",
+            );
+            let output = drv.outputs[0].path.clone().expect("an output path");
+            let config = dir.join("fault.conf");
+            let fault = Fault {
+                direction: Direction::ToClient,
+                after: MID,
+                action: Action::Kill,
+                record: Some(dir.join("fault-at")),
+                ..Fault::default()
+            };
+            std::fs::write(&config, fault.to_config()).expect("config");
+            let server = match protocol {
+                Protocol::Serve => "nix-store",
+                Protocol::Worker => "nix-daemon",
+            };
+            let program = format!("{} {} {server}", injector().display(), config.display());
+            let uri =
+                sshd.uri(protocol, &remote) + &format!("&remote-program={}", encode(&program));
+            let start = Instant::now();
+            let mut child = Command::new(env!("CARGO_BIN_EXE_nixwire"))
+                .args([
+                    "build",
+                    "--runtime",
+                    runtime,
+                    "--store",
+                    &uri,
+                    "--local-store",
+                ])
+                .arg(&local)
+                .arg(kit::full(&drv_path))
+                .envs(kit::nix_env())
+                .env_remove("NIX_SSHOPTS")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("stderr")).expect("stderr"))
+                .spawn()
+                .expect("nixwire build");
+            let status = loop {
+                if let Some(status) = child.try_wait().expect("wait") {
+                    break status;
+                }
+                if start.elapsed() > HANG {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("{what}: nixwire build hung");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            let total = start.elapsed();
+            let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+            assert_eq!(status.code(), Some(1), "{what}: {stderr}");
+            let tries = stderr
+                .matches("the connection failed while receiving outputs")
+                .count();
+            assert!(tries >= 2, "{what}: retried? {stderr}");
+            assert!(
+                !kit::is_valid(&local, &output),
+                "{what}: the output is here"
+            );
+            let left = kit::wait_gone(&remote.display().to_string(), Duration::from_secs(10));
+            assert!(left.is_empty(), "{what}: processes left: {left:?}");
+            let o = Outcome {
+                code: status.code(),
+                stderr,
+                detect: None,
+                total,
+                started: true,
+                local,
+                remote,
+                paths: vec![output],
+                dir,
+            };
+            verify_stores(&o, false, &what);
+            report("build-kill-output", runtime, protocol, false, &o);
+            let _ = std::fs::remove_dir_all(&o.dir);
+        }
+    });
+}
