@@ -502,6 +502,7 @@ fn a_banner_before_the_magic_is_shown_in_the_error() {
             verify_stores(&o, true, &what);
             assert!(o.total < Duration::from_secs(10), "{what}: {:?}", o.total);
             report("banner", runtime, protocol, true, &o);
+            let _ = std::fs::remove_dir_all(&o.dir);
         }
     });
 }
@@ -684,6 +685,7 @@ fn shell_metacharacters_in_the_uri_never_reach_a_shell() {
             assert_eq!(valid, o.paths.len(), "{what}: not all copied");
             assert!(o.remote.ends_with(&name));
             report("meta-remote-store", runtime, protocol, true, &o);
+            let _ = std::fs::remove_dir_all(&o.dir);
 
             // remote-program: the words are the program and its arguments,
             // quoted; the program does not exist, which is what the user
@@ -702,6 +704,7 @@ fn shell_metacharacters_in_the_uri_never_reach_a_shell() {
             );
             verify_stores(&o, true, &what);
             report("meta-remote-program", runtime, protocol, true, &o);
+            let _ = std::fs::remove_dir_all(&o.dir);
             let _ = std::fs::remove_dir_all(&base);
         }
     });
