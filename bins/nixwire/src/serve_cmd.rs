@@ -90,6 +90,26 @@ pub(crate) struct ServeArgs {
     /// `remote-program` and by the client's `remote-store`), the last wins.
     #[arg(long, overrides_with = "store")]
     store: Option<String>,
+    /// The serve version to announce, `2.N` (default: the newest the
+    /// core speaks). For replays of recorded sessions, whose client bytes
+    /// are at the version the recorded server negotiated.
+    #[arg(long, hide = true, value_parser = parse_serve_version)]
+    protocol_version: Option<Version>,
+}
+
+/// `2.N` as a serve protocol version.
+fn parse_serve_version(text: &str) -> Result<Version, String> {
+    let minor = text
+        .strip_prefix("2.")
+        .and_then(|m| m.parse::<u8>().ok())
+        .ok_or_else(|| format!("{text:?}: expected a serve version 2.N"))?;
+    let version = Version::new(2, minor);
+    if version > LATEST {
+        return Err(format!(
+            "{text}: newer than the newest this speaks ({LATEST})"
+        ));
+    }
+    Ok(version)
 }
 
 /// Why the session ended early.
@@ -155,7 +175,7 @@ fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     // The core's newest version (2.8, Nix 2.19 and later), which it speaks
     // whole; older clients get what they announce, down to 2.0.
     let mut config = ServerConfig::default();
-    config.version = LATEST;
+    config.version = args.protocol_version.unwrap_or(LATEST);
     config.minimum_version = Version::new(2, 0);
     let mut serving = Serving {
         front: Front {
