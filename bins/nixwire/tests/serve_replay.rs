@@ -174,12 +174,23 @@ fn seed(root: &Path, mut seed: Vec<(StorePath, PathInfo, Vec<u8>)>) -> Result<us
 /// waited, and `nixwire serve`, like `nix-store --serve`, stops a build
 /// whose client has hung up.
 fn run_server(t: &Transcript, walk: &CodecWalk, root: &Path) -> Result<(Vec<u8>, String), String> {
+    run_server_with(t, walk, root, true).map(|(out, err, _)| (out, err))
+}
+
+/// [`run_server`], with `--write` or without; also whether it exited 0.
+fn run_server_with(
+    t: &Transcript,
+    walk: &CodecWalk,
+    root: &Path,
+    write: bool,
+) -> Result<(Vec<u8>, String, bool), String> {
     let version = walk
         .server_version
         .ok_or("the recorded server announced no version")?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_nixwire"))
-        .args(["serve", "--stdio", "--write", "--store"])
+        .args(["serve", "--stdio", "--store"])
         .arg(root)
+        .args(write.then_some("--write"))
         .arg("--protocol-version")
         .arg(format!("{}.{}", version.major, version.minor))
         .envs(kit::nix_env())
@@ -230,10 +241,14 @@ fn run_server(t: &Transcript, walk: &CodecWalk, root: &Path) -> Result<(Vec<u8>,
     let _ = answered.send(());
     let _ = writer.join();
     let stderr = errors.join().unwrap_or_default();
-    child
+    let status = child
         .wait()
         .map_err(|e| format!("waiting for nixwire serve: {e}"))?;
-    Ok((out, String::from_utf8_lossy(&stderr).into_owned()))
+    Ok((
+        out,
+        String::from_utf8_lossy(&stderr).into_owned(),
+        status.success(),
+    ))
 }
 
 /// Only the known paths of `paths`, sorted.
@@ -472,4 +487,163 @@ fn every_recorded_serve_session_replays_against_nixwire_serve() {
         failed.len(),
         failed.join("\n")
     );
+}
+
+/// A session made here, for what no transcript has: `ImportPaths`,
+/// `BuildPaths`, `QueryValidPaths` with `lock`, `QueryClosure` with
+/// `include_outputs`; and the same writes refused without `--write`.
+#[test]
+fn a_made_session_imports_builds_locks_and_refuses_without_write() {
+    use nixwire_conformance::serve::{RecordedRequest, reencode};
+    use nixwire_core::serve::messages as sm;
+    use nixwire_core::wire::{NixString, Version};
+
+    if !kit::have_nix() {
+        return;
+    }
+    let dir = kit::scratch("serve-made");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let closure = kit::small_closure(&a, "serve-made");
+    let (dep, top) = (closure[0].clone(), closure[1].clone());
+    let (drv, basic) = kit::derivation(&a, "serve-made-built", "echo made > $out");
+    let out = basic.outputs[0]
+        .path
+        .clone()
+        .expect("an input-addressed output");
+    // The NARs and infos to import, from a.
+    let mut options = Options::default();
+    options.env = kit::nix_env();
+    let mut source =
+        nixwire_blocking::Store::open(&a.display().to_string(), &options).expect("open a");
+    let infos = source
+        .query_path_infos(&[dep.clone(), top.clone(), drv.clone()])
+        .expect("path infos");
+    assert_eq!(infos.len(), 3);
+    let mut bodies = Vec::new();
+    let mut trailers = Vec::new();
+    for (path, info) in &infos {
+        let mut nar = Vec::new();
+        source.nar_from_path(path, &mut nar).expect("nar");
+        bodies.push(nar);
+        trailers.push(sm::ExportTrailer {
+            magic: sm::ExportMagic,
+            path: path.clone(),
+            references: info.references.clone(),
+            deriver: info.deriver.clone(),
+            legacy_signature: sm::LegacySignature(None),
+        });
+    }
+    source.close().expect("close a");
+    let top_nar = bodies[1].clone();
+
+    let request = |request: Request| RecordedRequest {
+        request,
+        bodies: Vec::new(),
+    };
+    let both = vec![dep.clone(), top.clone()];
+    let requests = vec![
+        request(
+            sm::QueryValidPaths {
+                lock: true,
+                substitute: false,
+                paths: both.clone(),
+            }
+            .into(),
+        ),
+        RecordedRequest {
+            request: sm::ImportPaths { paths: trailers }.into(),
+            bodies,
+        },
+        request(
+            sm::QueryValidPaths {
+                lock: true,
+                substitute: false,
+                paths: both.clone(),
+            }
+            .into(),
+        ),
+        request(
+            sm::BuildPaths {
+                paths: vec![NixString::from(format!("{}!out", kit::full(&drv)))],
+                options: sm::BuildOptions::default(),
+            }
+            .into(),
+        ),
+        request(
+            sm::QueryClosure {
+                include_outputs: true,
+                paths: vec![drv.clone()],
+            }
+            .into(),
+        ),
+        request(sm::DumpStorePath { path: top.clone() }.into()),
+    ];
+    let walk = CodecWalk {
+        client_version: Some(Version::new(2, 7)),
+        server_version: Some(Version::new(2, 8)),
+        requests,
+        ..CodecWalk::default()
+    };
+    let (client, _) = reencode(&walk);
+    let t = Transcript {
+        name: "made/conn0".into(),
+        protocol: "serve".into(),
+        scenario: "made".into(),
+        client: "nixwire".into(),
+        server: "nixwire".into(),
+        client_exit: 0,
+        client_stderr: String::new(),
+        last_connection: true,
+        chunks: vec![Chunk {
+            from: From::Client,
+            data: client.clone(),
+        }],
+    };
+
+    // Read-only: the import is refused, after the first answer.
+    let (stdout, stderr, ok) = run_server_with(&t, &walk, &b, false).expect("run");
+    assert!(!ok, "a read-only server imported");
+    assert!(
+        stderr.contains("error: importing paths is not allowed"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    let mut ours = t.clone();
+    ours.chunks.push(Chunk {
+        from: From::Server,
+        data: stdout,
+    });
+    assert_eq!(codec_walk(&ours).replies.len(), 1);
+    for path in [&dep, &top, &drv] {
+        assert!(!kit::is_valid(&b, path), "{path} was registered");
+    }
+
+    // With --write, every request is answered.
+    let (stdout, stderr, ok) = run_server_with(&t, &walk, &b, true).expect("run");
+    assert!(ok, "{stderr}");
+    let mut ours = t.clone();
+    ours.chunks.push(Chunk {
+        from: From::Server,
+        data: stdout,
+    });
+    let got = codec_walk(&ours);
+    assert_eq!(got.server_error, None, "{stderr}");
+    let replies: Vec<&Reply> = got.replies.iter().map(|r| &r.reply).collect();
+    assert_eq!(replies.len(), 6, "{replies:?}");
+    assert_eq!(replies[0], &Reply::QueryValidPaths(Vec::new()));
+    assert!(matches!(replies[1], Reply::ImportPaths(_)));
+    let mut sorted = both.clone();
+    sorted.sort();
+    assert_eq!(replies[2], &Reply::QueryValidPaths(sorted));
+    match replies[3] {
+        Reply::BuildPaths(r) => assert_eq!(r.status, 0, "{}", r.error_msg),
+        other => panic!("{other:?}"),
+    }
+    let mut closure = vec![drv.clone(), out.clone()];
+    closure.sort();
+    assert_eq!(replies[4], &Reply::QueryClosure(closure));
+    assert_eq!(got.replies[5].nar, top_nar);
+    for path in [&dep, &top, &drv, &out] {
+        assert!(kit::is_valid(&b, path), "{path} is not valid in b");
+    }
 }
