@@ -172,7 +172,7 @@ fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     }
     let building = Arc::new(AtomicBool::new(false));
     let input = spawn_reader(store.canceller(), building.clone());
-    // The core's newest version (2.8, Nix 2.19 and later), which it speaks
+    // The core's newest version (2.8, what Nix 2.35 announces), which it speaks
     // whole; older clients get what they announce, down to 2.0.
     let mut config = ServerConfig::default();
     config.version = args.protocol_version.unwrap_or(LATEST);
