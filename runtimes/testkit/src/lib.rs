@@ -79,7 +79,11 @@ fn sweep_exited() {
         if std::fs::remove_dir_all(&path).is_err() {
             // Store paths are read-only directories; without root their
             // modes must be lifted first.
-            let _ = Command::new("chmod").arg("-R").arg("u+w").arg(&path).status();
+            let _ = Command::new("chmod")
+                .arg("-R")
+                .arg("u+w")
+                .arg(&path)
+                .status();
             let _ = std::fs::remove_dir_all(&path);
         }
     }
