@@ -26,6 +26,7 @@ mod local_nar;
 mod machines_cmd;
 mod path_info_cmd;
 mod ping_cmd;
+mod record_cmd;
 mod remote;
 
 /// nixwire: Nix remote-build plumbing.
@@ -57,6 +58,9 @@ enum Command {
     Ping(ping_cmd::PingArgs),
     /// What a store knows of paths, as `nix path-info` prints it.
     PathInfo(path_info_cmd::PathInfoArgs),
+    /// Run a Nix remote program (`nix-store --serve`, `nix-daemon --stdio`)
+    /// and record its session into a transcript, passing it through.
+    Record(record_cmd::RecordArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,5 +84,6 @@ fn main() -> ExitCode {
         Command::Machines(args) => machines_cmd::run(args),
         Command::Ping(args) => ping_cmd::run(args),
         Command::PathInfo(args) => path_info_cmd::run(args),
+        Command::Record(args) => record_cmd::run(args),
     }
 }
