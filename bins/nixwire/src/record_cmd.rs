@@ -173,11 +173,9 @@ pub(crate) fn protocol_of(first_client_bytes: &[u8], command: &[String]) -> &'st
             _ => {}
         }
     }
-    let daemon = command.first().is_some_and(|p| {
-        Path::new(p)
-            .file_name()
-            .is_some_and(|n| n == "nix-daemon")
-    });
+    let daemon = command
+        .first()
+        .is_some_and(|p| Path::new(p).file_name().is_some_and(|n| n == "nix-daemon"));
     if command.iter().any(|a| a == "--serve") {
         "serve"
     } else if daemon || command.iter().any(|a| a == "--stdio") {
@@ -186,6 +184,9 @@ pub(crate) fn protocol_of(first_client_bytes: &[u8], command: &[String]) -> &'st
         "unknown"
     }
 }
+
+/// A completed chunk, for the observers: its stream and bytes.
+type Done = (From, Vec<u8>);
 
 /// The transcript being written.
 struct Writer {
@@ -221,7 +222,8 @@ impl Writer {
             std::fs::create_dir_all(parent).map_err(err)?;
         }
         let mut file = BufWriter::new(File::create(&part).map_err(err)?);
-        file.write_all(b"{\"format\":1,\n\"chunks\":[").map_err(err)?;
+        file.write_all(b"{\"format\":1,\n\"chunks\":[")
+            .map_err(err)?;
         Ok(Self {
             part,
             path,
@@ -239,7 +241,7 @@ impl Writer {
     }
 
     /// Writes the pending chunk out; returns it for the observers.
-    fn flush_pending(&mut self) -> Result<Option<(From, Vec<u8>)>, RecordError> {
+    fn flush_pending(&mut self) -> Result<Option<Done>, RecordError> {
         let Some((from, first, last, data)) = self.pending.take() else {
             return Ok(None);
         };
@@ -263,13 +265,14 @@ impl Writer {
         from: From,
         at: Duration,
         data: Vec<u8>,
-    ) -> Result<Option<(From, Vec<u8>)>, RecordError> {
-        if let Some((f, _, last, buf)) = &mut self.pending {
-            if *f == from && buf.len() + data.len() <= MERGE_LIMIT {
-                buf.extend_from_slice(&data);
-                *last = at;
-                return Ok(None);
-            }
+    ) -> Result<Option<Done>, RecordError> {
+        if let Some((f, _, last, buf)) = &mut self.pending
+            && *f == from
+            && buf.len() + data.len() <= MERGE_LIMIT
+        {
+            buf.extend_from_slice(&data);
+            *last = at;
+            return Ok(None);
         }
         let done = self.flush_pending()?;
         self.pending = Some((from, at, at, data));
@@ -277,7 +280,10 @@ impl Writer {
     }
 
     /// Ends the file with the fields known only now, and renames it.
-    fn finish(mut self, trailer: serde_json::Value) -> Result<(PathBuf, Option<(From, Vec<u8>)>), RecordError> {
+    fn finish(
+        mut self,
+        trailer: serde_json::Value,
+    ) -> Result<(PathBuf, Option<Done>), RecordError> {
         let last = self.flush_pending()?;
         let mut fields = String::new();
         if let serde_json::Value::Object(map) = trailer {
@@ -411,13 +417,7 @@ fn exit_code_of(s: ExitStatus) -> i32 {
 /// Copies `src` to `dst`, telling the sink of each read before passing it
 /// on. A destination that went away is dropped; reading (and recording)
 /// goes on, so the other side never blocks on a full pipe.
-fn pump(
-    mut src: impl Read,
-    dst: impl Write,
-    from: From,
-    tx: SyncSender<Seen>,
-    start: Instant,
-) {
+fn pump(mut src: impl Read, dst: impl Write, from: From, tx: SyncSender<Seen>, start: Instant) {
     let mut dst = Some(dst);
     let mut buf = vec![0u8; READ];
     loop {
@@ -435,10 +435,10 @@ fn pump(
         }
         let data = buf[..n].to_vec();
         let _ = tx.send(Seen::Data(from, start.elapsed(), data));
-        if let Some(d) = dst.as_mut() {
-            if d.write_all(&buf[..n]).and_then(|()| d.flush()).is_err() {
-                dst = None;
-            }
+        if let Some(d) = dst.as_mut()
+            && d.write_all(&buf[..n]).and_then(|()| d.flush()).is_err()
+        {
+            dst = None;
         }
     }
 }
@@ -498,10 +498,9 @@ pub(crate) fn proxy(
     if let Some(mut signals) = signals {
         thread::spawn(move || {
             for sig in signals.forever() {
-                if let (Ok(sig), Ok(pid)) = (
-                    nix::sys::signal::Signal::try_from(sig),
-                    i32::try_from(pid),
-                ) {
+                if let (Ok(sig), Ok(pid)) =
+                    (nix::sys::signal::Signal::try_from(sig), i32::try_from(pid))
+                {
                     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
                 }
             }
@@ -537,8 +536,14 @@ pub(crate) fn proxy(
             drop(c_in);
         }
     }
-    let outs = [(From::Server, own(io::stdout().as_fd()), Box::new(c_out) as Box<dyn Read + Send>),
-        (From::Stderr, own(io::stderr().as_fd()), Box::new(c_err))];
+    let outs = [
+        (
+            From::Server,
+            own(io::stdout().as_fd()),
+            Box::new(c_out) as Box<dyn Read + Send>,
+        ),
+        (From::Stderr, own(io::stderr().as_fd()), Box::new(c_err)),
+    ];
     let mut joins = Vec::new();
     for (from, dst, src) in outs {
         let tx = tx.clone();
@@ -546,7 +551,9 @@ pub(crate) fn proxy(
             Ok(dst) => joins.push(thread::spawn(move || pump(src, dst, from, tx, start))),
             Err(e) => {
                 say!("nixwire record: cannot write {}: {e}", name_of(from));
-                joins.push(thread::spawn(move || pump(src, io::sink(), from, tx, start)));
+                joins.push(thread::spawn(move || {
+                    pump(src, io::sink(), from, tx, start)
+                }));
             }
         }
     }
