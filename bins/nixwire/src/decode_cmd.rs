@@ -19,14 +19,32 @@ use nixwire_core::store::{OutputName, Realisation};
 use nixwire_core::wire::{Cx, Features, Limits, Reader, Serve, Version};
 use nixwire_core::{serve, worker};
 
+mod live;
+
 /// Arguments of `nixwire decode`.
 #[derive(Debug, Args)]
 pub(crate) struct DecodeArgs {
     /// A transcript file (`conn<N>.json` of a captured session).
-    transcript: PathBuf,
+    #[arg(required_unless_present = "live", conflicts_with = "live")]
+    transcript: Option<PathBuf>,
     /// One JSON object per line: direction, offset, kind and text.
     #[arg(long)]
     json: bool,
+    /// Run COMMAND (a remote program, as `nixwire record` does), passing
+    /// its session through, and decode it as it happens into the log.
+    #[arg(long, requires = "command")]
+    live: bool,
+    /// With --live: where the decoded conversation goes (stdout and stderr
+    /// belong to the Nix client). Default: `nixwire-live-<start time in
+    /// ns>-<pid>.log` in the current directory.
+    #[arg(long, requires = "live")]
+    log: Option<PathBuf>,
+    /// With --live: also save the transcript to this file.
+    #[arg(long, requires = "live")]
+    out: Option<PathBuf>,
+    /// With --live: the remote program and its arguments.
+    #[arg(last = true, num_args = 1..)]
+    command: Vec<String>,
 }
 
 /// One printed line.
@@ -263,14 +281,40 @@ fn short(debug: &str) -> String {
 /// Runs `nixwire decode`: 0 when every byte decoded, 1 when some did not
 /// (or the transcript could not be read).
 pub(crate) fn run(args: DecodeArgs) -> ExitCode {
-    let t = match transcript::load(&args.transcript) {
+    let Some(path) = args.transcript.as_ref().filter(|_| !args.live) else {
+        return live::run(args);
+    };
+    let t = match transcript::load(path) {
         Ok(t) => t,
         Err(e) => {
             say!("nixwire: decode: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let mut lines = vec![Line {
+    let (lines, failed) = match decode_lines(&t) {
+        Ok(d) => d,
+        Err(e) => {
+            say!("nixwire: decode: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // A closed stdout (`| head`) ends the printing, not the verdict.
+    let mut out = std::io::stdout().lock();
+    for l in &lines {
+        if writeln!(out, "{}", render(l, args.json)).is_err() {
+            break;
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The line that opens a decoded session: what the transcript holds.
+fn session_line(t: &Transcript) -> Line {
+    Line {
         chunk: 0,
         dir: "--",
         offset: 0,
@@ -287,14 +331,18 @@ pub(crate) fn run(args: DecodeArgs) -> ExitCode {
             t.stream(From::Server).len(),
             t.stream(From::Stderr).len(),
         ),
-    }];
+    }
+}
+
+/// Decodes a whole transcript: its lines in print order (the session line
+/// first, the verdict last), and whether some bytes did not decode. An
+/// unknown protocol is an error.
+fn decode_lines(t: &Transcript) -> Result<(Vec<Line>, bool), String> {
+    let mut lines = vec![session_line(t)];
     let (server_pass, client_pass) = match t.protocol.as_str() {
-        "serve" => decode_serve(&t),
-        "worker" => decode_worker(&t),
-        other => {
-            say!("nixwire: decode: unknown protocol {other:?}");
-            return ExitCode::FAILURE;
-        }
+        "serve" => decode_serve(t),
+        "worker" => decode_worker(t),
+        other => return Err(format!("unknown protocol {other:?}")),
     };
     let failed = server_pass.failed || client_pass.failed;
     // In time order: by chunk, the client's direction first within a chunk
@@ -319,28 +367,21 @@ pub(crate) fn run(args: DecodeArgs) -> ExitCode {
             "every byte decoded".into()
         },
     });
-    // A closed stdout (`| head`) ends the printing, not the verdict.
-    let mut out = std::io::stdout().lock();
-    for l in &lines {
-        let written = if args.json {
-            let v = serde_json::json!({
-                "direction": l.dir,
-                "offset": l.offset,
-                "kind": l.kind,
-                "text": l.text,
-            });
-            writeln!(out, "{v}")
-        } else {
-            writeln!(out, "{} @{:<7} {:<8} {}", l.dir, l.offset, l.kind, l.text)
-        };
-        if written.is_err() {
-            break;
-        }
-    }
-    if failed {
-        ExitCode::FAILURE
+    Ok((lines, failed))
+}
+
+/// One line as printed: text, or a JSON object with `--json`.
+fn render(l: &Line, json: bool) -> String {
+    if json {
+        serde_json::json!({
+            "direction": l.dir,
+            "offset": l.offset,
+            "kind": l.kind,
+            "text": l.text,
+        })
+        .to_string()
     } else {
-        ExitCode::SUCCESS
+        format!("{} @{:<7} {:<8} {}", l.dir, l.offset, l.kind, l.text)
     }
 }
 

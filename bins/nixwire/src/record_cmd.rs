@@ -46,7 +46,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use clap::Args;
-use nixwire_conformance::transcript::From;
+use nixwire_conformance::transcript::{Chunk, From};
 
 /// The most one read takes from a pipe.
 const READ: usize = 64 * 1024;
@@ -69,14 +69,14 @@ pub(crate) struct RecordArgs {
     #[arg(long)]
     dir: Option<PathBuf>,
     /// The transcript's `scenario` field.
-    #[arg(long, default_value = "recorded")]
+    #[arg(long, default_value = DEFAULT_SCENARIO)]
     scenario: String,
     /// The transcript's `client` field (a version label, as the captures
     /// have; the recorder cannot see the client).
-    #[arg(long, default_value = "unknown")]
+    #[arg(long, default_value = DEFAULT_LABEL)]
     client: String,
     /// The transcript's `server` field.
-    #[arg(long, default_value = "unknown")]
+    #[arg(long, default_value = DEFAULT_LABEL)]
     server: String,
     /// The remote program and its arguments (Nix appends its own).
     #[arg(last = true, required = true, num_args = 1..)]
@@ -111,11 +111,34 @@ pub(crate) enum Seen {
 
 /// An observer of the session besides the transcript: the live decoder.
 pub(crate) trait Observer: Send {
-    /// A chunk as the transcript holds it (merged reads of one stream).
-    fn chunk(&mut self, from: From, data: &[u8]);
+    /// One read, as it came (merge them with [`merge`] to get the
+    /// transcript's chunks).
+    fn read(&mut self, from: From, data: &[u8]);
     /// The session ended; `protocol` as detected.
     fn finish(&mut self, protocol: &str);
 }
+
+/// Adds one read to `chunks` as the transcript does: to the last chunk if
+/// it is of the same stream and stays within `MERGE_LIMIT`, else as a new
+/// chunk.
+pub(crate) fn merge(chunks: &mut Vec<Chunk>, from: From, data: &[u8]) {
+    if let Some(last) = chunks.last_mut()
+        && last.from == from
+        && last.data.len() + data.len() <= MERGE_LIMIT
+    {
+        last.data.extend_from_slice(data);
+        return;
+    }
+    chunks.push(Chunk {
+        from,
+        data: data.to_vec(),
+    });
+}
+
+/// The fields a transcript gets when the command line says nothing.
+pub(crate) const DEFAULT_SCENARIO: &str = "recorded";
+/// See [`DEFAULT_SCENARIO`]: the client's and the server's version label.
+pub(crate) const DEFAULT_LABEL: &str = "unknown";
 
 /// Why recording failed (the proxying goes on regardless where it can).
 #[derive(Debug, thiserror::Error)]
@@ -185,9 +208,6 @@ pub(crate) fn protocol_of(first_client_bytes: &[u8], command: &[String]) -> &'st
     }
 }
 
-/// A completed chunk, for the observers: its stream and bytes.
-type Done = (From, Vec<u8>);
-
 /// The transcript being written.
 struct Writer {
     part: PathBuf,
@@ -240,10 +260,10 @@ impl Writer {
         })
     }
 
-    /// Writes the pending chunk out; returns it for the observers.
-    fn flush_pending(&mut self) -> Result<Option<Done>, RecordError> {
+    /// Writes the pending chunk out.
+    fn flush_pending(&mut self) -> Result<(), RecordError> {
         let Some((from, first, last, data)) = self.pending.take() else {
-            return Ok(None);
+            return Ok(());
         };
         let sep = if self.chunks == 0 { "\n" } else { ",\n" };
         let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
@@ -256,35 +276,30 @@ impl Writer {
         );
         self.io(r)?;
         self.chunks += 1;
-        Ok(Some((from, data)))
+        Ok(())
     }
 
-    /// Adds one read; returns the chunk it completed, if any.
-    fn add(
-        &mut self,
-        from: From,
-        at: Duration,
-        data: Vec<u8>,
-    ) -> Result<Option<Done>, RecordError> {
+    /// Adds one read.
+    fn add(&mut self, from: From, at: Duration, data: Vec<u8>) -> Result<(), RecordError> {
         if let Some((f, _, last, buf)) = &mut self.pending
             && *f == from
             && buf.len() + data.len() <= MERGE_LIMIT
         {
             buf.extend_from_slice(&data);
             *last = at;
-            return Ok(None);
+            return Ok(());
         }
-        let done = self.flush_pending()?;
+        self.flush_pending()?;
         self.pending = Some((from, at, at, data));
-        Ok(done)
+        Ok(())
     }
 
     /// Ends the file with the fields known only now, and renames it.
     fn finish(
         mut self,
         trailer: serde_json::Value,
-    ) -> Result<(PathBuf, Option<Done>), RecordError> {
-        let last = self.flush_pending()?;
+    ) -> Result<(), RecordError> {
+        self.flush_pending()?;
         let mut fields = String::new();
         if let serde_json::Value::Object(map) = trailer {
             for (k, v) in map {
@@ -294,8 +309,7 @@ impl Writer {
         let r = write!(self.file, "\n]{fields}\n}}\n").and_then(|()| self.file.flush());
         self.io(r)?;
         let r = std::fs::rename(&self.part, &self.path);
-        self.io(r)?;
-        Ok((self.path, last))
+        self.io(r)
     }
 }
 
@@ -311,8 +325,6 @@ fn sink(
 ) -> Option<ExitStatus> {
     let mut head: Vec<u8> = Vec::new();
     let mut closed = serde_json::Map::new();
-    // Without a transcript, chunks are merged for the observer alone.
-    let mut pending: Option<(From, Vec<u8>)> = None;
     let mut status = None;
     let mut exit_at = Duration::ZERO;
     let failed = |w: &mut Option<Writer>, e: RecordError| {
@@ -327,25 +339,13 @@ fn sink(
                     let take = (8 - head.len()).min(data.len());
                     head.extend_from_slice(&data[..take]);
                 }
-                let done = if let Some(w) = writer.as_mut() {
-                    match w.add(from, at, data) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            failed(&mut writer, e);
-                            None
-                        }
-                    }
-                } else {
-                    match &mut pending {
-                        Some((f, buf)) if *f == from && buf.len() + data.len() <= MERGE_LIMIT => {
-                            buf.extend_from_slice(&data);
-                            None
-                        }
-                        _ => pending.replace((from, data)),
-                    }
-                };
-                if let (Some(o), Some((f, d))) = (observer.as_mut(), done) {
-                    o.chunk(f, &d);
+                if let Some(o) = observer.as_mut() {
+                    o.read(from, &data);
+                }
+                if let Some(w) = writer.as_mut()
+                    && let Err(e) = w.add(from, at, data)
+                {
+                    failed(&mut writer, e);
                 }
             }
             Seen::Eof(from, at) => {
@@ -386,15 +386,11 @@ fn sink(
             "connections": 1,
             "connection": 0,
         });
-        match w.finish(trailer) {
-            Ok((_, last)) => pending = last,
-            Err(e) => say_once(&e),
+        if let Err(e) = w.finish(trailer) {
+            say_once(&e);
         }
     }
     if let Some(o) = observer.as_mut() {
-        if let Some((f, d)) = pending.take() {
-            o.chunk(f, &d);
-        }
         o.finish(protocol);
     }
     status
