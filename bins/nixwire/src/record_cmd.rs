@@ -295,10 +295,7 @@ impl Writer {
     }
 
     /// Ends the file with the fields known only now, and renames it.
-    fn finish(
-        mut self,
-        trailer: serde_json::Value,
-    ) -> Result<(), RecordError> {
+    fn finish(mut self, trailer: serde_json::Value) -> Result<(), RecordError> {
         self.flush_pending()?;
         let mut fields = String::new();
         if let serde_json::Value::Object(map) = trailer {
@@ -360,6 +357,11 @@ fn sink(
     }
     let protocol = protocol_of(&head, command);
     let status_code = status.map(exit_code_of).unwrap_or(1);
+    // The observer first: when the transcript appears under its name, the
+    // live log is complete.
+    if let Some(o) = observer.as_mut() {
+        o.finish(protocol);
+    }
     if let Some(w) = writer {
         let started = wall
             .duration_since(UNIX_EPOCH)
@@ -390,9 +392,7 @@ fn sink(
             say_once(&e);
         }
     }
-    if let Some(o) = observer.as_mut() {
-        o.finish(protocol);
-    }
+
     status
 }
 

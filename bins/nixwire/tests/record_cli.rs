@@ -271,3 +271,132 @@ fn record_passes_sigterm_on_and_exits_as_the_child_did() {
     let t = transcript::load(&file).unwrap_or_else(|e| panic!("{e}"));
     assert!(t.chunks.is_empty());
 }
+
+/// The lines of a decoded session without its `session` lines (the live
+/// log opens with one naming the command and has the counted one at the
+/// end).
+fn without_session(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| !l.contains(" session  ")).collect()
+}
+
+/// `decode --live` as the remote program of a real `nix copy`: the log
+/// holds what `nixwire decode` prints for the transcript saved in the
+/// same run, for both protocols.
+#[test]
+fn decode_live_during_a_real_copy_logs_what_decode_prints() {
+    if !kit::have_nix() {
+        return;
+    }
+    let Some(sshd) = kit::Sshd::from_env() else {
+        return;
+    };
+    let dir = kit::scratch("record-live");
+    let a = dir.join("a");
+    let closure = kit::small_closure(&a, "record-live");
+    let top = kit::full(&closure[closure.len() - 1]);
+    for (protocol, program) in [
+        (Protocol::Serve, "nix-store"),
+        (Protocol::Worker, "nix-daemon"),
+    ] {
+        let b = dir.join(format!("b-{program}"));
+        let log = dir.join(format!("{program}.log"));
+        let saved = dir.join(program).join("conn0.json");
+        let (uri, sshopts) = sshd.uri_for_nix(protocol, &b);
+        let remote_program = format!(
+            "{NIXWIRE} decode --live --log {} --out {} -- {program}",
+            log.display(),
+            saved.display()
+        )
+        .replace(' ', "%20");
+        let uri = format!("{uri}&remote-program={remote_program}");
+        let out = kit::nix_command("nix")
+            .env("NIX_SSHOPTS", &sshopts)
+            .args(["copy", "--no-check-sigs", "--store"])
+            .arg(&a)
+            .args(["--to", &uri, &top])
+            .output()
+            .expect("nix copy");
+        assert!(out.status.success(), "{uri}: {}", text(&out.stderr));
+        transcripts(&dir.join(program), 1);
+        // The log is complete before the transcript is renamed into place.
+        let logged = std::fs::read_to_string(&log).expect("the log");
+        let decoded = Command::new(NIXWIRE)
+            .arg("decode")
+            .arg(&saved)
+            .output()
+            .expect("nixwire decode");
+        let decoded = text(&decoded.stdout);
+        assert!(decoded.ends_with("every byte decoded\n"), "{decoded}");
+        assert_eq!(
+            without_session(&logged),
+            without_session(&decoded),
+            "{program}"
+        );
+        assert!(
+            logged.contains("request  AddToStoreNar")
+                || logged.contains("request  AddMultipleToStore")
+        );
+        // The counted session line is there too, as decode prints it.
+        let session = decoded.lines().next().unwrap_or_default();
+        assert!(logged.contains(session), "{logged}");
+    }
+}
+
+/// A session that hangs: the log shows its requests and replies while it
+/// is still open, then the rest when it ends.
+#[test]
+fn decode_live_shows_a_hanging_session_as_it_goes() {
+    if !kit::have_nix() {
+        return;
+    }
+    let dir = kit::scratch("record-live-hang");
+    let store = dir.join("s");
+    let log = dir.join("live.log");
+    let mut child = Command::new(NIXWIRE)
+        .args(["decode", "--live", "--log"])
+        .arg(&log)
+        .args(["--", "nix-store", "--serve", "--write", "--store"])
+        .arg(&store)
+        .envs(kit::nix_env())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nixwire decode --live");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // Serve hello at 2.5, then QueryValidPaths of no paths; the session
+    // then stays open, as a client waiting on a build would keep it.
+    let mut bytes = Vec::new();
+    for word in [0x390c_9debu64, 0x205, 1, 0, 0, 0] {
+        bytes.extend_from_slice(&word.to_le_bytes());
+    }
+    stdin.write_all(&bytes).expect("write");
+    stdin.flush().expect("flush");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        seen = std::fs::read_to_string(&log).unwrap_or_default();
+        if seen.contains("S> @16      reply    QueryValidPaths([])") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        seen.contains("C> @16      request  QueryValidPaths"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("S> @16      reply    QueryValidPaths([])"),
+        "{seen}"
+    );
+    assert!(
+        !seen.contains(" end "),
+        "ended before the session did: {seen}"
+    );
+    drop(stdin);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+    let done = std::fs::read_to_string(&log).expect("log");
+    assert!(done.starts_with(&seen), "{seen}\n---\n{done}");
+    assert!(done.ends_with("every byte decoded\n"), "{done}");
+}

@@ -66,7 +66,10 @@ pub(super) fn run(args: DecodeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let name = args.out.as_deref().map_or_else(|| "live".to_owned(), name_of);
+    let name = args
+        .out
+        .as_deref()
+        .map_or_else(|| "live".to_owned(), name_of);
     let live = Live::start(file, args.json, name, args.command.clone());
     let target = args.out.map(|out| Target {
         out: Some(out),
