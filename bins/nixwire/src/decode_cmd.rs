@@ -43,7 +43,7 @@ pub(crate) struct DecodeArgs {
     #[arg(long, requires = "live")]
     out: Option<PathBuf>,
     /// With --live: the remote program and its arguments.
-    #[arg(last = true, num_args = 1..)]
+    #[arg(last = true, num_args = 1.., requires = "live")]
     command: Vec<String>,
 }
 
@@ -281,6 +281,10 @@ fn short(debug: &str) -> String {
 /// Runs `nixwire decode`: 0 when every byte decoded, 1 when some did not
 /// (or the transcript could not be read).
 pub(crate) fn run(args: DecodeArgs) -> ExitCode {
+    if !args.live && !args.command.is_empty() {
+        say!("nixwire: decode: a command after `--` needs --live");
+        return ExitCode::from(2);
+    }
     let Some(path) = args.transcript.as_ref().filter(|_| !args.live) else {
         return live::run(args);
     };

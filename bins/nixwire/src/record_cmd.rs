@@ -105,8 +105,9 @@ pub(crate) enum Seen {
     Data(From, Duration, Vec<u8>),
     /// A stream ended.
     Eof(From, Duration),
-    /// The child exited (the last message).
-    Exit(ExitStatus, Duration),
+    /// The child exited (the last message), with this status if it could
+    /// be had.
+    Exit(Option<ExitStatus>, Duration),
 }
 
 /// An observer of the session besides the transcript: the live decoder.
@@ -349,7 +350,7 @@ fn sink(
                 closed.insert(name_of(from).into(), at.as_secs_f64().into());
             }
             Seen::Exit(s, at) => {
-                status = Some(s);
+                status = s;
                 exit_at = at;
                 break;
             }
@@ -556,17 +557,17 @@ pub(crate) fn proxy(
     for j in joins {
         let _ = j.join();
     }
-    let status = child.wait();
-    let code = match status {
-        Ok(s) => {
-            let _ = tx.send(Seen::Exit(s, start.elapsed()));
-            exit_code_of(s)
-        }
+    let status = match child.wait() {
+        Ok(s) => Some(s),
         Err(e) => {
             say!("nixwire record: cannot wait for the child: {e}");
-            1
+            None
         }
     };
+    // Always sent: the stdin pump may hold its sender for ever, so the
+    // sink ends on this message, not on the channel closing.
+    let _ = tx.send(Seen::Exit(status, start.elapsed()));
+    let code = status.map(exit_code_of).unwrap_or(1);
     drop(tx);
     let _ = sink.join();
     ExitCode::from(u8::try_from(code).unwrap_or(1))

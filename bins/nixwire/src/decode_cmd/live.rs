@@ -253,7 +253,9 @@ impl Decoder {
         };
         // Without the session and verdict lines, and up to a failure
         // (which may be a message cut off by the end of what came so far).
-        let body: Vec<String> = lines[1..lines.len().saturating_sub(1)]
+        let body: Vec<String> = lines
+            .get(1..lines.len().saturating_sub(1))
+            .unwrap_or_default()
             .iter()
             .take_while(|l| l.kind != "error" && l.kind != "dump")
             .map(|l| render(l, self.json))
