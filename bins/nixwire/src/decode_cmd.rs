@@ -4,6 +4,11 @@
 //! bytes go into a server of the session's protocol, the server's bytes
 //! (and its stderr) into a client that asks for the requests the client's
 //! bytes hold.
+//!
+//! `nixwire decode --live -- COMMAND...` runs the recording proxy of
+//! `nixwire record` and applies the same decoding to the session as it
+//! happens (module `live`): [`decode_lines`] is the one entry point both
+//! use.
 
 use std::io::Write;
 use std::path::PathBuf;

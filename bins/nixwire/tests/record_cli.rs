@@ -246,30 +246,35 @@ fn record_survives_a_stderr_flood_while_stdout_is_idle() {
 }
 
 #[test]
-fn record_passes_sigterm_on_and_exits_as_the_child_did() {
-    let dir = kit::scratch("record-term");
-    let file = dir.join("t.json");
-    let mut child = Command::new(NIXWIRE)
-        .args(["record", "--out"])
-        .arg(&file)
-        .args(["--", "sleep", "60"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("nixwire");
-    // Until the sleep runs.
-    std::thread::sleep(Duration::from_millis(500));
-    let started = Instant::now();
-    let killed = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let status = child.wait().expect("wait");
-    assert!(started.elapsed() < Duration::from_secs(10));
-    // The shell's code for a child killed by SIGTERM: 128 + 15.
-    assert_eq!(status.code(), Some(143));
-    let t = transcript::load(&file).unwrap_or_else(|e| panic!("{e}"));
-    assert!(t.chunks.is_empty());
+fn record_passes_sigterm_and_sighup_on_and_exits_as_the_child_did() {
+    let dir = kit::scratch("record-signals");
+    // The shell's codes for a child killed by the signal: 128 + N.
+    for (signal, code) in [("TERM", 143), ("HUP", 129)] {
+        let file = dir.join(format!("{signal}.json"));
+        let mut child = Command::new(NIXWIRE)
+            .args(["record", "--out"])
+            .arg(&file)
+            .args(["--", "sleep", "60"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nixwire");
+        // Until the sleep runs.
+        std::thread::sleep(Duration::from_millis(500));
+        let started = Instant::now();
+        let killed = Command::new("sh")
+            .args(["-c", &format!("kill -{signal} {}", child.id())])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let status = child.wait().expect("wait");
+        assert!(started.elapsed() < Duration::from_secs(10), "{signal}");
+        assert_eq!(status.code(), Some(code), "{signal}");
+        let t = transcript::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        assert!(t.chunks.is_empty());
+        let raw: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+        assert_eq!(raw["server_exit"], code, "{signal}");
+    }
 }
 
 /// The lines of a decoded session without its `session` lines (the live
