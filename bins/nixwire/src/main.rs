@@ -26,6 +26,7 @@ mod local_nar;
 mod machines_cmd;
 mod path_info_cmd;
 mod ping_cmd;
+mod record_cmd;
 mod remote;
 mod serve_cmd;
 
@@ -61,6 +62,9 @@ enum Command {
     /// Answer the serve protocol on stdin and stdout through the local
     /// store: a drop-in for `nix-store --serve [--write]`.
     Serve(serve_cmd::ServeArgs),
+    /// Run a Nix remote program (`nix-store --serve`, `nix-daemon --stdio`)
+    /// and record its session into a transcript, passing it through.
+    Record(record_cmd::RecordArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,5 +89,6 @@ fn main() -> ExitCode {
         Command::Ping(args) => ping_cmd::run(args),
         Command::PathInfo(args) => path_info_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),
+        Command::Record(args) => record_cmd::run(args),
     }
 }
