@@ -25,10 +25,10 @@
 //! failed build fails its derivation and every derivation that needs it
 //! (and, unless [`keep_going`](Schedule::keep_going), stops new builds, as
 //! Nix does); a machine failure backs the machine off and puts the build
-//! back at the head of the queue, up to [`max_tries`](Schedule::max_tries) times, on
-//! another machine while one can take it (the failed machine comes back
-//! from its backoff with its slots free, and would be chosen first); a
-//! cancel stops everything.
+//! back at the head of the queue, tried up to
+//! [`max_tries`](Schedule::max_tries) times, on another machine while one
+//! can take it (the failed machine comes back from its backoff with its
+//! slots free, and would be chosen first); a cancel stops everything.
 //!
 //! Outputs whose path only the build decides (floating content-addressed
 //! derivations) cannot be checked in advance: such a derivation is always
