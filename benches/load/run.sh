@@ -51,9 +51,11 @@ die() {
 [ -x "$NIXWIRE" ] || die "no $NIXWIRE (cargo build --release -p nixwire, or set NIXWIRE)"
 [ -x /usr/bin/time ] || die "/usr/bin/time is needed for the peak RSS"
 command -v nix-instantiate >/dev/null || die "Nix is needed"
-[ -n "${NIXWIRE_SSH_PORT:-}" ] && [ -n "${NIXWIRE_SSH_KEY:-}" ] ||
-  die "start the loopback sshd and export its env (.ci/sshd.sh)"
+for var in NIXWIRE_SSH_HOST NIXWIRE_SSH_PORT NIXWIRE_SSH_USER NIXWIRE_SSH_KEY NIXWIRE_SSH_HOST_KEY; do
+  [ -n "${!var:-}" ] || die "no $var: start the loopback sshd and export its env (.ci/sshd.sh)"
+done
 [ "$N" -ge 20 ] || die "at least 20 builds"
+if [ "$FAIL" -lt 1 ] || [ "$FAIL" -gt $((N / 4)) ]; then die "1 to $((N / 4)) failing builds"; fi
 
 S=$(mktemp -d /tmp/nw-load.XXXXXX)
 RUNNER=
@@ -88,8 +90,8 @@ deps=$((N / 10))
 leaves=$((N - deps))
 failing=" "
 for k in $(seq 1 "$FAIL"); do failing="$failing$((k * leaves / (FAIL + 1))) "; done
-lnames=
-fnames=
+lnames=()
+fnames=()
 {
   echo "let mk = name: sleep: code: inputs: derivation {"
   echo "  name = \"load-\${name}\"; system = builtins.currentSystem; builder = \"/bin/sh\";"
@@ -101,12 +103,12 @@ fnames=
     sl=$(((i % 5) * 2 + 2))
     sl=$([ "$sl" -eq 10 ] && echo 1.0 || echo "0.$sl")
     case $failing in
-    *" $i "*) echo "  f$i = mk \"f$i\" \"$sl\" \"1\" [];"; fnames="$fnames f$i" ;;
-    *) echo "  l$i = mk \"l$i\" \"$sl\" \"0\" [];"; lnames="$lnames l$i" ;;
+    *" $i "*) echo "  f$i = mk \"f$i\" \"$sl\" \"1\" [];"; fnames+=("f$i") ;;
+    *) echo "  l$i = mk \"l$i\" \"$sl\" \"0\" [];"; lnames+=("l$i") ;;
     esac
   done
-  set -- $lnames
-  failing_one=${fnames##* }
+  set -- "${lnames[@]}"
+  failing_one=${fnames[-1]}
   for k in $(seq 1 "$deps"); do
     a=$1 b=$2
     shift 2
@@ -115,12 +117,12 @@ fnames=
   done
   echo "}"
 } >"$S/expr.nix"
-failing_one=${fnames##* }
+failing_one=${fnames[-1]}
 # One instantiation; each .drv's name says which it is.
 nix-instantiate --store "$S/local" "$S/expr.nix" 2>/dev/null |
   sed -n 's|^\(/nix/store/[a-z0-9]*-load-\([a-z0-9]*\)\.drv\)$|\2 \1|p' >"$S/drvs"
 [ "$(wc -l <"$S/drvs")" -eq "$N" ] || die "instantiated $(wc -l <"$S/drvs") of $N"
-nfail=$(echo $fnames | wc -w)
+nfail=${#fnames[@]}
 echo "load: $N builds ($nfail failing, $deps dependent, one on $failing_one) over 4 builders x 2 slots" >&2
 
 stamp() {
@@ -131,10 +133,11 @@ KILL_AFTER=$((N / 4))
 started=$EPOCHREALTIME
 # `timeout` interrupts nixwire after LIMIT s (it then exits 130), and kills
 # it 10 s later.
+mapfile -t drvlist < <(cut -d' ' -f2 "$S/drvs")
 {
   /usr/bin/time -v -o "$S/time.txt" timeout -s INT -k 10 "$LIMIT" \
     "$NIXWIRE" -v build -k --machines "$S/machines" \
-    --local-store "$S/local" $(cut -d' ' -f2 "$S/drvs") 2>&1 >"$S/stdout" &&
+    --local-store "$S/local" "${drvlist[@]}" 2>&1 >"$S/stdout" &&
     echo 0 >"$S/rc" || echo $? >"$S/rc"
 } | stamp >"$S/log" &
 RUNNER=$!
@@ -153,12 +156,12 @@ killed_at=
 while kill -0 "$RUNNER" 2>/dev/null; do
   if [ -z "$killed_at" ] && [ "$(grep -c "^[0-9.]* building '" "$S/log")" -ge "$KILL_AFTER" ] &&
     grep -q "^[0-9.]* building '.*' on '.*builder-4&" "$S/log"; then
-    pids=$(builder4)
-    if [ -n "$pids" ]; then
+    mapfile -t pids < <(builder4)
+    if [ "${#pids[@]}" -gt 0 ]; then
       touch "$S/dead-4"
       killed_at=$EPOCHREALTIME
-      kill -9 $pids 2>/dev/null || true
-      echo "load: killed builder 4 (pids $(echo $pids)) after $(grep -c "^[0-9.]* building '" "$S/log") starts" >&2
+      kill -9 "${pids[@]}" 2>/dev/null || true
+      echo "load: killed builder 4 (pids ${pids[*]}) after $(grep -c "^[0-9.]* building '" "$S/log") starts" >&2
     fi
   fi
   sleep 0.05
@@ -166,7 +169,7 @@ done
 wait "$RUNNER" || true
 RUNNER=
 rc=$(cat "$S/rc")
-[ "$rc" -ne 124 ] && [ "$rc" -ne 130 ] || die "the run took over $LIMIT s: $(tail -5 "$S/log")"
+case $rc in 124 | 130 | 137) die "the run took over $LIMIT s: $(tail -5 "$S/log")" ;; esac
 [ -n "$killed_at" ] || die "builder 4 was never killed"
 
 # Every outcome.
@@ -260,7 +263,6 @@ slots=$(awk -v from="$(echo "$figures" | awk -v k="$killed_at" '/^kill_to_retry/
     printf "%.2f %d %.2f\n", (span > 0 ? area / span : 0), peak, span
   }' "$S/log")
 read -r mean peak span <<<"$slots"
-wall=$(awk -v a="$started" -v b="$(tail -1 "$S/log" | cut -d' ' -f1)" 'BEGIN { printf "%.2f", b - a }')
 rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$S/time.txt")
 elapsed=$(sed -n 's/.*Elapsed (wall clock) time.*: //p' "$S/time.txt")
 
