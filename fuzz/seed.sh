@@ -9,6 +9,8 @@
 #                                 requests the recorded client made)
 #   serve_server, worker_server   the client->server bytes, behind split seed 0
 #   nar_framer                    every NAR found in those streams
+#   nar_writer                    nothing: its inputs are tree programs, which
+#                                 the fuzzer grows from the empty one
 #   aterm                         core/tests/data/drv/*.drv
 #   machines, store_path_and_uri  fuzz/seeds/<target>/*
 #

@@ -18,6 +18,7 @@
 //! | [`Op::AddToStoreNar`] | `AddToStoreNar` (2.5+), else `ImportPaths` | `AddToStoreNar` (framed from 1.23, pulled before) |
 //! | [`Op::AddMultiple`] | one `AddToStoreNar` per path, all pipelined (2.5+), else one `ImportPaths` with every path | `AddMultipleToStore` (1.32+), else one `AddToStoreNar` per path, all pipelined |
 //! | [`Op::BuildDerivation`] | `BuildDerivation` with its options | `SetOptions` with the build's limits, then `BuildDerivation` |
+//! | [`Op::Worker`] | refused (a caller's mistake) | the request as given |
 //!
 //! Before the handshake completes, what the peer writes on its stderr is
 //! kept, not passed on as a log: that is ssh's account of a failed login or
@@ -25,7 +26,7 @@
 //! ([`Error::peer_said`](crate::conn::Error::peer_said)), never part of a
 //! build log.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -220,6 +221,13 @@ pub enum Op {
         /// Its limits.
         settings: BuildSettings,
     },
+    /// A worker request sent as it is, for what the operations above do
+    /// not cover (`BuildPaths`, `AddTempRoot`, `QueryDerivationOutputMap`,
+    /// `SetOptions`, ...). Worker sessions only: on a serve session it is
+    /// refused. Its body, if it has one, is offered as for
+    /// [`Op::AddToStoreNar`]; its logs come as [`Event::Log`]s. Reply:
+    /// [`Answer::Worker`].
+    Worker(Box<worker::Request>),
 }
 
 impl Op {
@@ -232,6 +240,7 @@ impl Op {
             Self::AddToStoreNar { .. } => "AddToStoreNar",
             Self::AddMultiple { .. } => "AddMultiple",
             Self::BuildDerivation { .. } => "BuildDerivation",
+            Self::Worker(request) => request.command().name(),
         }
     }
 }
@@ -251,6 +260,8 @@ pub enum Answer {
     Added,
     /// The build's result (a failed build is a result, not an error).
     Built(BuildResult),
+    /// The reply to an [`Op::Worker`], as the daemon gave it.
+    Worker(Box<worker::Reply>),
 }
 
 /// What happened on a [`Session`].
@@ -371,6 +382,8 @@ pub struct Session {
     /// the server's order (a set's, for the serve protocol) and is given in
     /// this one.
     orders: HashMap<RequestId, Vec<StorePath>>,
+    /// The [`Op::Worker`] requests, answered with the reply as it is.
+    raw: HashSet<RequestId>,
     events: VecDeque<Event>,
     info: Option<Info>,
     /// The peer's stderr before the handshake.
@@ -405,6 +418,7 @@ impl Session {
             batches: HashMap::new(),
             multis: HashMap::new(),
             orders: HashMap::new(),
+            raw: HashSet::new(),
             events: VecDeque::new(),
             info: None,
             peer_said: Vec::new(),
@@ -485,6 +499,7 @@ impl Session {
             Op::QueryPathInfos { paths } => Some(paths.clone()),
             _ => None,
         };
+        let raw = matches!(op, Op::Worker(_));
         match &mut self.inner {
             Inner::Serve(c) => match op {
                 Op::AddMultiple {
@@ -611,6 +626,9 @@ impl Session {
             && self.whole.contains_key(&id)
         {
             self.orders.insert(id, order);
+        }
+        if raw {
+            self.raw.insert(id);
         }
         Ok(())
     }
@@ -823,6 +841,7 @@ impl Session {
         self.gathers.remove(&id);
         self.batches.remove(&id);
         self.multis.remove(&id);
+        self.raw.remove(&id);
         self.translate();
     }
 
@@ -1023,7 +1042,9 @@ impl Session {
             Some(Part::Whole(id)) => {
                 self.whole.remove(&id);
                 self.multis.remove(&id);
+                let raw = self.raw.remove(&id);
                 let mut result = result.and_then(|reply| match reply {
+                    Reply::Worker(r) if raw => Ok(Answer::Worker(r)),
                     Reply::Serve(r) => serve_answer(r),
                     Reply::Worker(r) => worker_answer(*r),
                 });
@@ -1349,6 +1370,12 @@ fn serve_request(op: Op, version: Option<Version>) -> Result<serve::Request, Err
             },
         }
         .into(),
+        Op::Worker(request) => {
+            return Err(Error::misuse(format!(
+                "{} is a worker request; this session speaks the serve protocol",
+                request.command().name()
+            )));
+        }
     })
 }
 
@@ -1395,6 +1422,7 @@ fn worker_request(op: Op) -> Result<worker::Request, Error> {
             mode: wm::BuildMode::Normal,
         }
         .into(),
+        Op::Worker(request) => *request,
     })
 }
 

@@ -295,3 +295,112 @@ fn the_features_a_derivation_requires_select_the_machine() {
         ["big-parallel", "kvm"]
     );
 }
+
+/// Regression (found by the load run, `benches/load`): a machine that
+/// died came back from its backoff with its slots free while the others
+/// were busy, so it was chosen first for the very builds that had just
+/// failed on it, using up their tries there; and while other jobs ran,
+/// the schedule said to wait for one of them to end rather than for the
+/// machine's return.
+#[test]
+fn a_retry_avoids_the_machine_it_failed_on_and_the_wait_ends_when_a_machine_is_back() {
+    let drvs = [
+        drv("a", "x86_64-linux", &[]),
+        drv("b", "x86_64-linux", &[]),
+        drv("c", "x86_64-linux", &[]),
+    ];
+    let mut s = Schedule::new(
+        drvs.iter().map(|(p, _)| p.clone()),
+        pool(&[("ssh://m1", 1), ("ssh://m2", 1)]),
+    );
+    learn(&mut s, &drvs, &[]);
+    let now = Instant::now();
+    let a = run(&mut s, now);
+    let b = run(&mut s, now);
+    assert_eq!(a.machine.uri, "ssh://m1");
+    assert_eq!(b.machine.uri, "ssh://m2");
+    let failed = Outcome::Failed(Failure::Transport {
+        phase: Phase::Building,
+        message: "the connection ended".into(),
+    });
+    s.job_finished(now, a.id, &failed, Duration::ZERO);
+    // b still runs; m1 is backed off: the wait ends when m1 is back.
+    let Next::Wait(Some(back)) = s.poll_job(now) else {
+        panic!("a wait until m1 is back")
+    };
+    assert!(back > now);
+    // m1 is back, m2 busy: c, never tried, goes to m1; a waits for m2.
+    let c = run(&mut s, back);
+    assert_eq!(c.drv_path, path("c.drv"));
+    assert_eq!(c.machine.uri, "ssh://m1");
+    s.job_finished(back, c.id, &built(&c), Duration::ZERO);
+    assert_eq!(s.poll_job(back), Next::Wait(None));
+    assert_eq!(s.state(&path("a.drv")), Some(&State::Ready));
+    s.job_finished(back, b.id, &built(&b), Duration::ZERO);
+    let again = run(&mut s, back);
+    assert_eq!(again.drv_path, path("a.drv"));
+    assert_eq!(again.machine.uri, "ssh://m2");
+    assert_eq!(again.retries, 1);
+    s.job_finished(back, again.id, &built(&again), Duration::ZERO);
+    assert_eq!(s.poll_job(back), Next::Done);
+}
+
+/// When the machines a build failed on are the only ones that can build
+/// it, its retries go there (after their backoff).
+#[test]
+fn a_retry_goes_back_to_the_failed_machine_when_no_other_can_build_it() {
+    let drvs = [drv("a", "aarch64-linux", &[])];
+    let mut arm = machine("ssh://arm", 1);
+    arm.systems = ["aarch64-linux".to_owned()].into();
+    let mut s = Schedule::new(
+        [drvs[0].0.clone()],
+        Pool::new([machine("ssh://x86", 1), arm], PoolConfig::default()),
+    );
+    learn(&mut s, &drvs, &[]);
+    let now = Instant::now();
+    let first = run(&mut s, now);
+    assert_eq!(first.machine.uri, "ssh://arm");
+    let failed = Outcome::Failed(Failure::Transport {
+        phase: Phase::Connecting,
+        message: "refused".into(),
+    });
+    s.job_finished(now, first.id, &failed, Duration::ZERO);
+    let Next::Wait(Some(back)) = s.poll_job(now) else {
+        panic!("a wait until arm is back")
+    };
+    let second = run(&mut s, back);
+    assert_eq!(second.machine.uri, "ssh://arm");
+    assert_eq!(second.retries, 1);
+}
+
+/// A build broken by a machine failure is retried before the builds that
+/// were still waiting (found by the load run: with a long queue, the
+/// retries of a killed builder's builds started last).
+#[test]
+fn a_retry_goes_before_the_builds_still_waiting() {
+    let drvs = [
+        drv("a", "x86_64-linux", &[]),
+        drv("b", "x86_64-linux", &[]),
+        drv("c", "x86_64-linux", &[]),
+        drv("d", "x86_64-linux", &[]),
+    ];
+    let mut s = Schedule::new(
+        drvs.iter().map(|(p, _)| p.clone()),
+        pool(&[("ssh://m1", 1), ("ssh://m2", 1)]),
+    );
+    learn(&mut s, &drvs, &[]);
+    let now = Instant::now();
+    let a = run(&mut s, now);
+    let b = run(&mut s, now);
+    assert_eq!(a.machine.uri, "ssh://m1");
+    let failed = Outcome::Failed(Failure::Transport {
+        phase: Phase::Building,
+        message: "the connection ended".into(),
+    });
+    s.job_finished(now, a.id, &failed, Duration::ZERO);
+    s.job_finished(now, b.id, &built(&b), Duration::ZERO);
+    // m2 is free: a, not c or d, goes there.
+    let next = run(&mut s, now);
+    assert_eq!(next.drv_path, a.drv_path);
+    assert_eq!(next.machine.uri, "ssh://m2");
+}

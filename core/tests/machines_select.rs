@@ -701,3 +701,46 @@ fn selection_invariants_hold_under_random_operations() {
         .tests(3000)
         .quickcheck(invariants_hold as fn(Scenario) -> bool);
 }
+
+#[test]
+fn avoided_machines_are_passed_over_only_while_another_could_take_the_step() {
+    let mut pool = Pool::new(
+        [
+            machine("ssh://a", &["x86_64-linux"], 2, 1.0),
+            machine("ssh://b", &["x86_64-linux"], 1, 1.0),
+        ],
+        PoolConfig::default(),
+    );
+    let now = Instant::now();
+    let step = Step::new("x86_64-linux");
+    let avoid = set(&["ssh://a"]);
+    // Without avoiding, a (first of equals) would be chosen.
+    assert_eq!(pool.select(&step, now).expect("a").machine().uri, "ssh://a");
+    let lease = pool.acquire_avoiding(&step, now, &avoid).expect("b");
+    assert_eq!(lease.uri(), "ssh://b");
+    // b is busy: a is free, but b frees up later, so the step waits.
+    let no = pool
+        .acquire_avoiding(&step, now, &avoid)
+        .expect_err("waits for b");
+    assert!(!no.is_unsupported());
+    assert!(
+        no.rejections
+            .contains(&("ssh://a".to_owned(), Rejection::Avoided))
+    );
+    // A step only a can build goes to a all the same.
+    let arm = Step::new("aarch64-linux");
+    let mut pool2 = Pool::new(
+        [
+            machine("ssh://a", &["aarch64-linux"], 1, 1.0),
+            machine("ssh://b", &["x86_64-linux"], 1, 1.0),
+        ],
+        PoolConfig::default(),
+    );
+    let lease2 = pool2.acquire_avoiding(&arm, now, &avoid).expect("a");
+    assert_eq!(lease2.uri(), "ssh://a");
+    pool.release(lease, JobOutcome::Finished, now)
+        .expect("known");
+    pool2
+        .release(lease2, JobOutcome::Finished, now)
+        .expect("known");
+}

@@ -186,6 +186,7 @@ fn build(args: &BuildArgs) -> Result<u8, String> {
         },
         ..PoolConfig::default()
     };
+    let names = machine_names(&machines);
     let mut schedule = Schedule::new(wanted, Pool::new(machines, config));
     schedule.keep_going = args.keep_going;
 
@@ -264,7 +265,7 @@ fn build(args: &BuildArgs) -> Result<u8, String> {
             match schedule.poll_job(Instant::now()) {
                 Next::Run(job) => {
                     let job = *job;
-                    let machine = short_uri(&job.machine.uri).to_owned();
+                    let machine = machine_name(&names, &job.machine.uri).to_owned();
                     say!(
                         "building '{}' on '{machine}'...",
                         dir.display_path(&job.drv_path)
@@ -333,8 +334,21 @@ fn build(args: &BuildArgs) -> Result<u8, String> {
                 if let (Some(r), Outcome::Failed(f)) = (running.get(&job), &outcome) {
                     report_failure(&dir, r, f);
                 }
+                if let Some(r) = running.get(&job) {
+                    let how = match &outcome {
+                        Outcome::Built { .. } => "built".to_owned(),
+                        Outcome::Failed(f) => format!("failed ({:?})", f.class()),
+                    };
+                    tracing::info!(drv = %r.drv, machine = %r.machine, "finished: {how}");
+                }
                 running.remove(&job);
-                schedule.job_finished(Instant::now(), job, &outcome, Duration::ZERO);
+                let now = Instant::now();
+                schedule.job_finished(now, job, &outcome, Duration::ZERO);
+                if let (Some(w), Outcome::Failed(f)) = (workers.get(worker), &outcome)
+                    && f.class() == FailureClass::Machine
+                {
+                    say_backoff(&schedule, &w.uri, machine_name(&names, &w.uri), now);
+                }
             }
             Report::Interrupted => {
                 say!("nixwire: interrupted: cancelling the running builds");
@@ -360,6 +374,22 @@ fn build(args: &BuildArgs) -> Result<u8, String> {
         &schedule,
         interrupted.load(Ordering::SeqCst),
     ))
+}
+
+/// Says how long the machine `uri` is passed over after a machine
+/// failure (several failures at once count as one, so the time may be
+/// that of an earlier one).
+fn say_backoff(schedule: &Schedule, uri: &str, name: &str, now: Instant) {
+    let Some(state) = schedule.pool().get(uri) else {
+        return;
+    };
+    if let Some(until) = state.disabled_until().filter(|u| *u > now) {
+        say!(
+            "nixwire: build: '{name}' backed off for {:.1} s after {} failure(s) in a row",
+            until.duration_since(now).as_secs_f64(),
+            state.consecutive_failures()
+        );
+    }
 }
 
 /// Prints the outputs of what was built and the failures; returns the exit
@@ -698,10 +728,44 @@ fn connect(
     Ok(())
 }
 
-/// A machine's URI as messages show it: without its parameters (keys,
-/// the remote store), which make it long and say nothing new.
-fn short_uri(uri: &str) -> &str {
-    uri.split_once('?').map_or(uri, |(base, _)| base)
+/// How messages name each machine of the pool: its URI without
+/// parameters (keys, the remote store make it long and say nothing new),
+/// unless that is also another machine's name (several stores behind one
+/// host): then with its parameters but the keys.
+fn machine_names(machines: &[Machine]) -> HashMap<String, String> {
+    let short = |uri: &str| uri.split_once('?').map_or(uri, |(base, _)| base).to_owned();
+    machines
+        .iter()
+        .map(|m| {
+            let base = short(&m.uri);
+            let shared = machines
+                .iter()
+                .any(|o| o.uri != m.uri && short(&o.uri) == base);
+            let name = match m.uri.split_once('?') {
+                Some((_, query)) if shared => {
+                    let kept: Vec<&str> = query
+                        .split('&')
+                        .filter(|p| {
+                            !p.starts_with("ssh-key=")
+                                && !p.starts_with("base64-ssh-public-host-key=")
+                        })
+                        .collect();
+                    if kept.is_empty() {
+                        base
+                    } else {
+                        format!("{base}?{}", kept.join("&"))
+                    }
+                }
+                _ => base,
+            };
+            (m.uri.clone(), name)
+        })
+        .collect()
+}
+
+/// The name of the machine `uri` in messages (see [`machine_names`]).
+fn machine_name<'a>(names: &'a HashMap<String, String>, uri: &'a str) -> &'a str {
+    names.get(uri).map_or(uri, String::as_str)
 }
 
 /// The text of a log piece as the build log shows it: the serve protocol's
@@ -817,6 +881,26 @@ mod tests {
         }
         assert_eq!(tail.lines.len(), LOG_TAIL);
         assert_eq!(tail.lines.back().map(String::as_str), Some("line 99"));
+    }
+
+    #[test]
+    fn machines_behind_one_host_are_named_apart_without_their_keys() {
+        let m = |uri: &str| Machine::with_defaults(uri, BTreeSet::new());
+        let pool = [
+            m("ssh://h?remote-store=/a&ssh-key=/k"),
+            m("ssh://h?remote-store=/b&ssh-key=/k&base64-ssh-public-host-key=AA"),
+            m("ssh-ng://other?ssh-key=/k"),
+        ];
+        let names = machine_names(&pool);
+        assert_eq!(
+            machine_name(&names, &pool[0].uri),
+            "ssh://h?remote-store=/a"
+        );
+        assert_eq!(
+            machine_name(&names, &pool[1].uri),
+            "ssh://h?remote-store=/b"
+        );
+        assert_eq!(machine_name(&names, &pool[2].uri), "ssh-ng://other");
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! bytes go into a server of the session's protocol, the server's bytes
 //! (and its stderr) into a client that asks for the requests the client's
 //! bytes hold.
+//!
+//! `nixwire decode --live -- COMMAND...` runs the recording proxy of
+//! `nixwire record` and applies the same decoding to the session as it
+//! happens (module `live`): [`decode_lines`] is the one entry point both
+//! use.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,17 +20,36 @@ use clap::Args;
 use nixwire_conformance::transcript::{self, From, Transcript};
 use nixwire_conformance::{serve as cserve, worker as cworker};
 use nixwire_core::conn::{BodyKind, Connection, LogSource, RequestId};
-use nixwire_core::wire::Features;
+use nixwire_core::store::{OutputName, Realisation};
+use nixwire_core::wire::{Cx, Features, Limits, Reader, Serve, Version};
 use nixwire_core::{serve, worker};
+
+mod live;
 
 /// Arguments of `nixwire decode`.
 #[derive(Debug, Args)]
 pub(crate) struct DecodeArgs {
     /// A transcript file (`conn<N>.json` of a captured session).
-    transcript: PathBuf,
+    #[arg(required_unless_present = "live", conflicts_with = "live")]
+    transcript: Option<PathBuf>,
     /// One JSON object per line: direction, offset, kind and text.
     #[arg(long)]
     json: bool,
+    /// Run COMMAND (a remote program, as `nixwire record` does), passing
+    /// its session through, and decode it as it happens into the log.
+    #[arg(long, requires = "command")]
+    live: bool,
+    /// With --live: where the decoded conversation goes (stdout and stderr
+    /// belong to the Nix client). Default: `nixwire-live-<start time in
+    /// ns>-<pid>.log` in the current directory.
+    #[arg(long, requires = "live")]
+    log: Option<PathBuf>,
+    /// With --live: also save the transcript to this file.
+    #[arg(long, requires = "live")]
+    out: Option<PathBuf>,
+    /// With --live: the remote program and its arguments.
+    #[arg(last = true, num_args = 1.., requires = "live")]
+    command: Vec<String>,
 }
 
 /// One printed line.
@@ -49,6 +73,10 @@ struct Line {
 struct Pass {
     lines: Vec<Line>,
     failed: bool,
+    /// Protocol bytes of this direction to pass over rather than feed: what
+    /// an event explained as a known deviation of the peer (see
+    /// [`built_outputs_quirk`]).
+    skip: usize,
 }
 
 /// Byte offsets of each chunk in its own stream.
@@ -258,14 +286,44 @@ fn short(debug: &str) -> String {
 /// Runs `nixwire decode`: 0 when every byte decoded, 1 when some did not
 /// (or the transcript could not be read).
 pub(crate) fn run(args: DecodeArgs) -> ExitCode {
-    let t = match transcript::load(&args.transcript) {
+    if !args.live && !args.command.is_empty() {
+        say!("nixwire: decode: a command after `--` needs --live");
+        return ExitCode::from(2);
+    }
+    let Some(path) = args.transcript.as_ref().filter(|_| !args.live) else {
+        return live::run(args);
+    };
+    let t = match transcript::load(path) {
         Ok(t) => t,
         Err(e) => {
             say!("nixwire: decode: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let mut lines = vec![Line {
+    let (lines, failed) = match decode_lines(&t) {
+        Ok(d) => d,
+        Err(e) => {
+            say!("nixwire: decode: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // A closed stdout (`| head`) ends the printing, not the verdict.
+    let mut out = std::io::stdout().lock();
+    for l in &lines {
+        if writeln!(out, "{}", render(l, args.json)).is_err() {
+            break;
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The line that opens a decoded session: what the transcript holds.
+fn session_line(t: &Transcript) -> Line {
+    Line {
         chunk: 0,
         dir: "--",
         offset: 0,
@@ -282,14 +340,18 @@ pub(crate) fn run(args: DecodeArgs) -> ExitCode {
             t.stream(From::Server).len(),
             t.stream(From::Stderr).len(),
         ),
-    }];
+    }
+}
+
+/// Decodes a whole transcript: its lines in print order (the session line
+/// first, the verdict last), and whether some bytes did not decode. An
+/// unknown protocol is an error.
+fn decode_lines(t: &Transcript) -> Result<(Vec<Line>, bool), String> {
+    let mut lines = vec![session_line(t)];
     let (server_pass, client_pass) = match t.protocol.as_str() {
-        "serve" => decode_serve(&t),
-        "worker" => decode_worker(&t),
-        other => {
-            say!("nixwire: decode: unknown protocol {other:?}");
-            return ExitCode::FAILURE;
-        }
+        "serve" => decode_serve(t),
+        "worker" => decode_worker(t),
+        other => return Err(format!("unknown protocol {other:?}")),
     };
     let failed = server_pass.failed || client_pass.failed;
     // In time order: by chunk, the client's direction first within a chunk
@@ -314,28 +376,21 @@ pub(crate) fn run(args: DecodeArgs) -> ExitCode {
             "every byte decoded".into()
         },
     });
-    // A closed stdout (`| head`) ends the printing, not the verdict.
-    let mut out = std::io::stdout().lock();
-    for l in &lines {
-        let written = if args.json {
-            let v = serde_json::json!({
-                "direction": l.dir,
-                "offset": l.offset,
-                "kind": l.kind,
-                "text": l.text,
-            });
-            writeln!(out, "{v}")
-        } else {
-            writeln!(out, "{} @{:<7} {:<8} {}", l.dir, l.offset, l.kind, l.text)
-        };
-        if written.is_err() {
-            break;
-        }
-    }
-    if failed {
-        ExitCode::FAILURE
+    Ok((lines, failed))
+}
+
+/// One line as printed: text, or a JSON object with `--json`.
+fn render(l: &Line, json: bool) -> String {
+    if json {
+        serde_json::json!({
+            "direction": l.dir,
+            "offset": l.offset,
+            "kind": l.kind,
+            "text": l.text,
+        })
+        .to_string()
     } else {
-        ExitCode::SUCCESS
+        format!("{} @{:<7} {:<8} {}", l.dir, l.offset, l.kind, l.text)
     }
 }
 
@@ -407,6 +462,13 @@ fn feed<C: Connection>(
         };
         for (i, piece) in pieces.into_iter().enumerate() {
             let end = offs[n] + i + piece.len();
+            if protocol && pass.skip > 0 {
+                pass.skip -= 1;
+                if pass.skip == 0 {
+                    start[s] = end;
+                }
+                continue;
+            }
             let at = if protocol { start[s] } else { offs[n] };
             let before = pass.lines.len();
             let data = Bytes::copy_from_slice(piece);
@@ -432,6 +494,55 @@ fn feed<C: Connection>(
             }
         }
     }
+}
+
+/// A build result's outputs, by name.
+type BuiltOutputs = Vec<(OutputName, Realisation)>;
+
+/// Nix 2.8's serve server writes a `BuildDerivation` reply's built outputs
+/// to every client: its version check tests `minor(version >= 6)`, always
+/// true, where `minor(version) >= 6` was meant (`nix-store.cc`,
+/// `cmdBuildDerivation`, in 2.8.1). A client that agreed on a version
+/// below 2.6 (Nix 2.3's, 2.5) then finds bytes its version does not have
+/// after the reply; Nix 2.3 misreads them as the next reply and aborts.
+///
+/// The reply starts at `at` in `server` (the server's stream) and was
+/// decoded at `both`, the agreed version. If the server announced 2.6 or
+/// more and the reply decodes at the server's version too, and longer:
+/// returns the reply's length at `both`, how many bytes more, and the built
+/// outputs they hold. Only asked when the strict walk failed (`server` is
+/// empty otherwise), since a later server (2.26, 2.34) sends no such bytes
+/// and then the ones that follow are the next reply.
+fn built_outputs_quirk(
+    server: &[u8],
+    at: usize,
+    announced: Version,
+    both: Version,
+) -> Option<(usize, usize, BuiltOutputs)> {
+    if both.minor >= 6 || announced.minor < 6 {
+        return None;
+    }
+    let bytes = server.get(at..)?;
+    let limits = Limits::default();
+    let len_at = |version: Version| {
+        let cx = Cx::<Serve>::new(version);
+        let mut r = Reader::new(bytes, &limits);
+        match serve::Reply::decode(
+            serve::Command::BuildDerivation,
+            &cx,
+            &mut serve::ReplyPartial::default(),
+            &mut r,
+        ) {
+            Ok(Some(reply)) => Some((r.position(), reply)),
+            _ => None,
+        }
+    };
+    let (short_len, _) = len_at(both)?;
+    let (long_len, reply) = len_at(announced)?;
+    let serve::Reply::BuildDerivation(result) = reply else {
+        return None;
+    };
+    (long_len > short_len).then(|| (short_len, long_len - short_len, result.built_outputs))
 }
 
 /// The serve protocol: a core server decodes the client's bytes, a core
@@ -498,6 +609,14 @@ fn decode_serve(t: &Transcript) -> (Pass, Pass) {
     }
     config.handshake_timeout = None;
     let mut client = serve::Client::new(config, now);
+    // What each side announced, for the builtOutputs quirk; only looked
+    // for when the strict codec walk of the server's stream failed.
+    let mut announced: Option<(Version, Version)> = None;
+    let server_stream = if walk.server_error.is_some() {
+        t.stream(From::Server)
+    } else {
+        Vec::new()
+    };
     let mut ids: Vec<RequestId> = Vec::new();
     for r in &walk.requests {
         match client.request(now, r.request.clone()) {
@@ -528,13 +647,16 @@ fn decode_serve(t: &Transcript) -> (Pass, Pass) {
                 serve::ClientEvent::Connected {
                     server_version,
                     version,
-                } => pass.push(
-                    n,
-                    "S>",
-                    at,
-                    "hello",
-                    format!("server announces serve {server_version}; both speak {version}"),
-                ),
+                } => {
+                    announced = Some((server_version, version));
+                    pass.push(
+                        n,
+                        "S>",
+                        at,
+                        "hello",
+                        format!("server announces serve {server_version}; both speak {version}"),
+                    )
+                }
                 serve::ClientEvent::BodyWanted { id, .. } => {
                     if let Some(i) = ids.iter().position(|x| *x == id) {
                         for body in &walk.requests[i].bodies {
@@ -551,7 +673,25 @@ fn decode_serve(t: &Transcript) -> (Pass, Pass) {
                         text
                     };
                     nar = 0;
+                    let built = matches!(reply, serve::Reply::BuildDerivation(_));
                     pass.push(n, "S>", at, "reply", text);
+                    if let (true, Some((server, both))) = (built, announced)
+                        && let Some((len, extra, outputs)) =
+                            built_outputs_quirk(&server_stream, at, server, both)
+                    {
+                        pass.push(
+                            n,
+                            "S>",
+                            at + len,
+                            "quirk",
+                            format!(
+                                "{extra} more bytes: the built outputs of serve {server}, which serve \
+                                 {both} has not (Nix 2.8's server sends them to every client; Nix 2.3 takes them for the next reply): {}",
+                                short(&format!("{outputs:?}"))
+                            ),
+                        );
+                        pass.skip = extra;
+                    }
                 }
                 serve::ClientEvent::Failed { error, .. } => {
                     pass.push(n, "S>", at, "failed", error.to_string())

@@ -26,7 +26,9 @@ mod local_nar;
 mod machines_cmd;
 mod path_info_cmd;
 mod ping_cmd;
+mod record_cmd;
 mod remote;
+mod serve_cmd;
 
 /// nixwire: Nix remote-build plumbing.
 #[derive(Debug, Parser)]
@@ -57,6 +59,12 @@ enum Command {
     Ping(ping_cmd::PingArgs),
     /// What a store knows of paths, as `nix path-info` prints it.
     PathInfo(path_info_cmd::PathInfoArgs),
+    /// Answer the serve protocol on stdin and stdout through the local
+    /// store: a drop-in for `nix-store --serve [--write]`.
+    Serve(serve_cmd::ServeArgs),
+    /// Run a Nix remote program (`nix-store --serve`, `nix-daemon --stdio`)
+    /// and record its session into a transcript, passing it through.
+    Record(record_cmd::RecordArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,5 +88,7 @@ fn main() -> ExitCode {
         Command::Machines(args) => machines_cmd::run(args),
         Command::Ping(args) => ping_cmd::run(args),
         Command::PathInfo(args) => path_info_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run(args),
+        Command::Record(args) => record_cmd::run(args),
     }
 }

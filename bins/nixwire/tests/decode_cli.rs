@@ -196,12 +196,35 @@ fn a_file_that_is_not_a_transcript_exits_1_and_says_why() {
     assert!(err.contains("not a transcript"), "{err}");
 }
 
+/// A copy of `name` with `extra` appended to the server's stream, as a
+/// chunk of its own.
+fn with_server_bytes(name: &str, extra: &[u8], dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(capture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let engine = base64::engine::general_purpose::STANDARD;
+    v["chunks"]
+        .as_array_mut()
+        .unwrap_or_else(|| panic!("chunks"))
+        .push(serde_json::json!({"from": "server", "data": engine.encode(extra)}));
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join("conn0.json");
+    std::fs::write(&path, v.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
 #[test]
 fn a_failing_session_in_json_names_the_failing_byte() {
-    let o = decode(
-        &capture("serve-build-fail-client2.3-server2.8/conn0.json"),
-        true,
+    // After the failed build's reply (which a 2.5 client expects to end at
+    // byte 216) and the 8 bytes of built outputs a 2.8 server adds, 8 more
+    // that nothing explains.
+    let dir = std::env::temp_dir().join(format!("nixwire-decode-extra-{}", std::process::id()));
+    let path = with_server_bytes(
+        "serve-build-fail-client2.3-server2.8/conn0.json",
+        &5u64.to_le_bytes(),
+        &dir,
     );
+    let o = decode(&path, true);
+    let _ = std::fs::remove_dir_all(&dir);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     let error = out
@@ -209,8 +232,62 @@ fn a_failing_session_in_json_names_the_failing_byte() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|v| v["kind"] == "error")
         .unwrap_or_else(|| panic!("no error line in:\n{out}"));
-    // The 2.8 server's builtOutputs count, after the reply a 2.5 client
-    // expects ends at byte 216.
     assert_eq!(error["direction"], "S>", "{error}");
-    assert_eq!(error["offset"], 216, "{error}");
+    assert_eq!(error["offset"], 224, "{error}");
+    assert!(
+        error["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("nothing was owed")),
+        "{error}"
+    );
+}
+
+/// Nix 2.8's serve server sends a `BuildDerivation` reply's built outputs
+/// even to a serve 2.5 client (Nix 2.3), which has no such field: the
+/// decoder names those bytes and goes on, where it used to stop at them
+/// ("the server sent 1 bytes while nothing was owed"). A 2.26 server,
+/// which does not send them, gets no such line.
+#[test]
+fn a_2_8_servers_built_outputs_to_a_2_5_client_are_named_and_passed_over() {
+    for (name, extra) in [
+        ("serve-build-client2.3-server2.8", 312),
+        ("serve-build-fail-client2.3-server2.8", 8),
+    ] {
+        let o = decode(&capture(&format!("{name}/conn0.json")), false);
+        let out = stdout(&o);
+        assert!(o.status.success(), "{name}: {out}");
+        assert!(out.ends_with("every byte decoded\n"), "{name}: {out}");
+        let quirk: Vec<&str> = out.lines().filter(|l| l.contains(" quirk ")).collect();
+        assert_eq!(quirk.len(), 1, "{name}: {out}");
+        assert!(
+            quirk[0].contains(&format!(
+                "{extra} more bytes: the built outputs of serve 2.7"
+            )),
+            "{name}: {}",
+            quirk[0]
+        );
+    }
+    // The build that went on: the reply after the built outputs decodes.
+    let out = stdout(&decode(
+        &capture("serve-build-client2.3-server2.8/conn0.json"),
+        false,
+    ));
+    assert!(
+        out.contains("S> @384     reply    QueryPathInfos("),
+        "{out}"
+    );
+    for name in [
+        "serve-build-client2.3-server2.26",
+        "serve-build-fail-client2.3-server2.26",
+    ] {
+        for n in 0..3 {
+            let path = capture(&format!("{name}/conn{n}.json"));
+            if !path.exists() {
+                continue;
+            }
+            let out = stdout(&decode(&path, false));
+            assert!(!out.contains(" quirk "), "{name}/conn{n}: {out}");
+            assert!(out.ends_with("every byte decoded\n"), "{name}: {out}");
+        }
+    }
 }

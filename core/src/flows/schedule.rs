@@ -25,8 +25,10 @@
 //! failed build fails its derivation and every derivation that needs it
 //! (and, unless [`keep_going`](Schedule::keep_going), stops new builds, as
 //! Nix does); a machine failure backs the machine off and puts the build
-//! back in the queue, up to [`max_tries`](Schedule::max_tries) times; a
-//! cancel stops everything.
+//! back at the head of the queue, tried up to
+//! [`max_tries`](Schedule::max_tries) times, on another machine while one
+//! can take it (the failed machine comes back from its backoff with its
+//! slots free, and would be chosen first); a cancel stops everything.
 //!
 //! Outputs whose path only the build decides (floating content-addressed
 //! derivations) cannot be checked in advance: such a derivation is always
@@ -155,6 +157,9 @@ struct Node {
     /// Derivations waiting on this one.
     dependents: BTreeSet<StorePath>,
     retries: u32,
+    /// The machines it failed on for the machine's sake: its retries go
+    /// elsewhere while another machine can take it.
+    failed_on: BTreeSet<String>,
 }
 
 impl Node {
@@ -165,6 +170,7 @@ impl Node {
             pending: BTreeSet::new(),
             dependents: BTreeSet::new(),
             retries: 0,
+            failed_on: BTreeSet::new(),
         }
     }
 }
@@ -346,7 +352,10 @@ impl Schedule {
             let Some(drv) = node.drv.clone() else {
                 continue;
             };
-            match self.pool.acquire(&step_of(&drv), now) {
+            match self
+                .pool
+                .acquire_avoiding(&step_of(&drv), now, &node.failed_on)
+            {
                 Ok(lease) => {
                     next = Some(self.start(path, drv, lease));
                     break;
@@ -368,7 +377,9 @@ impl Schedule {
         match next {
             Some(job) => Next::Run(Box::new(job)),
             None if self.running.is_empty() && self.ready.is_empty() => Next::Done,
-            None if self.running.is_empty() => Next::Wait(self.pool.next_wakeup(now)),
+            // Builds wait for a machine: it may be a backed-off one that
+            // comes back before any running job ends.
+            None if !self.ready.is_empty() => Next::Wait(self.pool.next_wakeup(now)),
             None => Next::Wait(None),
         }
     }
@@ -392,6 +403,7 @@ impl Schedule {
         } else {
             JobOutcome::Finished
         };
+        let machine = lease.uri().to_owned();
         // The lease came from this pool, which knows its machine.
         let _ = self.pool.release(lease, job_outcome, now);
         match outcome {
@@ -408,8 +420,11 @@ impl Schedule {
                     if let Some(node) = self.nodes.get_mut(&path) {
                         node.retries = tries;
                         node.state = State::Ready;
+                        node.failed_on.insert(machine);
                     }
-                    self.ready.push_back(path);
+                    // First in the queue: it was started before the builds
+                    // still waiting, and derivations may wait on it.
+                    self.ready.push_front(path);
                     return;
                 }
                 if failure.class() == FailureClass::Cancelled || !self.keep_going {

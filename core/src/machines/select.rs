@@ -22,7 +22,9 @@
 //! by a `preferLocalBuild` step); every required feature is supported or
 //! mandatory (Nix's rule; Hydra after 2024 compared against supported only,
 //! which rejected steps requiring a machine's mandatory-only feature); it is
-//! not backed off at `now`; and it has a free job slot.
+//! not backed off at `now`; and it has a free job slot. With
+//! [`Pool::acquire_avoiding`], a machine the step already failed on is
+//! also passed over while another machine could take the step.
 //!
 //! # Ordering of the machines that can
 //!
@@ -269,6 +271,10 @@ pub enum Rejection {
         /// Counted consecutive failures.
         failures: u32,
     },
+    /// The step already failed on it for the machine's sake, and another
+    /// machine can take the step now or later: see
+    /// [`Pool::acquire_avoiding`].
+    Avoided,
     /// All its job slots are taken.
     Busy {
         /// Jobs running.
@@ -282,7 +288,10 @@ impl Rejection {
     /// Whether the rejection lasts until the machines file changes (as
     /// opposed to passing with time or finished jobs).
     pub fn is_permanent(&self) -> bool {
-        !matches!(self, Self::Disabled { .. } | Self::Busy { .. })
+        !matches!(
+            self,
+            Self::Disabled { .. } | Self::Busy { .. } | Self::Avoided
+        )
     }
 
     /// Describes the rejection; with `now`, a backoff says how long it lasts.
@@ -305,6 +314,9 @@ impl Rejection {
                 ),
                 None => format!("backed off after {failures} transport failure(s)"),
             },
+            Self::Avoided => {
+                "passed over: the step failed on it, and another machine can take it".to_owned()
+            }
             Self::Busy {
                 current_jobs,
                 max_jobs,
@@ -542,10 +554,56 @@ impl Pool {
 
     /// The machine that would run `step` at `now`, without taking a slot.
     pub fn select(&self, step: &Step, now: Instant) -> Result<&MachineState, NoMachine> {
+        self.select_among(step, now, &BTreeSet::new())
+    }
+
+    /// As [`select`](Self::select), passing over the machines in `avoid`
+    /// (store URIs) while any other machine could take the step, now or
+    /// once a slot frees or a backoff ends; when only avoided machines can
+    /// ever take it, they are used as [`select`](Self::select) would.
+    ///
+    /// A scheduler retrying a step after a machine failure avoids the
+    /// machines it failed on: a machine that died comes back from its
+    /// backoff with all its slots free and would otherwise be the first
+    /// choice for the very steps it just failed, using up their tries on
+    /// it while the healthy machines are busy.
+    pub fn select_avoiding(
+        &self,
+        step: &Step,
+        now: Instant,
+        avoid: &BTreeSet<String>,
+    ) -> Result<&MachineState, NoMachine> {
+        let others_could = !avoid.is_empty()
+            && self.states.iter().any(|s| {
+                !avoid.contains(&s.machine.uri)
+                    && self
+                        .check(s, step, now)
+                        .map_or_else(|r| !r.is_permanent(), |()| true)
+            });
+        if others_could {
+            self.select_among(step, now, avoid)
+        } else {
+            self.select_among(step, now, &BTreeSet::new())
+        }
+    }
+
+    fn select_among(
+        &self,
+        step: &Step,
+        now: Instant,
+        avoid: &BTreeSet<String>,
+    ) -> Result<&MachineState, NoMachine> {
         let mut best: Option<&MachineState> = None;
         let mut rejections = Vec::new();
         for state in &self.states {
-            match self.check(state, step, now) {
+            let checked = self.check(state, step, now).and_then(|()| {
+                if avoid.contains(&state.machine.uri) {
+                    Err(Rejection::Avoided)
+                } else {
+                    Ok(())
+                }
+            });
+            match checked {
                 // Strictly better only, so the earlier of equals stays.
                 Ok(()) => {
                     if best.is_none_or(|b| self.compare(state, b) == CmpOrdering::Less) {
@@ -573,7 +631,18 @@ impl Pool {
 
     /// Selects a machine for `step` at `now` and takes one of its slots.
     pub fn acquire(&mut self, step: &Step, now: Instant) -> Result<Lease, NoMachine> {
-        let uri = self.select(step, now)?.machine.uri.clone();
+        self.acquire_avoiding(step, now, &BTreeSet::new())
+    }
+
+    /// As [`acquire`](Self::acquire), passing over the machines in `avoid`
+    /// as [`select_avoiding`](Self::select_avoiding) does.
+    pub fn acquire_avoiding(
+        &mut self,
+        step: &Step,
+        now: Instant,
+        avoid: &BTreeSet<String>,
+    ) -> Result<Lease, NoMachine> {
+        let uri = self.select_avoiding(step, now, avoid)?.machine.uri.clone();
         // The selected machine exists and has a free slot, checked above.
         if let Ok(state) = self.get_mut(&uri) {
             state.current_jobs += 1;

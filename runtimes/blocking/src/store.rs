@@ -256,6 +256,25 @@ impl Store {
         })
     }
 
+    /// Sends a worker `request` as it is ([`Op::Worker`]) and waits for its
+    /// reply, every log line to `logs` as it arrives: what the typed
+    /// methods do not cover (`BuildPaths`, `AddTempRoot`, settings). A
+    /// worker store only; a serve store refuses it. A refusal by the
+    /// daemon is an error.
+    pub fn worker_request(
+        &mut self,
+        request: impl Into<nixwire_core::worker::Request>,
+        logs: impl FnMut(&Log),
+    ) -> Result<nixwire_core::worker::Reply, Error> {
+        let request = request.into();
+        let name = request.command().name();
+        let id = self.start(Op::Worker(Box::new(request)))?;
+        expect(name, self.wait_with(id, logs)?, |a| match a {
+            Answer::Worker(r) => Ok(*r),
+            other => Err(other),
+        })
+    }
+
     /// A handle that cancels what this store is doing, from another thread:
     /// the running operation returns [`Error::Cancelled`], the peer's stdin
     /// is closed (Nix's servers then kill their builders), and the store

@@ -40,13 +40,55 @@ pub fn required() -> bool {
 }
 
 /// A scratch directory for one test, emptied.
+///
+/// Scratch directories outlive their test binary, so that a failure can be
+/// looked at; the first call of a binary removes those of binaries that
+/// have exited (each run leaves hundreds of MiB of chroot stores).
 pub fn scratch(name: &str) -> PathBuf {
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    SWEPT.get_or_init(sweep_exited);
     let dir = std::env::temp_dir()
         .join(format!("nixwire-live-{}", std::process::id()))
         .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
+}
+
+/// Removes `nixwire-live-PID` and `nixwire-live-conf-PID` under the
+/// temporary directory whose process is gone. Best effort: what cannot be
+/// removed stays.
+fn sweep_exited() {
+    let tmp = std::env::temp_dir();
+    let Ok(entries) = std::fs::read_dir(&tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| {
+            n.strip_prefix("nixwire-live-conf-")
+                .or_else(|| n.strip_prefix("nixwire-live-"))
+        }) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        let path = entry.path();
+        if std::fs::remove_dir_all(&path).is_err() {
+            // Store paths are read-only directories; without root their
+            // modes must be lifted first.
+            let _ = Command::new("chmod")
+                .arg("-R")
+                .arg("u+w")
+                .arg(&path)
+                .status();
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// The tests' Nix configuration directory, written once per test binary.
