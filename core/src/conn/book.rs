@@ -146,7 +146,7 @@ pub(crate) fn decode_in<P: Protocol, T>(
     decode: impl FnOnce(&Cx<P>, &mut Reader<'_>) -> Decoded<T>,
 ) -> Result<Option<T>, Error> {
     inbox
-        .decode(&cx.limits, |r| decode(cx, r))
+        .decode_named(&cx.limits, what, |r| decode(cx, r))
         .map_err(|source| {
             let what = what.into();
             Error::new(ErrorKind::Decode { what, source }, phase)

@@ -20,6 +20,10 @@ pub struct Inbox {
     consumed: u64,
     /// Decoded size charged for the current message so far.
     charged: u64,
+    /// The last decode that ran out of input, by name, and how many pending
+    /// bytes it needs before it is worth running again
+    /// ([`Reader::wanted`]).
+    waiting: Option<(u64, usize)>,
 }
 
 /// Where the pending bytes are.
@@ -78,6 +82,7 @@ impl Inbox {
     /// Takes the first `n` pending bytes (at most all of them) as one shared
     /// slice, without copying.
     pub fn take(&mut self, n: usize) -> Bytes {
+        self.waiting = None;
         match &mut self.pending {
             Pending::Received(b) => b.split_to(n.min(b.len())),
             Pending::Joined(b) => b.split_to(n.min(b.len())).freeze(),
@@ -86,6 +91,7 @@ impl Inbox {
 
     /// Drops the first `n` pending bytes.
     pub fn advance(&mut self, n: usize) {
+        self.waiting = None;
         match &mut self.pending {
             Pending::Received(b) => b.advance(n.min(b.len())),
             Pending::Joined(b) => b.advance(n.min(b.len())),
@@ -109,26 +115,78 @@ impl Inbox {
         limits: &Limits,
         decode: impl FnOnce(&mut Reader<'_>) -> Decoded<T>,
     ) -> Decoded<T> {
+        let result = self.run(limits, decode);
+        self.waiting = None;
+        result
+    }
+
+    /// [`decode`](Self::decode) for a decoder known by `name` (what the
+    /// connection's errors call it), which is not run again after it ran out
+    /// of input until the bytes it was found to need are there
+    /// ([`Reader::wanted`]) or another decoder ran: so a message decoded at
+    /// once costs time linear in its atoms, however finely a peer cuts it.
+    pub fn decode_named<T>(
+        &mut self,
+        limits: &Limits,
+        name: &str,
+        decode: impl FnOnce(&mut Reader<'_>) -> Decoded<T>,
+    ) -> Decoded<T> {
+        let key = name_key(name);
+        if let Some((k, wanted)) = self.waiting
+            && k == key
+            && self.pending().len() < wanted
+        {
+            return self.check_size(limits).map(|()| None);
+        }
+        let result = self.run(limits, decode);
+        if let Some((k, _)) = &mut self.waiting {
+            *k = key;
+        }
+        result
+    }
+
+    /// Whether the message being decoded is still within
+    /// [`Limits::max_message`].
+    fn check_size(&self, limits: &Limits) -> Result<(), DecodeError> {
+        if self.message_size() > limits.max_message {
+            return Err(DecodeError::new(DecodeErrorKind::TooLarge {
+                what: "message size",
+                found: self.message_size(),
+                limit: limits.max_message,
+            }));
+        }
+        Ok(())
+    }
+
+    fn run<T>(
+        &mut self,
+        limits: &Limits,
+        decode: impl FnOnce(&mut Reader<'_>) -> Decoded<T>,
+    ) -> Decoded<T> {
         let mut r = Reader::resume(self.pending(), limits, self.charged);
         let result = decode(&mut r);
-        let (used, charged) = (r.position(), r.charged());
+        let (used, charged, wanted) = (r.position(), r.charged(), r.wanted());
         self.advance(used);
         self.consumed += used as u64;
         self.charged = charged;
+        // Relative to what is now pending; `decode_named` gives it its key.
+        self.waiting = Some((0, wanted.saturating_sub(used)));
         match result? {
             Some(value) => {
                 self.consumed = 0;
                 self.charged = 0;
+                self.waiting = None;
                 Ok(Some(value))
             }
-            None if self.message_size() > limits.max_message => {
-                Err(DecodeError::new(DecodeErrorKind::TooLarge {
-                    what: "message size",
-                    found: self.message_size(),
-                    limit: limits.max_message,
-                }))
-            }
-            None => Ok(None),
+            None => self.check_size(limits).map(|()| None),
         }
     }
+}
+
+/// A decoder's name, reduced to what [`Inbox::decode_named`] compares.
+fn name_key(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
 }

@@ -19,6 +19,9 @@ pub struct Reader<'a> {
     pos: usize,
     charged: u64,
     limits: &'a Limits,
+    /// How much input the decode has been found to need: the end of the
+    /// furthest atom it reached for that was not all there.
+    wanted: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -35,6 +38,7 @@ impl<'a> Reader<'a> {
             pos: 0,
             charged,
             limits,
+            wanted: 0,
         }
     }
 
@@ -51,6 +55,22 @@ impl<'a> Reader<'a> {
     /// What decoded values have been charged in all.
     pub fn charged(&self) -> u64 {
         self.charged
+    }
+
+    /// How many bytes of input, from the start, a decode that answered
+    /// `None` is known to need before it can get further: the end of the
+    /// atom that was cut short (0 when none was). Decoding is a function of
+    /// the bytes, so a retry with less input would stop at the same atom;
+    /// [`Inbox`](super::Inbox) does not retry before then. Without this a
+    /// value decoded at once would be decoded over from its start for every
+    /// read of a peer that trickles it, which is quadratic.
+    pub fn wanted(&self) -> usize {
+        self.wanted
+    }
+
+    /// Notes that the atom at the position needs `n` bytes.
+    fn short(&mut self, n: usize) {
+        self.wanted = self.wanted.max(self.pos.saturating_add(n));
     }
 
     /// The limits decoding is bounded by.
@@ -87,15 +107,18 @@ impl<'a> Reader<'a> {
 
     /// Takes one u64, little-endian.
     pub fn u64(&mut self) -> Option<u64> {
-        let bytes: [u8; 8] = self.rest().get(..8)?.try_into().ok()?;
+        let value = self.peek_u64()?;
         self.pos += 8;
-        Some(u64::from_le_bytes(bytes))
+        Some(value)
     }
 
     /// Looks at the next u64 without taking it.
-    pub fn peek_u64(&self) -> Option<u64> {
-        let bytes: [u8; 8] = self.rest().get(..8)?.try_into().ok()?;
-        Some(u64::from_le_bytes(bytes))
+    pub fn peek_u64(&mut self) -> Option<u64> {
+        let Some(bytes) = self.rest().first_chunk::<8>() else {
+            self.short(8);
+            return None;
+        };
+        Some(u64::from_le_bytes(*bytes))
     }
 
     /// Takes one byte string (length, bytes, zero padding) and returns its
@@ -120,6 +143,7 @@ impl<'a> Reader<'a> {
         let pad = super::primitives::padding(len as u64);
         let rest = self.rest();
         if rest.len() < 8 + len + pad {
+            self.short(8 + len + pad);
             return Ok(None);
         }
         let bytes = &rest[8..8 + len];
