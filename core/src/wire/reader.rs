@@ -164,6 +164,20 @@ impl<'a> Reader<'a> {
         Ok(self.bytes()?.map(NixString::copy_from_slice))
     }
 
+    /// Checks the count of the list that comes next, if it is there yet,
+    /// against `limit`, taking nothing. For lists decoded at once, which are
+    /// decoded again as their atoms arrive: bounding them keeps that cheap.
+    pub fn check_short_list(&mut self, what: &'static str, limit: u64) -> Result<(), DecodeError> {
+        match self.peek_u64() {
+            Some(count) if count > limit => Err(DecodeError::new(DecodeErrorKind::TooLarge {
+                what,
+                found: count,
+                limit,
+            })),
+            _ => Ok(()),
+        }
+    }
+
     /// Takes a list's count, checked against
     /// [`Limits::max_items`](super::Limits::max_items).
     pub fn count(&mut self) -> Decoded<u64> {

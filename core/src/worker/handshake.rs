@@ -124,8 +124,15 @@ wire_message! {
     }
 }
 
+/// The most items of a list that is decoded at once (feature names, an
+/// activity's fields, an error's trace lines). Nix sends a handful; such a
+/// list is decoded again from its start as its atoms arrive, so its length
+/// must stay small for that to stay cheap.
+pub const MAX_WHOLE_LIST: u64 = 1024;
+
 /// A feature list: strings, each a feature name.
 pub(crate) fn decode_features(cx: &Cx<Worker>, r: &mut Reader<'_>) -> Decoded<Vec<String>> {
+    r.check_short_list("feature count", MAX_WHOLE_LIST)?;
     let Some(names) = Vec::<NixString>::decode_at_once(cx, r)? else {
         return Ok(None);
     };

@@ -11,6 +11,7 @@
 //! (`TunnelLogger`), `worker-protocol-connection.cc` (`processStderr`) and
 //! `serialise.cc` (the structured error).
 
+use super::handshake::MAX_WHOLE_LIST;
 use crate::wire::{
     Cx, DecodeError, Decoded, NixString, Reader, Wire, Worker, encode_bytes, encode_u64,
 };
@@ -204,6 +205,7 @@ pub enum Stderr {
 }
 
 fn fields(cx: &Cx<Worker>, r: &mut Reader<'_>) -> Decoded<Vec<Field>> {
+    r.check_short_list("field count", MAX_WHOLE_LIST)?;
     Vec::<Field>::decode_at_once(cx, r)
 }
 
@@ -245,6 +247,7 @@ fn decode_error(cx: &Cx<Worker>, r: &mut Reader<'_>) -> Decoded<RemoteError> {
     if no_position(r)?.is_none() {
         return Ok(None);
     }
+    r.check_short_list("trace count", MAX_WHOLE_LIST)?;
     let Some(count) = r.count()? else {
         return Ok(None);
     };
