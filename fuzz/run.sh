@@ -95,7 +95,8 @@ for t in $targets; do
         report_failure "$t" "fuzzing" "$log"
         continue
     fi
-    line="$t: ${execs:-?} executions in ${took} s (budget: $describe), no crash"
+    slowest=$(sed -n 's/^stat::slowest_unit_time_sec: *//p' "$log" | tail -n 1)
+    line="$t: ${execs:-?} executions in ${took} s (budget: $describe), slowest input ${slowest:-?} s, no crash"
     if [ -n "$fast" ]; then
         # The allocation limit, over every input the run kept.
         check="$here/logs/$t.asan.log"

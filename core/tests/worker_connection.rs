@@ -352,18 +352,40 @@ fn a_value_decoded_at_once_is_retried_once_per_atom_however_it_is_cut() {
     );
 }
 
-/// The same through a client: a daemon announcing as many features as a
-/// list taken whole may hold, its handshake handed over a byte at a time,
-/// is understood once it is whole; one more is refused.
+/// The same through a client: a daemon announcing 5 000 features, its
+/// handshake handed over a byte at a time, is understood once it is whole
+/// (the feature list keeps its progress between reads).
 #[test]
 fn a_long_feature_list_read_a_byte_at_a_time_is_decoded_whole() {
-    let max = nixwire_core::worker::handshake::MAX_WHOLE_LIST;
     assert_eq!(
-        handshake_byte_by_byte(max),
-        Ok(vec![format!("feature-{}", max - 1)])
+        handshake_byte_by_byte(5000),
+        Ok(vec!["feature-4999".to_owned()])
     );
-    let refused = handshake_byte_by_byte(max + 1).expect_err("too many features");
-    assert!(refused.contains("feature count"), "{refused}");
+}
+
+/// A STDERR message is decoded at once, so the lists in it are short: a
+/// daemon's activity with more fields than that is refused, and says so.
+#[test]
+fn a_stderr_message_with_too_many_fields_is_refused() {
+    use nixwire_core::wire::{Cx, Wire};
+    use nixwire_core::worker::stderr::MAX_WHOLE_LIST;
+
+    let cx = Cx::new(Version::new(1, 38));
+    let message = |n: u64| Stderr::Result {
+        id: 1,
+        result: 101,
+        fields: (0..n).map(Field::Int).collect(),
+    };
+    let fine = message(MAX_WHOLE_LIST).to_wire(&cx);
+    assert_eq!(
+        Stderr::decode_exact(&cx, &fine)
+            .expect("a list of the most")
+            .0,
+        message(MAX_WHOLE_LIST)
+    );
+    let long = message(MAX_WHOLE_LIST + 1).to_wire(&cx);
+    let refused = Stderr::decode_exact(&cx, &long).expect_err("too many fields");
+    assert!(refused.to_string().contains("field count"), "{refused}");
 }
 
 /// A 1.38 handshake with a daemon announcing `count` features, its bytes

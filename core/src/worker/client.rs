@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::handshake::{
-    CLIENT_MAGIC, ClientHello, ClientOptions, HandshakeInfo, SERVER_MAGIC, ServerHello,
-    decode_features, encode_features,
+    CLIENT_MAGIC, ClientHello, ClientOptions, FeaturesPartial, HandshakeInfo, SERVER_MAGIC,
+    ServerHello, decode_features, encode_features,
 };
 use super::stderr::{RemoteError, ResultType, Stderr};
 use super::{Command, LATEST, MINIMUM, Reply, ReplyPartial, Request, body_at};
@@ -199,6 +199,8 @@ pub struct Client {
     book: Book<Request, Answer>,
     upload: Option<Upload>,
     server_features: Vec<String>,
+    /// The daemon's feature list while it arrives.
+    features: FeaturesPartial,
     /// What the daemon said about itself, until `Connected` reports it.
     info: Option<HandshakeInfo>,
     started: Instant,
@@ -242,6 +244,7 @@ impl Client {
             book: Book::default(),
             upload: None,
             server_features: Vec::new(),
+            features: FeaturesPartial::default(),
             info: None,
             started: now,
             last_input: now,
@@ -541,7 +544,15 @@ impl Client {
     }
 
     fn read_features(&mut self, server_version: Version) -> Result<bool, Error> {
-        let Some(names) = self.handshake_decode("the daemon's features", decode_features)? else {
+        let features = &mut self.features;
+        let Some(names) = decode_in(
+            &mut self.inbox,
+            &self.cx,
+            "the daemon's features",
+            Phase::Handshake,
+            |cx, r| decode_features(cx, features, r),
+        )?
+        else {
             return Ok(false);
         };
         let theirs = Features::new(names.iter().cloned());

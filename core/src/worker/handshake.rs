@@ -16,7 +16,9 @@
 //! Facts from Nix's `worker-protocol-connection.cc` (`handshake`,
 //! `postHandshake`) and `daemon.cc` (`processConnection`).
 
-use crate::wire::{Cx, DecodeError, Decoded, NixString, Reader, Wire, Worker, encode_u64};
+use crate::wire::{
+    Cx, DecodeError, Decoded, NixString, Reader, VecPartial, Wire, Worker, encode_u64,
+};
 use crate::{wire_enum, wire_message};
 
 /// The magic a client sends first (`WORKER_MAGIC_1`, "cxin").
@@ -124,16 +126,18 @@ wire_message! {
     }
 }
 
-/// The most items of a list that is decoded at once (feature names, an
-/// activity's fields, an error's trace lines). Nix sends a handful; such a
-/// list is decoded again from its start as its atoms arrive, so its length
-/// must stay small for that to stay cheap.
-pub const MAX_WHOLE_LIST: u64 = 1024;
+/// A feature list's progress, kept by the connection between reads: the
+/// list is as long as the peer says (up to `max_items`), so it is decoded
+/// as it arrives, not again from its start on every read.
+pub(crate) type FeaturesPartial = VecPartial<NixString, ()>;
 
 /// A feature list: strings, each a feature name.
-pub(crate) fn decode_features(cx: &Cx<Worker>, r: &mut Reader<'_>) -> Decoded<Vec<String>> {
-    r.check_short_list("feature count", MAX_WHOLE_LIST)?;
-    let Some(names) = Vec::<NixString>::decode_at_once(cx, r)? else {
+pub(crate) fn decode_features(
+    cx: &Cx<Worker>,
+    partial: &mut FeaturesPartial,
+    r: &mut Reader<'_>,
+) -> Decoded<Vec<String>> {
+    let Some(names) = Vec::<NixString>::decode(cx, partial, r)? else {
         return Ok(None);
     };
     names

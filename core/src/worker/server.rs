@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::handshake::{
-    CLIENT_MAGIC, ClientOptions, HandshakeInfo, SERVER_MAGIC, ServerHello, decode_features,
-    encode_features,
+    CLIENT_MAGIC, ClientOptions, FeaturesPartial, HandshakeInfo, SERVER_MAGIC, ServerHello,
+    decode_features, encode_features,
 };
 use super::stderr::{RemoteError, Stderr};
 use super::{Command, LATEST, MINIMUM, Reply, Request, RequestPartial, body_at};
@@ -143,6 +143,8 @@ pub struct Server {
     cx: Cx<Worker>,
     state: State,
     client_version: Version,
+    /// The client's feature list while it arrives.
+    features: FeaturesPartial,
     inbox: Inbox,
     io: Endpoint<ServerEvent>,
     awaiting: VecDeque<Awaiting>,
@@ -168,6 +170,7 @@ impl Server {
             cx,
             config,
             state: State::Magic,
+            features: FeaturesPartial::default(),
             inbox: Inbox::default(),
             io: Endpoint::new(ServerEvent::Broken),
             awaiting: VecDeque::new(),
@@ -402,7 +405,15 @@ impl Server {
                 Ok(true)
             }
             State::Features => {
-                let Some(names) = self.decode("the client's features", decode_features)? else {
+                let features = &mut self.features;
+                let Some(names) = decode_in(
+                    &mut self.inbox,
+                    &self.cx,
+                    "the client's features",
+                    Phase::Receiving,
+                    |cx, r| decode_features(cx, features, r),
+                )?
+                else {
                     return Ok(false);
                 };
                 let theirs = Features::new(names);

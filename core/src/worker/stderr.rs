@@ -11,7 +11,6 @@
 //! (`TunnelLogger`), `worker-protocol-connection.cc` (`processStderr`) and
 //! `serialise.cc` (the structured error).
 
-use super::handshake::MAX_WHOLE_LIST;
 use crate::wire::{
     Cx, DecodeError, Decoded, NixString, Reader, Wire, Worker, encode_bytes, encode_u64,
 };
@@ -203,6 +202,12 @@ pub enum Stderr {
         fields: Vec<Field>,
     },
 }
+
+/// The most items of a list in a STDERR message (an activity's fields, an
+/// error's trace lines). Nix sends a handful; a STDERR message is decoded at
+/// once, so again from its start as its atoms arrive, and the lists in it
+/// must stay short for that to stay cheap.
+pub const MAX_WHOLE_LIST: u64 = 1024;
 
 fn fields(cx: &Cx<Worker>, r: &mut Reader<'_>) -> Decoded<Vec<Field>> {
     r.check_short_list("field count", MAX_WHOLE_LIST)?;
