@@ -40,6 +40,15 @@ fn drv(name: &str, system: &str, inputs: &[&str]) -> (StorePath, Derivation) {
     (path(&format!("{name}.drv")), d)
 }
 
+/// `names` built on `x86_64-linux` from nothing: builds independent of
+/// each other.
+fn independent(names: &[&str]) -> Vec<(StorePath, Derivation)> {
+    names
+        .iter()
+        .map(|name| drv(name, "x86_64-linux", &[]))
+        .collect()
+}
+
 fn machine(uri: &str, jobs: u32) -> Machine {
     let mut m = Machine::with_defaults(uri, ["x86_64-linux".to_owned()].into());
     m.max_jobs = jobs;
@@ -76,6 +85,22 @@ fn learn(s: &mut Schedule, drvs: &[(StorePath, Derivation)], valid: &[&str]) -> 
             Want::Build => return levels,
         }
     }
+}
+
+/// A schedule of every one of `drvs` on `pool`, its questions answered
+/// (no output valid yet), ready to build.
+fn schedule_all(drvs: &[(StorePath, Derivation)], pool: Pool) -> Schedule {
+    let mut s = Schedule::new(drvs.iter().map(|(p, _)| p.clone()), pool);
+    learn(&mut s, drvs, &[]);
+    s
+}
+
+/// A build's connection lost in `phase`: a machine failure, retried.
+fn lost(phase: Phase, message: &str) -> Outcome {
+    Outcome::Failed(Failure::Transport {
+        phase,
+        message: message.into(),
+    })
 }
 
 fn built(job: &Job) -> Outcome {
@@ -175,18 +200,11 @@ fn independent_builds_share_the_slots_of_the_pool() {
 
 #[test]
 fn a_machine_failure_backs_it_off_and_retries_elsewhere() {
-    let drvs = [drv("a", "x86_64-linux", &[])];
-    let mut s = Schedule::new(
-        [drvs[0].0.clone()],
-        pool(&[("ssh://m1", 1), ("ssh://m2", 1)]),
-    );
-    learn(&mut s, &drvs, &[]);
+    let drvs = independent(&["a"]);
+    let mut s = schedule_all(&drvs, pool(&[("ssh://m1", 1), ("ssh://m2", 1)]));
     let now = Instant::now();
     let first = run(&mut s, now);
-    let failed = Outcome::Failed(Failure::Transport {
-        phase: Phase::Connecting,
-        message: "refused".into(),
-    });
+    let failed = lost(Phase::Connecting, "refused");
     s.job_finished(now, first.id, &failed, Duration::ZERO);
     let second = run(&mut s, now);
     assert_ne!(second.machine.uri, first.machine.uri);
@@ -304,25 +322,14 @@ fn the_features_a_derivation_requires_select_the_machine() {
 /// machine's return.
 #[test]
 fn a_retry_avoids_the_machine_it_failed_on_and_the_wait_ends_when_a_machine_is_back() {
-    let drvs = [
-        drv("a", "x86_64-linux", &[]),
-        drv("b", "x86_64-linux", &[]),
-        drv("c", "x86_64-linux", &[]),
-    ];
-    let mut s = Schedule::new(
-        drvs.iter().map(|(p, _)| p.clone()),
-        pool(&[("ssh://m1", 1), ("ssh://m2", 1)]),
-    );
-    learn(&mut s, &drvs, &[]);
+    let drvs = independent(&["a", "b", "c"]);
+    let mut s = schedule_all(&drvs, pool(&[("ssh://m1", 1), ("ssh://m2", 1)]));
     let now = Instant::now();
     let a = run(&mut s, now);
     let b = run(&mut s, now);
     assert_eq!(a.machine.uri, "ssh://m1");
     assert_eq!(b.machine.uri, "ssh://m2");
-    let failed = Outcome::Failed(Failure::Transport {
-        phase: Phase::Building,
-        message: "the connection ended".into(),
-    });
+    let failed = lost(Phase::Building, "the connection ended");
     s.job_finished(now, a.id, &failed, Duration::ZERO);
     // b still runs; m1 is backed off: the wait ends when m1 is back.
     let Next::Wait(Some(back)) = s.poll_job(now) else {
@@ -352,18 +359,14 @@ fn a_retry_goes_back_to_the_failed_machine_when_no_other_can_build_it() {
     let drvs = [drv("a", "aarch64-linux", &[])];
     let mut arm = machine("ssh://arm", 1);
     arm.systems = ["aarch64-linux".to_owned()].into();
-    let mut s = Schedule::new(
-        [drvs[0].0.clone()],
+    let mut s = schedule_all(
+        &drvs,
         Pool::new([machine("ssh://x86", 1), arm], PoolConfig::default()),
     );
-    learn(&mut s, &drvs, &[]);
     let now = Instant::now();
     let first = run(&mut s, now);
     assert_eq!(first.machine.uri, "ssh://arm");
-    let failed = Outcome::Failed(Failure::Transport {
-        phase: Phase::Connecting,
-        message: "refused".into(),
-    });
+    let failed = lost(Phase::Connecting, "refused");
     s.job_finished(now, first.id, &failed, Duration::ZERO);
     let Next::Wait(Some(back)) = s.poll_job(now) else {
         panic!("a wait until arm is back")
@@ -378,25 +381,13 @@ fn a_retry_goes_back_to_the_failed_machine_when_no_other_can_build_it() {
 /// retries of a killed builder's builds started last).
 #[test]
 fn a_retry_goes_before_the_builds_still_waiting() {
-    let drvs = [
-        drv("a", "x86_64-linux", &[]),
-        drv("b", "x86_64-linux", &[]),
-        drv("c", "x86_64-linux", &[]),
-        drv("d", "x86_64-linux", &[]),
-    ];
-    let mut s = Schedule::new(
-        drvs.iter().map(|(p, _)| p.clone()),
-        pool(&[("ssh://m1", 1), ("ssh://m2", 1)]),
-    );
-    learn(&mut s, &drvs, &[]);
+    let drvs = independent(&["a", "b", "c", "d"]);
+    let mut s = schedule_all(&drvs, pool(&[("ssh://m1", 1), ("ssh://m2", 1)]));
     let now = Instant::now();
     let a = run(&mut s, now);
     let b = run(&mut s, now);
     assert_eq!(a.machine.uri, "ssh://m1");
-    let failed = Outcome::Failed(Failure::Transport {
-        phase: Phase::Building,
-        message: "the connection ended".into(),
-    });
+    let failed = lost(Phase::Building, "the connection ended");
     s.job_finished(now, a.id, &failed, Duration::ZERO);
     s.job_finished(now, b.id, &built(&b), Duration::ZERO);
     // m2 is free: a, not c or d, goes there.

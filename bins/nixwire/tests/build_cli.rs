@@ -87,16 +87,7 @@ fn build_command(runtime: &str, local: &str, store: Option<&str>, drv: &str) -> 
 
 /// Whether `path` is valid in `root` and its contents match, by Nix.
 fn verified(root: &Path, path: &str) -> bool {
-    kit::nix_command("nix-store")
-        .args([
-            "--store",
-            &root.display().to_string(),
-            "--verify-path",
-            path,
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success())
-        && kit::is_valid(root, &kit::store_path(path))
+    kit::verify_path(root, path).is_ok() && kit::is_valid(root, &kit::store_path(path))
 }
 
 /// The closure of the output `top_out` in `root` (for a chain, every

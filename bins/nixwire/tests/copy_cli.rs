@@ -9,7 +9,6 @@
 //! Without Nix or the sshd a test says why and passes, unless `CI=true` or
 //! `NIXWIRE_REQUIRE_NIX=1` (see `nixwire-testkit`).
 
-use std::path::Path;
 use std::process::{Command, Output};
 
 use nixwire_core::session::Protocol;
@@ -66,28 +65,6 @@ fn copy(args: &[&str], top: &StorePath, copied: usize, runtime: &str) -> String 
     text(&out.stdout)
 }
 
-/// Every path of `closure` is valid in the chroot store `root` and its
-/// contents match its registered hash, by Nix's account.
-fn all_there(root: &Path, closure: &[StorePath], what: &str) {
-    for path in closure {
-        assert!(kit::is_valid(root, path), "{what}: {path} is not valid");
-        let out = kit::nix_command("nix-store")
-            .args([
-                "--store",
-                &root.display().to_string(),
-                "--verify-path",
-                &kit::full(path),
-            ])
-            .output()
-            .expect("nix-store --verify-path");
-        assert!(
-            out.status.success(),
-            "{what}: {path}: {}",
-            text(&out.stderr)
-        );
-    }
-}
-
 #[test]
 fn copy_between_local_chroot_stores_then_again_copies_nothing() {
     if !kit::have_nix() {
@@ -110,7 +87,7 @@ fn copy_between_local_chroot_stores_then_again_copies_nothing() {
         // Dependencies first, one line each.
         let want: Vec<String> = closure.iter().map(kit::full).collect();
         assert_eq!(printed.lines().collect::<Vec<_>>(), want, "{runtime}");
-        all_there(&b, &closure, runtime);
+        kit::all_there(&b, &closure, runtime);
 
         let out = copy_to(runtime, &a_s, &b_s, top);
         let stderr = text(&out.stderr);
@@ -176,7 +153,7 @@ fn copy_to_and_from_stores_behind_the_sshd() {
                 closure.len(),
                 runtime,
             );
-            all_there(&remote, &closure, &tag);
+            kit::all_there(&remote, &closure, &tag);
             copy(&["--from-store", &a_s, "--to", &uri], top, 0, runtime);
 
             let back = dir.join(format!("back-{tag}"));
@@ -186,7 +163,7 @@ fn copy_to_and_from_stores_behind_the_sshd() {
                 closure.len(),
                 runtime,
             );
-            all_there(&back, &closure, &tag);
+            kit::all_there(&back, &closure, &tag);
         }
     }
 }
@@ -277,15 +254,7 @@ fn a_corrupted_nar_is_refused_named_and_registered_nowhere() {
                 assert!(!kit::is_valid(&root, path), "{what}: {path} was registered");
             }
             if root.exists() {
-                let verify = kit::nix_command("nix-store")
-                    .args([
-                        "--store",
-                        &root.display().to_string(),
-                        "--verify",
-                        "--check-contents",
-                    ])
-                    .output()
-                    .expect("nix-store --verify");
+                let verify = kit::verify_store(&root);
                 assert!(verify.status.success(), "{what}: {}", text(&verify.stderr));
                 let verify_out = text(&verify.stderr);
                 assert!(!verify_out.contains("was modified"), "{what}: {verify_out}");

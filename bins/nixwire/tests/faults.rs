@@ -63,6 +63,59 @@ fn injector() -> &'static Path {
     })
 }
 
+/// The remote program that runs the protocol's Nix server behind the
+/// injector, configured by `config`.
+fn injector_program(protocol: Protocol, config: &Path) -> String {
+    let server = match protocol {
+        Protocol::Serve => "nix-store",
+        Protocol::Worker => "nix-daemon",
+    };
+    format!("{} {} {server}", injector().display(), config.display())
+}
+
+/// The ssh URI of the chroot store `remote` served through the injector
+/// configured by `config`.
+fn injected_uri(sshd: &kit::Sshd, protocol: Protocol, remote: &Path, config: &Path) -> String {
+    let program = injector_program(protocol, config);
+    sshd.uri(protocol, remote) + &format!("&remote-program={}", encode(&program))
+}
+
+/// The direction a mid-NAR fault breaks: the one the NAR travels, towards
+/// the server when copying to the remote, towards the client otherwise.
+fn towards(to_remote: bool) -> Direction {
+    if to_remote {
+        Direction::ToServer
+    } else {
+        Direction::ToClient
+    }
+}
+
+/// A fault `action` on the NAR's way, [`MID`] bytes in.
+fn mid_nar(to_remote: bool, action: Action) -> Fault {
+    Fault {
+        direction: towards(to_remote),
+        after: MID,
+        action,
+        ..Fault::default()
+    }
+}
+
+/// Runs `case` for both protocols, copying each way: the cases whose
+/// fault can strike either direction of the stream.
+fn each_way(mut case: impl FnMut(Protocol, bool)) {
+    for protocol in PROTOCOLS {
+        for to_remote in [true, false] {
+            case(protocol, to_remote);
+        }
+    }
+}
+
+/// No server is left running for the remote store `remote`.
+fn assert_none_left(remote: &Path, what: &str) {
+    let left = kit::wait_gone(&remote.display().to_string(), Duration::from_secs(10));
+    assert!(left.is_empty(), "{what}: processes left: {left:?}");
+}
+
 /// Bytes that do not compress (ssh -C must not hide the size).
 fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -207,14 +260,10 @@ fn run(sshd: &kit::Sshd, r: Run<'_>) -> Outcome {
     fault.record = Some(record.clone());
     fault.marker = Some(marker.clone());
     std::fs::write(&config, fault.to_config()).expect("config");
-    let server = match r.protocol {
-        Protocol::Serve => "nix-store",
-        Protocol::Worker => "nix-daemon",
-    };
     let program = r
         .remote_program
         .clone()
-        .unwrap_or_else(|| format!("{} {} {server}", injector().display(), config.display()));
+        .unwrap_or_else(|| injector_program(r.protocol, &config));
     let base = match &r.host_key {
         Some(key) => sshd.uri_with_key(r.protocol, &dir, key),
         None => sshd.uri(r.protocol, &dir),
@@ -334,15 +383,7 @@ fn verify_stores(o: &Outcome, to_remote: bool, what: &str) -> usize {
         if !root.exists() {
             continue;
         }
-        let out = kit::nix_command("nix-store")
-            .args([
-                "--store",
-                &root.display().to_string(),
-                "--verify",
-                "--check-contents",
-            ])
-            .output()
-            .expect("nix-store --verify");
+        let out = kit::verify_store(root);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.success() && !stderr.contains("invalid") && !stderr.contains("modified"),
@@ -351,17 +392,8 @@ fn verify_stores(o: &Outcome, to_remote: bool, what: &str) -> usize {
         );
         for path in &o.paths {
             if kit::is_valid(root, path) {
-                let out = kit::nix_command("nix-store")
-                    .args([
-                        "--store",
-                        &root.display().to_string(),
-                        "--verify-path",
-                        &kit::full(path),
-                    ])
-                    .output()
-                    .expect("nix-store --verify-path");
                 assert!(
-                    out.status.success(),
+                    kit::verify_path(root, &kit::full(path)).is_ok(),
                     "{what}: {path} is valid but not whole"
                 );
                 if is_dest {
@@ -373,7 +405,8 @@ fn verify_stores(o: &Outcome, to_remote: bool, what: &str) -> usize {
     valid_in_dest
 }
 
-/// The one parseable line of a case.
+/// The one parseable line of a case; then the case's scratch directory
+/// is removed (it stays when an assertion failed first, to be looked at).
 fn report(r_case: &str, runtime: &str, protocol: Protocol, to_remote: bool, o: &Outcome) {
     let ms = |d: Option<Duration>| d.map_or_else(|| "-".to_owned(), |d| d.as_millis().to_string());
     let first = o
@@ -403,6 +436,7 @@ fn report(r_case: &str, runtime: &str, protocol: Protocol, to_remote: bool, o: &
         ms(o.detect),
         o.total.as_millis(),
     );
+    let _ = std::fs::remove_dir_all(&o.dir);
 }
 
 /// Runs `case` for every runtime in turn: the cases that time a stall
@@ -439,38 +473,26 @@ fn setup() -> Option<kit::Sshd> {
 fn broken_stream(case: &str, action: Action) {
     let Some(sshd) = setup() else { return };
     each_runtime(|runtime| {
-        for protocol in PROTOCOLS {
-            for to_remote in [true, false] {
-                let mut r = Run::new(case, runtime, protocol, to_remote);
-                r.fault = Fault {
-                    direction: if to_remote {
-                        Direction::ToServer
-                    } else {
-                        Direction::ToClient
-                    },
-                    after: MID,
-                    action,
-                    ..Fault::default()
-                };
-                let o = run(&sshd, r);
-                let what = format!("{case} {runtime} {}", protocol_name(protocol));
-                assert_eq!(o.code, Some(1), "{what}: {}", o.stderr);
-                assert!(
-                    o.stderr.contains("nixwire: copy:"),
-                    "{what}: no error line: {}",
-                    o.stderr
-                );
-                let Some(detect) = o.detect else {
-                    panic!("{what}: failed before the fault: {}", o.stderr)
-                };
-                assert!(detect < Duration::from_secs(5), "{what}: {detect:?}");
-                let valid = verify_stores(&o, to_remote, &what);
-                // The big path did not arrive whole: it is absent.
-                assert!(valid < o.paths.len(), "{what}: all copied?");
-                report(case, runtime, protocol, to_remote, &o);
-                let _ = std::fs::remove_dir_all(&o.dir);
-            }
-        }
+        each_way(|protocol, to_remote| {
+            let mut r = Run::new(case, runtime, protocol, to_remote);
+            r.fault = mid_nar(to_remote, action);
+            let o = run(&sshd, r);
+            let what = format!("{case} {runtime} {}", protocol_name(protocol));
+            assert_eq!(o.code, Some(1), "{what}: {}", o.stderr);
+            assert!(
+                o.stderr.contains("nixwire: copy:"),
+                "{what}: no error line: {}",
+                o.stderr
+            );
+            let Some(detect) = o.detect else {
+                panic!("{what}: failed before the fault: {}", o.stderr)
+            };
+            assert!(detect < Duration::from_secs(5), "{what}: {detect:?}");
+            let valid = verify_stores(&o, to_remote, &what);
+            // The big path did not arrive whole: it is absent.
+            assert!(valid < o.paths.len(), "{what}: all copied?");
+            report(case, runtime, protocol, to_remote, &o);
+        });
     });
 }
 
@@ -502,7 +524,6 @@ fn a_banner_before_the_magic_is_shown_in_the_error() {
             verify_stores(&o, true, &what);
             assert!(o.total < Duration::from_secs(10), "{what}: {:?}", o.total);
             report("banner", runtime, protocol, true, &o);
-            let _ = std::fs::remove_dir_all(&o.dir);
         }
     });
 }
@@ -511,40 +532,28 @@ fn a_banner_before_the_magic_is_shown_in_the_error() {
 fn a_stopped_server_is_given_up_after_the_stall_timeout() {
     let Some(sshd) = setup() else { return };
     each_runtime_in_turn(|runtime| {
-        for protocol in PROTOCOLS {
-            for to_remote in [true, false] {
-                let mut r = Run::new("stop-mid-nar", runtime, protocol, to_remote);
-                r.fault = Fault {
-                    direction: if to_remote {
-                        Direction::ToServer
-                    } else {
-                        Direction::ToClient
-                    },
-                    after: MID,
-                    action: Action::Stop,
-                    ..Fault::default()
-                };
-                r.stall = Some(STALL);
-                let o = run(&sshd, r);
-                let what = format!("stop {runtime} {}", protocol_name(protocol));
-                assert_eq!(o.code, Some(1), "{what}: {}", o.stderr);
-                let Some(detect) = o.detect else {
-                    panic!("{what}: failed before the fault: {}", o.stderr)
-                };
-                // Towards the server, the client stops getting rid of bytes
-                // a little after the fault (ssh and the pipes buffer); from
-                // the server, the last byte arrives just before it.
-                assert!(
-                    detect < STALL + MARGIN && o.stderr.contains("timed out after 2.0s"),
-                    "{what}: detected after {detect:?}: {}",
-                    o.stderr
-                );
-                let valid = verify_stores(&o, to_remote, &what);
-                assert!(valid < o.paths.len(), "{what}: all copied?");
-                report("stop-mid-nar", runtime, protocol, to_remote, &o);
-                let _ = std::fs::remove_dir_all(&o.dir);
-            }
-        }
+        each_way(|protocol, to_remote| {
+            let mut r = Run::new("stop-mid-nar", runtime, protocol, to_remote);
+            r.fault = mid_nar(to_remote, Action::Stop);
+            r.stall = Some(STALL);
+            let o = run(&sshd, r);
+            let what = format!("stop {runtime} {}", protocol_name(protocol));
+            assert_eq!(o.code, Some(1), "{what}: {}", o.stderr);
+            let Some(detect) = o.detect else {
+                panic!("{what}: failed before the fault: {}", o.stderr)
+            };
+            // Towards the server, the client stops getting rid of bytes
+            // a little after the fault (ssh and the pipes buffer); from
+            // the server, the last byte arrives just before it.
+            assert!(
+                detect < STALL + MARGIN && o.stderr.contains("timed out after 2.0s"),
+                "{what}: detected after {detect:?}: {}",
+                o.stderr
+            );
+            let valid = verify_stores(&o, to_remote, &what);
+            assert!(valid < o.paths.len(), "{what}: all copied?");
+            report("stop-mid-nar", runtime, protocol, to_remote, &o);
+        });
     });
 }
 
@@ -561,7 +570,6 @@ fn fifty_megabytes_of_stderr_with_stdout_idle_do_not_deadlock() {
             let valid = verify_stores(&o, true, &what);
             assert_eq!(valid, o.paths.len(), "{what}: not all copied");
             report("stderr-flood", runtime, protocol, true, &o);
-            let _ = std::fs::remove_dir_all(&o.dir);
         }
     });
 }
@@ -576,24 +584,21 @@ fn tail(text: &str) -> String {
 fn a_slow_link_completes_under_a_stall_timeout_shorter_than_the_transfer() {
     let Some(sshd) = setup() else { return };
     each_runtime_in_turn(|runtime| {
-        for protocol in PROTOCOLS {
-            for to_remote in [true, false] {
-                let mut r = Run::new("slow-link", runtime, protocol, to_remote);
-                // 16 KiB every 10 ms each way: the 3 MiB NAR takes about 2 s
-                // longer than the stall timeout allows for silence.
-                r.fault.delay = Duration::from_millis(10);
-                r.fault.chunk = 16 << 10;
-                r.stall = Some(STALL);
-                let o = run(&sshd, r);
-                let what = format!("slow-link {runtime} {}", protocol_name(protocol));
-                assert_eq!(o.code, Some(0), "{what}: {}", o.stderr);
-                assert!(o.total > STALL, "{what}: not slow: {:?}", o.total);
-                let valid = verify_stores(&o, to_remote, &what);
-                assert_eq!(valid, o.paths.len(), "{what}: not all copied");
-                report("slow-link", runtime, protocol, to_remote, &o);
-                let _ = std::fs::remove_dir_all(&o.dir);
-            }
-        }
+        each_way(|protocol, to_remote| {
+            let mut r = Run::new("slow-link", runtime, protocol, to_remote);
+            // 16 KiB every 10 ms each way: the 3 MiB NAR takes about 2 s
+            // longer than the stall timeout allows for silence.
+            r.fault.delay = Duration::from_millis(10);
+            r.fault.chunk = 16 << 10;
+            r.stall = Some(STALL);
+            let o = run(&sshd, r);
+            let what = format!("slow-link {runtime} {}", protocol_name(protocol));
+            assert_eq!(o.code, Some(0), "{what}: {}", o.stderr);
+            assert!(o.total > STALL, "{what}: not slow: {:?}", o.total);
+            let valid = verify_stores(&o, to_remote, &what);
+            assert_eq!(valid, o.paths.len(), "{what}: not all copied");
+            report("slow-link", runtime, protocol, to_remote, &o);
+        });
     });
 }
 
@@ -601,42 +606,35 @@ fn a_slow_link_completes_under_a_stall_timeout_shorter_than_the_transfer() {
 fn an_interrupt_mid_transfer_registers_nothing_and_leaves_nothing_running() {
     let Some(sshd) = setup() else { return };
     each_runtime_in_turn(|runtime| {
-        for protocol in PROTOCOLS {
-            for to_remote in [true, false] {
-                let mut r = Run::new("sigint-mid-nar", runtime, protocol, to_remote);
-                // A slow link, and SIGINT once 64 KiB of the big NAR have
-                // passed the injector: towards the server, ssh's window
-                // (2 MiB) and the pipes hold less than the rest, so nixwire
-                // is still sending.
-                r.fault = Fault {
-                    direction: if to_remote {
-                        Direction::ToServer
-                    } else {
-                        Direction::ToClient
-                    },
-                    after: 64 << 10,
-                    delay: Duration::from_millis(10),
-                    chunk: 16 << 10,
-                    ..Fault::default()
-                };
-                r.interrupt = true;
-                let o = run(&sshd, r);
-                let what = format!("sigint {runtime} {}", protocol_name(protocol));
-                // Killed by the signal (copy has no handler) or exit 130.
-                assert!(
-                    o.code.is_none() || o.code == Some(130),
-                    "{what}: {:?} {}",
-                    o.code,
-                    o.stderr
-                );
-                let detect = o.detect.expect("interrupted");
-                assert!(detect < Duration::from_secs(2), "{what}: {detect:?}");
-                let valid = verify_stores(&o, to_remote, &what);
-                assert!(valid < o.paths.len(), "{what}: all copied?");
-                report("sigint-mid-nar", runtime, protocol, to_remote, &o);
-                let _ = std::fs::remove_dir_all(&o.dir);
-            }
-        }
+        each_way(|protocol, to_remote| {
+            let mut r = Run::new("sigint-mid-nar", runtime, protocol, to_remote);
+            // A slow link, and SIGINT once 64 KiB of the big NAR have
+            // passed the injector: towards the server, ssh's window
+            // (2 MiB) and the pipes hold less than the rest, so nixwire
+            // is still sending.
+            r.fault = Fault {
+                direction: towards(to_remote),
+                after: 64 << 10,
+                delay: Duration::from_millis(10),
+                chunk: 16 << 10,
+                ..Fault::default()
+            };
+            r.interrupt = true;
+            let o = run(&sshd, r);
+            let what = format!("sigint {runtime} {}", protocol_name(protocol));
+            // Killed by the signal (copy has no handler) or exit 130.
+            assert!(
+                o.code.is_none() || o.code == Some(130),
+                "{what}: {:?} {}",
+                o.code,
+                o.stderr
+            );
+            let detect = o.detect.expect("interrupted");
+            assert!(detect < Duration::from_secs(2), "{what}: {detect:?}");
+            let valid = verify_stores(&o, to_remote, &what);
+            assert!(valid < o.paths.len(), "{what}: all copied?");
+            report("sigint-mid-nar", runtime, protocol, to_remote, &o);
+        });
     });
 }
 
@@ -658,7 +656,6 @@ fn a_wrong_pinned_host_key_is_refused_before_the_remote_program_runs() {
             assert!(o.stderr.contains("cannot open"), "{what}: {}", o.stderr);
             verify_stores(&o, true, &what);
             report("wrong-host-key", runtime, protocol, true, &o);
-            let _ = std::fs::remove_dir_all(&o.dir);
         }
     });
 }
@@ -685,7 +682,6 @@ fn shell_metacharacters_in_the_uri_never_reach_a_shell() {
             assert_eq!(valid, o.paths.len(), "{what}: not all copied");
             assert!(o.remote.ends_with(&name));
             report("meta-remote-store", runtime, protocol, true, &o);
-            let _ = std::fs::remove_dir_all(&o.dir);
 
             // remote-program: the words are the program and its arguments,
             // quoted; the program does not exist, which is what the user
@@ -704,7 +700,6 @@ fn shell_metacharacters_in_the_uri_never_reach_a_shell() {
             );
             verify_stores(&o, true, &what);
             report("meta-remote-program", runtime, protocol, true, &o);
-            let _ = std::fs::remove_dir_all(&o.dir);
             let _ = std::fs::remove_dir_all(&base);
         }
     });
@@ -785,12 +780,7 @@ fn store_api_case(sshd: &kit::Sshd, runtime: &'static str, protocol: Protocol, s
         }
     };
     std::fs::write(&config, fault.to_config()).expect("config");
-    let server = match protocol {
-        Protocol::Serve => "nix-store",
-        Protocol::Worker => "nix-daemon",
-    };
-    let program = format!("{} {} {server}", injector().display(), config.display());
-    let uri = sshd.uri(protocol, &remote) + &format!("&remote-program={}", encode(&program));
+    let uri = injected_uri(sshd, protocol, &remote, &config);
     let mut options = nixwire_core::runtime::Options::default();
     // The peer is still sending the NAR when the store is
     // aborted; it is killed after this.
@@ -865,8 +855,7 @@ fn store_api_case(sshd: &kit::Sshd, runtime: &'static str, protocol: Protocol, s
         Duration::from_secs(1)
     };
     assert!(detect < bound, "{what}: {detect:?}");
-    let left = kit::wait_gone(&remote.display().to_string(), Duration::from_secs(10));
-    assert!(left.is_empty(), "{what}: processes left: {left:?}");
+    assert_none_left(&remote, &what);
     let o = Outcome {
         code: None,
         stderr: String::new(),
@@ -919,13 +908,7 @@ fn a_build_whose_output_download_dies_fails_after_its_retries_and_never_hangs() 
                 ..Fault::default()
             };
             std::fs::write(&config, fault.to_config()).expect("config");
-            let server = match protocol {
-                Protocol::Serve => "nix-store",
-                Protocol::Worker => "nix-daemon",
-            };
-            let program = format!("{} {} {server}", injector().display(), config.display());
-            let uri =
-                sshd.uri(protocol, &remote) + &format!("&remote-program={}", encode(&program));
+            let uri = injected_uri(&sshd, protocol, &remote, &config);
             let start = Instant::now();
             let mut child = Command::new(env!("CARGO_BIN_EXE_nixwire"))
                 .args([
@@ -967,8 +950,7 @@ fn a_build_whose_output_download_dies_fails_after_its_retries_and_never_hangs() 
                 !kit::is_valid(&local, &output),
                 "{what}: the output is here"
             );
-            let left = kit::wait_gone(&remote.display().to_string(), Duration::from_secs(10));
-            assert!(left.is_empty(), "{what}: processes left: {left:?}");
+            assert_none_left(&remote, &what);
             let o = Outcome {
                 code: status.code(),
                 stderr,
@@ -982,7 +964,6 @@ fn a_build_whose_output_download_dies_fails_after_its_retries_and_never_hangs() 
             };
             verify_stores(&o, false, &what);
             report("build-kill-output", runtime, protocol, false, &o);
-            let _ = std::fs::remove_dir_all(&o.dir);
         }
     });
 }

@@ -50,15 +50,7 @@ fn expression(run: u64) -> String {
 
 /// Whether `path` is valid in `root` and its contents match, by Nix.
 fn verified(root: &Path, path: &str) -> bool {
-    kit::nix_command("nix-store")
-        .args([
-            "--store",
-            &root.display().to_string(),
-            "--verify-path",
-            path,
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success())
+    kit::verify_path(root, path).is_ok()
 }
 
 /// The name of the builder a `building '…' on 'M'...` or `error: building

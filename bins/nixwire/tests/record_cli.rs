@@ -160,10 +160,14 @@ fn record_a_worker_copy_to_and_from_real_nix() {
     copy_recorded(Protocol::Worker);
 }
 
-/// Runs `nixwire ARGS` with `input` on its stdin.
-fn run_with_input(args: &[&str], input: &[u8]) -> Output {
+/// Runs `nixwire record --out FILE -- sh -c SCRIPT` with `input` on its
+/// stdin, written from a thread while its output is read (with both
+/// pipes full, writing first would never end).
+fn record_sh(file: &Path, script: &str, input: &[u8]) -> Output {
     let mut child = Command::new(NIXWIRE)
-        .args(args)
+        .args(["record", "--out"])
+        .arg(file)
+        .args(["--", "sh", "-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -183,23 +187,11 @@ fn run_with_input(args: &[&str], input: &[u8]) -> Output {
 fn record_passes_bytes_through_exactly_and_records_them() {
     let dir = kit::scratch("record-cat");
     let file = dir.join("t.json");
-    let f = file.display().to_string();
     // 3 MB of varied bytes: several chunks, every byte value.
     let input: Vec<u8> = (0..3_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let out = run_with_input(
-        &[
-            "record",
-            "--out",
-            &f,
-            "--",
-            "sh",
-            "-c",
-            "cat; echo bye >&2; exit 7",
-        ],
-        &input,
-    );
+    let out = record_sh(&file, "cat; echo bye >&2; exit 7", &input);
     // The child's status, its stdout and stderr as they were.
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
     assert!(out.stdout == input, "stdout differs from the input");
@@ -220,21 +212,9 @@ fn record_passes_bytes_through_exactly_and_records_them() {
 fn record_survives_a_stderr_flood_while_stdout_is_idle() {
     let dir = kit::scratch("record-flood");
     let file = dir.join("t.json");
-    let f = file.display().to_string();
     let started = Instant::now();
     // 50 MB on stderr before a byte on stdout (NixOS/nix#16437).
-    let out = run_with_input(
-        &[
-            "record",
-            "--out",
-            &f,
-            "--",
-            "sh",
-            "-c",
-            "head -c 50000000 /dev/zero >&2; echo done",
-        ],
-        b"",
-    );
+    let out = record_sh(&file, "head -c 50000000 /dev/zero >&2; echo done", b"");
     let took = started.elapsed();
     assert!(out.status.success(), "{:?}", out.status);
     assert_eq!(out.stderr.len(), 50_000_000);

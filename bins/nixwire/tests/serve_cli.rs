@@ -12,7 +12,6 @@
 use std::path::Path;
 use std::process::Output;
 
-use nixwire_core::store::StorePath;
 use nixwire_testkit as kit;
 
 fn text(bytes: &[u8]) -> String {
@@ -54,26 +53,28 @@ fn nix(program: &str, args: &[&str], sshopts: &str) -> Output {
         .expect("run nix")
 }
 
-/// Every path of `closure` is valid in the chroot store `root` and its
-/// contents match its registered hash, by Nix's account.
-fn all_there(root: &Path, closure: &[StorePath], what: &str) {
-    for path in closure {
-        assert!(kit::is_valid(root, path), "{what}: {path} is not valid");
-        let out = kit::nix_command("nix-store")
-            .args([
-                "--store",
-                &root.display().to_string(),
-                "--verify-path",
-                &kit::full(path),
-            ])
-            .output()
-            .expect("nix-store --verify-path");
-        assert!(
-            out.status.success(),
-            "{what}: {path}: {}",
-            text(&out.stderr)
-        );
-    }
+/// `nix copy --no-check-sigs --from FROM --to TO TOP`.
+fn nix_copy(from: &str, to: &str, top: &str, sshopts: &str) -> Output {
+    nix(
+        "nix",
+        &["copy", "--no-check-sigs", "--from", from, "--to", to, top],
+        sshopts,
+    )
+}
+
+/// `nix-build` into the chroot store `local` with no local build slot
+/// (`-j0`), so that the build goes to `builders`; `args` say what to build.
+fn nix_build(local: &str, builders: &str, args: &[&str], sshopts: &str) -> Output {
+    let mut all = vec![
+        "--store",
+        local,
+        "--no-out-link",
+        "-j0",
+        "--builders",
+        builders,
+    ];
+    all.extend_from_slice(args);
+    nix("nix-build", &all, sshopts)
 }
 
 /// Both preconditions; `None` (the test passes, having said why) when
@@ -95,39 +96,15 @@ fn nix_copy_to_and_from_nixwire_serve() {
     let (to_b, sshopts) = serve_uri(&sshd, &b, &[]);
 
     let a_s = a.display().to_string();
-    let out = nix(
-        "nix",
-        &[
-            "copy",
-            "--no-check-sigs",
-            "--from",
-            &a_s,
-            "--to",
-            &to_b,
-            &top,
-        ],
-        &sshopts,
-    );
+    let out = nix_copy(&a_s, &to_b, &top, &sshopts);
     assert!(out.status.success(), "copy --to: {}", text(&out.stderr));
-    all_there(&b, &closure, "copied to nixwire serve");
+    kit::all_there(&b, &closure, "copied to nixwire serve");
 
     // Back out of b, through nixwire serve, into a fresh store.
     let c_s = c.display().to_string();
-    let out = nix(
-        "nix",
-        &[
-            "copy",
-            "--no-check-sigs",
-            "--from",
-            &to_b,
-            "--to",
-            &c_s,
-            &top,
-        ],
-        &sshopts,
-    );
+    let out = nix_copy(&to_b, &c_s, &top, &sshopts);
     assert!(out.status.success(), "copy --from: {}", text(&out.stderr));
-    all_there(&c, &closure, "copied from nixwire serve");
+    kit::all_there(&c, &closure, "copied from nixwire serve");
 
     // What Nix's ssh:// store reports of the paths is what the store holds.
     let info = |store: &str| {
@@ -165,22 +142,11 @@ fn nix_build_with_nixwire_serve_as_the_builder() {
     let local_s = local.display().to_string();
     let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/hello.nix");
     let greeting = format!("served {}", kit::unique_number());
-    let out = nix(
-        "nix-build",
+    let out = nix_build(
+        &local_s,
+        &builders,
         &[
-            "--store",
-            &local_s,
-            "--no-out-link",
-            "-j0",
-            "--builders",
-            &builders,
-            hello,
-            "--argstr",
-            "greeting",
-            &greeting,
-            "--argstr",
-            "seconds",
-            "0",
+            hello, "--argstr", "greeting", &greeting, "--argstr", "seconds", "0",
         ],
         &sshopts,
     );
@@ -189,7 +155,7 @@ fn nix_build_with_nixwire_serve_as_the_builder() {
     // The builder's log came back through nixwire serve's stderr.
     assert!(stderr.contains("building nixwire-hello on"), "{stderr}");
     let built = kit::store_path(&text(&out.stdout));
-    all_there(&local, std::slice::from_ref(&built), "built remotely");
+    kit::all_there(&local, std::slice::from_ref(&built), "built remotely");
     assert!(
         kit::is_valid(&remote, &built),
         "the output is on the builder"
@@ -201,20 +167,7 @@ fn nix_build_with_nixwire_serve_as_the_builder() {
          builder = \"/bin/sh\"; args = [ \"-c\" \"echo boom-$((6*7))-{}; exit 3\" ]; }}",
         kit::unique_number()
     );
-    let out = nix(
-        "nix-build",
-        &[
-            "--store",
-            &local_s,
-            "--no-out-link",
-            "-j0",
-            "--builders",
-            &builders,
-            "-E",
-            &expr,
-        ],
-        &sshopts,
-    );
+    let out = nix_build(&local_s, &builders, &["-E", &expr], &sshopts);
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "a failing build succeeded: {stderr}");
     assert!(stderr.contains("boom-42-"), "the log line: {stderr}");
@@ -231,19 +184,7 @@ fn read_only_nixwire_serve_refuses_a_copy_and_registers_nothing() {
     // Nix's ssh:// client always appends --write; --read-only wins.
     let (uri, sshopts) = serve_uri(&sshd, &b, &["--read-only"]);
     let a_s = a.display().to_string();
-    let out = nix(
-        "nix",
-        &[
-            "copy",
-            "--no-check-sigs",
-            "--from",
-            &a_s,
-            "--to",
-            &uri,
-            &top,
-        ],
-        &sshopts,
-    );
+    let out = nix_copy(&a_s, &uri, &top, &sshopts);
     let stderr = text(&out.stderr);
     assert!(
         !out.status.success(),

@@ -420,6 +420,16 @@ fn replay(conn: &Conn, root: &Path, known: &BTreeSet<StorePath>) -> Result<Outco
     ))
 }
 
+/// `t` with `stdout` as the server's answer after its client stream.
+fn with_answer(t: &Transcript, stdout: Vec<u8>) -> Transcript {
+    let mut ours = t.clone();
+    ours.chunks.push(Chunk {
+        from: From::Server,
+        data: stdout,
+    });
+    ours
+}
+
 /// The store paths a request names.
 fn request_paths(request: &Request) -> Vec<StorePath> {
     match request {
@@ -541,7 +551,8 @@ fn a_made_session_imports_builds_locks_and_refuses_without_write() {
         bodies: Vec::new(),
     };
     let both = vec![dep.clone(), top.clone()];
-    let requests = vec![
+    // Asked before the import (none valid) and after it (both).
+    let query_both = || {
         request(
             sm::QueryValidPaths {
                 lock: true,
@@ -549,19 +560,15 @@ fn a_made_session_imports_builds_locks_and_refuses_without_write() {
                 paths: both.clone(),
             }
             .into(),
-        ),
+        )
+    };
+    let requests = vec![
+        query_both(),
         RecordedRequest {
             request: sm::ImportPaths { paths: trailers }.into(),
             bodies,
         },
-        request(
-            sm::QueryValidPaths {
-                lock: true,
-                substitute: false,
-                paths: both.clone(),
-            }
-            .into(),
-        ),
+        query_both(),
         request(
             sm::BuildPaths {
                 paths: vec![NixString::from(format!("{}!out", kit::full(&drv)))],
@@ -608,11 +615,7 @@ fn a_made_session_imports_builds_locks_and_refuses_without_write() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    let mut ours = t.clone();
-    ours.chunks.push(Chunk {
-        from: From::Server,
-        data: stdout,
-    });
+    let ours = with_answer(&t, stdout);
     assert_eq!(codec_walk(&ours).replies.len(), 1);
     for path in [&dep, &top, &drv] {
         assert!(!kit::is_valid(&b, path), "{path} was registered");
@@ -621,11 +624,7 @@ fn a_made_session_imports_builds_locks_and_refuses_without_write() {
     // With --write, every request is answered.
     let (stdout, stderr, ok) = run_server_with(&t, &walk, &b, true).expect("run");
     assert!(ok, "{stderr}");
-    let mut ours = t.clone();
-    ours.chunks.push(Chunk {
-        from: From::Server,
-        data: stdout,
-    });
+    let ours = with_answer(&t, stdout);
     let got = codec_walk(&ours);
     assert_eq!(got.server_error, None, "{stderr}");
     let replies: Vec<&Reply> = got.replies.iter().map(|r| &r.reply).collect();

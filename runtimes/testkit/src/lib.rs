@@ -323,6 +323,54 @@ pub fn is_valid(root: &Path, path: &StorePath) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Whether the contents of `path` (in full) in the chroot store `root`
+/// match its registered hash, by Nix's own account (`nix-store
+/// --verify-path`); if not, why (Nix's stderr).
+pub fn verify_path(root: &Path, path: &str) -> Result<(), String> {
+    let out = nix_command("nix-store")
+        .args([
+            "--store",
+            &root.display().to_string(),
+            "--verify-path",
+            path,
+        ])
+        .output()
+        .map_err(|e| format!("nix-store --verify-path: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Runs `nix-store --verify --check-contents` on the chroot store `root`:
+/// Nix's own check of its database and of every path's contents. Its
+/// exit status and its stderr (where Nix names what it found wrong) are
+/// for the caller to judge.
+pub fn verify_store(root: &Path) -> std::process::Output {
+    nix_command("nix-store")
+        .args([
+            "--store",
+            &root.display().to_string(),
+            "--verify",
+            "--check-contents",
+        ])
+        .output()
+        .expect("nix-store --verify")
+}
+
+/// Asserts that every path of `closure` is valid in the chroot store
+/// `root` and its contents match its registered hash, by Nix's account;
+/// `what` names the case in the failure.
+pub fn all_there(root: &Path, closure: &[StorePath], what: &str) {
+    for path in closure {
+        assert!(is_valid(root, path), "{what}: {path} is not valid");
+        if let Err(stderr) = verify_path(root, &full(path)) {
+            panic!("{what}: {path}: {stderr}");
+        }
+    }
+}
+
 /// Instantiates a derivation whose builder runs `script` with `/bin/sh`, in
 /// the chroot store `root`, and returns its path and its
 /// [`BasicDerivation`] (read back with `nix show-derivation`).
