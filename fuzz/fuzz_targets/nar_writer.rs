@@ -41,8 +41,12 @@ fn node(program: &mut &[u8], depth: usize) -> Node {
     let op = next(program);
     match op % 3 {
         0 => {
+            // Contents come from the program, as far as it goes: zeros past
+            // its end would make large archives of nothing new.
             let len = usize::from(next(program)) * usize::from(op >> 4);
-            let contents = (0..len).map(|_| next(program)).collect();
+            let (contents, rest) = program.split_at(len.min(program.len()));
+            let contents = contents.to_vec();
+            *program = rest;
             Node::Regular {
                 executable: op & 4 != 0,
                 contents,
@@ -56,17 +60,21 @@ fn node(program: &mut &[u8], depth: usize) -> Node {
         }
         _ if depth >= MAX_DEPTH => Node::Directory(Vec::new()),
         _ => {
-            let count = usize::from(op >> 4);
-            let mut entries: Vec<(Vec<u8>, Node)> = (0..count)
-                .map(|_| {
-                    let len = 1 + usize::from(next(program) % 16);
-                    let mut name = text(program, len, b"abcdefghijklmnopqrstuvwxyz0123456789._-+=");
-                    if name == b"." || name == b".." {
-                        name.push(b'x');
-                    }
-                    (name, node(program, depth + 1))
-                })
-                .collect();
+            // Entries only while the program lasts: past its end every
+            // entry would be the same empty file, and a tree of thousands
+            // of them costs time without adding a shape.
+            let mut entries: Vec<(Vec<u8>, Node)> = Vec::new();
+            for _ in 0..op >> 4 {
+                if program.is_empty() {
+                    break;
+                }
+                let len = 1 + usize::from(next(program) % 16);
+                let mut name = text(program, len, b"abcdefghijklmnopqrstuvwxyz0123456789._-+=");
+                if name == b"." || name == b".." {
+                    name.push(b'x');
+                }
+                entries.push((name, node(program, depth + 1)));
+            }
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             entries.dedup_by(|a, b| a.0 == b.0);
             Node::Directory(entries)
