@@ -129,17 +129,8 @@ pub fn load(path: &Path) -> Result<Transcript, LoadError> {
                 .map_err(|e| format(format!("chunk {i}: {e}")))
         })
         .collect::<Result<_, _>>()?;
-    let folder = path
-        .parent()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let file = path
-        .file_stem()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     Ok(Transcript {
-        name: format!("{folder}/{file}"),
+        name: name_of(path),
         protocol: raw.protocol,
         scenario: raw.scenario,
         client: raw.client,
@@ -185,4 +176,18 @@ fn is_transcript_name(p: &Path) -> bool {
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     name.starts_with("conn") && name.ends_with(".json")
+}
+
+/// The name [`load`] gives the transcript at `path`: `<folder>/<stem>`.
+pub fn name_of(path: &Path) -> String {
+    let folder = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = path
+        .file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{folder}/{file}")
 }

@@ -612,7 +612,7 @@ impl Session {
                     };
                     let request = worker_request(op)?;
                     if let Some(build) = build {
-                        let settings = build_settings(&self.config.settings, build);
+                        let settings = build.apply_to(&self.config.settings);
                         let inner = c.request(now, settings)?;
                         self.parts.insert(inner, Part::Settings);
                     }
@@ -1426,27 +1426,28 @@ fn worker_request(op: Op) -> Result<worker::Request, Error> {
     })
 }
 
-/// The session's settings with a build's limits.
-fn build_settings(
-    base: &worker::messages::SetOptions,
-    build: BuildSettings,
-) -> worker::messages::SetOptions {
-    let mut settings = base.clone();
-    settings.max_silent_time = build.max_silent_time;
-    settings.keep_failed = build.keep_failed;
-    let mut set = |name: &str, value: u64| {
+impl BuildSettings {
+    /// `base` (a session's worker settings) with these limits: what a
+    /// worker client sends as `SetOptions` before a build, since the worker
+    /// protocol carries no limits with the build itself.
+    pub fn apply_to(self, base: &worker::messages::SetOptions) -> worker::messages::SetOptions {
+        let mut settings = base.clone();
+        settings.max_silent_time = self.max_silent_time;
+        settings.keep_failed = self.keep_failed;
+        let mut set = |name: &str, value: u64| {
+            settings
+                .overrides
+                .retain(|(n, _)| n.as_bytes() != name.as_bytes());
+            settings
+                .overrides
+                .push((NixString::from(name), NixString::from(value.to_string())));
+        };
+        set("timeout", self.build_timeout);
+        if self.max_log_size > 0 {
+            set("max-log-size", self.max_log_size);
+        }
         settings
-            .overrides
-            .retain(|(n, _)| n.as_bytes() != name.as_bytes());
-        settings
-            .overrides
-            .push((NixString::from(name), NixString::from(value.to_string())));
-    };
-    set("timeout", build.build_timeout);
-    if build.max_log_size > 0 {
-        set("max-log-size", build.max_log_size);
     }
-    settings
 }
 
 /// The answer a serve reply gives.

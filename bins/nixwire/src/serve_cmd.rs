@@ -508,22 +508,9 @@ impl Serving {
                 .map_err(|e| ServeError::Refused(e.to_string()))?;
             paths.push(path);
         }
-        let mut settings = self.options.session.settings.clone();
-        settings.max_silent_time = m.options.max_silent_time;
-        settings.keep_failed = m.options.keep_failed;
+        let mut settings =
+            Self::build_settings(&m.options).apply_to(&self.options.session.settings);
         settings.use_substitutes = false;
-        let mut set = |name: &str, value: u64| {
-            settings
-                .overrides
-                .retain(|(n, _)| n.as_bytes() != name.as_bytes());
-            settings
-                .overrides
-                .push((NixString::from(name), NixString::from(value.to_string())));
-        };
-        set("timeout", m.options.build_timeout);
-        if m.options.max_log_size > 0 {
-            set("max-log-size", m.options.max_log_size);
-        }
         self.worker(settings)?;
         self.building.store(true, Ordering::SeqCst);
         let built = self.worker(worker::messages::BuildPaths {

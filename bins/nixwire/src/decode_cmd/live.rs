@@ -31,13 +31,13 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nixwire_conformance::transcript::{Chunk, From, Transcript};
+use nixwire_conformance::transcript::{Chunk, From, Transcript, name_of};
 
 use super::{DecodeArgs, Line, decode_lines, render};
 use crate::record_cmd::{self, DEFAULT_LABEL, DEFAULT_SCENARIO, Observer, Target, merge};
@@ -79,20 +79,6 @@ pub(super) fn run(args: DecodeArgs) -> ExitCode {
         server: DEFAULT_LABEL.into(),
     });
     record_cmd::proxy(&args.command, target, Some(Box::new(live)))
-}
-
-/// A transcript's name as `transcript::load` gives it: `<folder>/<stem>`.
-fn name_of(path: &Path) -> String {
-    let folder = path
-        .parent()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let file = path
-        .file_stem()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    format!("{folder}/{file}")
 }
 
 /// What the proxy tells the decoder thread.
